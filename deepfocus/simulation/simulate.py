@@ -1,0 +1,276 @@
+"""One simulated observation: sky model, dirty cube and truth catalogue, in memory or on disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import QTable
+from astropy.wcs import WCS
+from spectral_cube import SpectralCube, VaryingResolutionSpectralCube
+
+from ..exceptions import InvalidInputError
+from ..io.atomic import atomic_path
+from ..version import __version__
+from .catalog import peak_snr, random_catalog
+from .interferometer import Interferometer
+from .observation import Observation
+from .skymodel import SkyModel
+
+__all__ = ["SimulatedObservation", "simulate", "simulate_arrays", "cube_wcs", "TRUTH_COLUMNS"]
+
+#: Columns of a truth catalogue, in order (DESIGN section 4).
+TRUTH_COLUMNS = (
+    "id", "x_centroid", "y_centroid", "z_centroid", "sky_centroid", "spectral_centroid",
+    "z_min", "z_max", "fwhm_major", "fwhm_minor", "position_angle", "line_width", "flux",
+    "continuum_flux", "snr", "flags",
+)
+
+
+def cube_wcs(observation: Observation, cell) -> WCS:
+    """The RA/Dec/frequency WCS of a simulated cube (SIN projection, centre pixel npix // 2)."""
+    obs = observation
+    w = WCS(naxis=3)
+    w.wcs.ctype = ["RA---SIN", "DEC--SIN", "FREQ"]
+    w.wcs.cunit = ["deg", "deg", "Hz"]
+    w.wcs.crpix = [obs.npix // 2 + 1, obs.npix // 2 + 1, 1]
+    cdelt = u.Quantity(cell, u.deg).value
+    w.wcs.cdelt = [-cdelt, cdelt, obs.channel_width.to_value(u.Hz)]
+    w.wcs.crval = [obs.ra.to_value(u.deg), obs.dec.to_value(u.deg), obs.frequency.to_value(u.Hz)]
+    w.wcs.radesys = "ICRS"
+    w.wcs.specsys = "LSRK"
+    w.wcs.restfrq = obs.restfreq.to_value(u.Hz)
+    return w
+
+
+@dataclass
+class SimulatedObservation:
+    """A simulated observation.
+
+    Attributes
+    ----------
+    dirty : `~spectral_cube.SpectralCube`
+        Dirty cube in Jy/beam with the beam of every channel.
+    sky : `~spectral_cube.SpectralCube`
+        Sky-model cube in Jy/pixel (no primary-beam attenuation).
+    truth : `~astropy.table.QTable`
+        Truth catalogue in the columns of `TRUTH_COLUMNS`.
+    observation : `Observation`
+        Settings.
+    psf : `numpy.ndarray`
+        PSF of every channel, ``(n_chan, npix, npix)``.
+    seed : int or None
+        Seed of the random catalogue and noise.
+    """
+
+    dirty: SpectralCube
+    sky: SpectralCube
+    truth: QTable
+    observation: Observation
+    psf: np.ndarray
+    seed: int | None = None
+
+    def summary(self) -> str:
+        """A few lines describing the cube and its sources."""
+        d = self.dirty
+        beam = d.beams[len(d.beams) // 2] if hasattr(d, "beams") else d.beam
+        noise = self.truth.meta.get("noise_rms_jy_per_beam", float("nan"))
+        lines = [
+            f"dirty cube  : {d.shape[0]} channels x {d.shape[1]} x {d.shape[2]} pixels, "
+            f"{d.spectral_axis[0].to(u.GHz):.4f} .. {d.spectral_axis[-1].to(u.GHz):.4f}",
+            f"array       : {self.observation.configuration}, cell {abs(d.wcs.wcs.cdelt[1]) * 3600:.4g} arcsec",
+            f"beam        : {beam.major.to(u.arcsec):.3f} x {beam.minor.to(u.arcsec):.3f}, "
+            f"PA {beam.pa.to(u.deg):.1f}",
+            f"noise       : {noise * 1e3:.3f} mJy/beam per channel",
+            f"sources     : {len(self.truth)}",
+        ]
+        for row in self.truth:
+            lines.append(
+                f"  #{row['id']:<3d} x={row['x_centroid'].value:7.2f} y={row['y_centroid'].value:7.2f} "
+                f"z={row['z_centroid']:6.2f}  flux={row['flux'].value:8.4f} Jy km/s  "
+                f"S/N={row['snr']:6.1f}  FWHM={row['fwhm_major'].value:.3f}\""
+            )
+        return "\n".join(lines)
+
+    def write(self, directory, name="sim", *, overwrite=False, psf=False) -> dict:
+        """Write ``{name}_dirty.fits``, ``{name}_sky.fits`` and ``{name}_truth.ecsv``.
+
+        Parameters
+        ----------
+        directory : str or path-like
+            Output folder (created if needed).
+        name : str
+            File name stem.
+        overwrite : bool
+            Replace existing files.
+        psf : bool
+            Also write ``{name}_psf.fits``.
+
+        Returns
+        -------
+        paths : dict
+            The written paths by kind.
+        """
+        directory = Path(directory)
+        paths = {
+            "dirty": directory / f"{name}_dirty.fits",
+            "sky": directory / f"{name}_sky.fits",
+            "truth": directory / f"{name}_truth.ecsv",
+        }
+        if psf:
+            paths["psf"] = directory / f"{name}_psf.fits"
+        if not overwrite:
+            existing = [str(p) for p in paths.values() if p.exists()]
+            if existing:
+                raise FileExistsError(f"output exists: {', '.join(existing)} (use overwrite)")
+        for kind in ("dirty", "sky"):
+            with atomic_path(paths[kind]) as tmp:
+                getattr(self, kind).hdulist.writeto(tmp)
+        if psf:
+            header = self.sky.header.copy()
+            header["BUNIT"] = ""
+            with atomic_path(paths["psf"]) as tmp:
+                fits.PrimaryHDU(self.psf.astype(np.float32), header=header).writeto(tmp)
+        with atomic_path(paths["truth"]) as tmp:
+            self.truth.write(tmp, format="ascii.ecsv")
+        return paths
+
+
+def _truth_table(sources: QTable, sky: SkyModel, interferometer: Interferometer, wcs: WCS) -> QTable:
+    obs = interferometer.observation
+    n = len(sources)
+    truth = QTable(meta={})
+    truth["id"] = np.arange(1, n + 1)
+    for name in ("x_centroid", "y_centroid"):
+        truth[name] = u.Quantity(sources[name], u.pix)
+    truth["z_centroid"] = np.asarray(u.Quantity(sources["z_centroid"]).value, dtype=float)
+    x, y, z = truth["x_centroid"].value, truth["y_centroid"].value, truth["z_centroid"]
+    ra, dec = wcs.celestial.pixel_to_world_values(x, y)
+    truth["sky_centroid"] = SkyCoord(ra * u.deg, dec * u.deg, frame="icrs")
+    truth["spectral_centroid"] = (wcs.spectral.pixel_to_world_values(z) * u.Hz).to(u.GHz)
+    width_chan = u.Quantity(sources["line_width"], u.km / u.s) / obs.channel_velocity_width
+    truth["z_min"] = np.clip(np.floor(z - width_chan.value), 0, obs.n_channels - 1).astype(int)
+    truth["z_max"] = np.clip(np.ceil(z + width_chan.value), 0, obs.n_channels - 1).astype(int)
+    truth["fwhm_major"] = u.Quantity(sources["fwhm_major"], u.arcsec)
+    truth["fwhm_minor"] = u.Quantity(sources["fwhm_minor"], u.arcsec)
+    truth["position_angle"] = u.Quantity(sources["position_angle"], u.deg) % (180 * u.deg)
+    truth["line_width"] = u.Quantity(sources["line_width"], u.km / u.s)
+    truth["flux"] = u.Quantity(sources["flux"], u.Jy * u.km / u.s)
+    cont = sources["continuum_flux"] if "continuum_flux" in sources.colnames else np.zeros(n)
+    truth["continuum_flux"] = u.Quantity(cont, u.Jy)
+    ref_noise = interferometer.noise_rms[obs.n_channels // 2]
+    truth["snr"] = peak_snr(
+        truth, beam=interferometer.beam, noise_rms=ref_noise,
+        channel_velocity_width=obs.channel_velocity_width, n_channels=obs.n_channels,
+    ) if n else np.zeros(0)
+    truth["flags"] = np.zeros(n, dtype=np.int32)
+    truth.meta.update(
+        {
+            "deepfocus_version": __version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "observation": obs.to_dict(),
+            "cell_arcsec": float(interferometer.cell.to_value(u.arcsec)),
+            "noise_rms_jy_per_beam": float(ref_noise.value),
+            "restfreq_hz": float(obs.restfreq.to_value(u.Hz)),
+            "velocity_convention": "radio",
+        }
+    )
+    return truth
+
+
+def _beams_hdu_cube(data, wcs, beams, unit):
+    major = u.Quantity([b.major for b in beams])
+    same = np.allclose(major.value, major[0].value) and len(beams) > 0
+    header = wcs.to_header()
+    header["BUNIT"] = unit
+    if same:
+        cube = SpectralCube(data=data, wcs=wcs, header=header, meta={"BUNIT": unit})
+        return cube.with_beam(beams[0], raise_error_jybm=False)
+    return VaryingResolutionSpectralCube(data=data, wcs=wcs, header=header, beams=beams, meta={"BUNIT": unit})
+
+
+def simulate_arrays(interferometer: Interferometer, catalog=None, *, seed=None, recipe="wide", n_sources=None):
+    """The arrays of one simulation, without building cubes (fast path for training).
+
+    Returns
+    -------
+    dirty : `numpy.ndarray`
+        ``(n_chan, npix, npix)`` dirty cube in Jy/beam.
+    sky : `SkyModel`
+        The sky model (``sky.cube()`` gives Jy/pixel).
+    catalog : `~astropy.table.QTable`
+        The sources (drawn at random when ``catalog`` is None).
+    """
+    obs = interferometer.observation
+    seeds = np.random.SeedSequence(seed)
+    cat_rng, noise_rng = (np.random.default_rng(s) for s in seeds.spawn(2))
+    shape = (obs.n_channels, obs.npix, obs.npix)
+    if catalog is None:
+        ref_noise = interferometer.noise_rms[obs.n_channels // 2]
+        catalog = random_catalog(
+            cat_rng, shape=shape, cell=interferometer.cell, beam=interferometer.beam,
+            noise_rms=ref_noise, channel_velocity_width=obs.channel_velocity_width,
+            recipe=recipe, n_sources=n_sources,
+        )
+    sky = SkyModel(catalog, shape, cell=interferometer.cell, channel_velocity_width=obs.channel_velocity_width)
+    return interferometer.observe(sky, seed=noise_rng), sky, catalog
+
+
+def simulate(
+    observation: Observation | None = None,
+    catalog: QTable | None = None,
+    *,
+    seed=None,
+    recipe: str = "wide",
+    n_sources: int | None = None,
+    interferometer: Interferometer | None = None,
+) -> SimulatedObservation:
+    """Simulate one ALMA observation with the fast engine.
+
+    Parameters
+    ----------
+    observation : `Observation`, optional
+        Settings (defaults: `Observation()`).
+    catalog : `~astropy.table.QTable`, optional
+        Sources (columns of `~deepfocus.simulation.skymodel.REQUIRED_COLUMNS`); if None a
+        random catalogue is drawn with ``recipe``.
+    seed : int or sequence of int, optional
+        Seed of the random catalogue and of the noise.
+    recipe : {'wide', 'paper'}
+        Catalogue recipe when ``catalog`` is None.
+    n_sources : int, optional
+        Number of random sources.
+    interferometer : `Interferometer`, optional
+        Reuse an interferometer (and its cached PSFs) across many simulations; its observation
+        is used.
+
+    Returns
+    -------
+    result : `SimulatedObservation`
+
+    Examples
+    --------
+    >>> from deepfocus.simulation import Observation, simulate
+    >>> sim = simulate(Observation(npix=64, n_channels=16), seed=1)  # doctest: +SKIP
+    >>> print(sim.summary())  # doctest: +SKIP
+    """
+    if interferometer is None:
+        interferometer = Interferometer(observation)
+    elif observation is not None and observation != interferometer.observation:
+        raise InvalidInputError("pass either an observation or an interferometer, not both differing")
+    obs = interferometer.observation
+    dirty, sky, catalog = simulate_arrays(
+        interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources
+    )
+    wcs = cube_wcs(obs, interferometer.cell)
+    dirty_cube = _beams_hdu_cube(dirty * u.Jy / u.beam, wcs, interferometer.beams, "Jy/beam")
+    sky_cube = SpectralCube(data=sky.cube() * u.Jy / u.pix, wcs=wcs, meta={"BUNIT": "Jy/pixel"})
+    truth = _truth_table(catalog, sky, interferometer, wcs)
+    truth.meta["seed"] = seed
+    psf = np.stack([interferometer.psf(k) for k in range(obs.n_channels)]).astype(np.float32)
+    return SimulatedObservation(dirty_cube, sky_cube, truth, obs, psf, seed)

@@ -1,0 +1,130 @@
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.table import QTable
+from spectral_cube import SpectralCube
+
+from deepfocus.simulation.catalog import random_catalog
+from deepfocus.simulation.simulate import TRUTH_COLUMNS, simulate
+
+UNITS = {
+    "x_centroid": u.pix, "y_centroid": u.pix, "spectral_centroid": u.GHz, "fwhm_major": u.arcsec,
+    "fwhm_minor": u.arcsec, "position_angle": u.deg, "line_width": u.km / u.s,
+    "flux": u.Jy * u.km / u.s, "continuum_flux": u.Jy,
+}
+
+
+@pytest.fixture(scope="module")
+def result(small_interferometer):
+    return simulate(interferometer=small_interferometer, seed=11, n_sources=4)
+
+
+def test_truth_columns_and_units(result):
+    truth = result.truth
+    assert tuple(truth.colnames) == TRUTH_COLUMNS
+    for name, unit in UNITS.items():
+        assert truth[name].unit == unit, name
+    assert list(truth["id"]) == [1, 2, 3, 4]
+    assert np.all((truth["position_angle"] >= 0 * u.deg) & (truth["position_angle"] < 180 * u.deg))
+    assert np.all(truth["z_min"] <= truth["z_centroid"]) and np.all(truth["z_centroid"] <= truth["z_max"])
+    assert truth.meta["noise_rms_jy_per_beam"] > 0
+
+
+def test_truth_positions_round_trip_through_wcs(result):
+    truth = result.truth
+    x, y = result.dirty.wcs.celestial.world_to_pixel(truth["sky_centroid"])
+    np.testing.assert_allclose(x, truth["x_centroid"].value, atol=1e-6)
+    np.testing.assert_allclose(y, truth["y_centroid"].value, atol=1e-6)
+    z = result.dirty.wcs.spectral.world_to_pixel(truth["spectral_centroid"])
+    np.testing.assert_allclose(z, truth["z_centroid"], atol=1e-6)
+
+
+def test_sky_cube_sums_to_truth_fluxes(result):
+    from scipy.stats import norm
+
+    sky = result.sky.unmasked_data[:].value
+    dv = result.observation.channel_velocity_width.to_value(u.km / u.s)
+    # Lines wider than the 16-channel test band are cut by the band edges.
+    truth = result.truth
+    sigma = truth["line_width"].to_value(u.km / u.s) / dv / 2.3548
+    inside = norm.cdf(sky.shape[0] - 0.5, truth["z_centroid"], sigma) - norm.cdf(-0.5, truth["z_centroid"], sigma)
+    line = np.sum(truth["flux"].to_value(u.Jy * u.km / u.s) * inside)
+    continuum = result.truth["continuum_flux"].to_value(u.Jy).sum() * sky.shape[0] * dv
+    assert sky.sum() * dv == pytest.approx(line + continuum, rel=0.02)
+
+
+def test_write_and_read_back(result, tmp_path):
+    paths = result.write(tmp_path, "cube", psf=True)
+    dirty = SpectralCube.read(paths["dirty"])
+    assert dirty.unit == u.Jy / u.beam
+    beams = dirty.beams if hasattr(dirty, "beams") else [dirty.beam]
+    assert beams[0].major > 0 * u.arcsec
+    assert dirty.header["RESTFRQ"] > 0
+    assert dirty.wcs.wcs.ctype[2] == "FREQ"
+    np.testing.assert_allclose(dirty.unmasked_data[:].value, result.dirty.unmasked_data[:].value)
+    sky = SpectralCube.read(paths["sky"])
+    assert sky.unit == u.Jy / u.pix
+    truth = QTable.read(paths["truth"])
+    assert truth["flux"].unit == u.Jy * u.km / u.s
+    np.testing.assert_allclose(truth["sky_centroid"].ra.deg, result.truth["sky_centroid"].ra.deg)
+    with pytest.raises(FileExistsError, match="output exists"):
+        result.write(tmp_path, "cube")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cube_dirty.fits", "cube_psf.fits", "cube_sky.fits", "cube_truth.ecsv"
+    ]
+
+
+def test_same_seed_same_cube(small_interferometer):
+    a = simulate(interferometer=small_interferometer, seed=5)
+    b = simulate(interferometer=small_interferometer, seed=5)
+    c = simulate(interferometer=small_interferometer, seed=6)
+    np.testing.assert_array_equal(a.dirty.unmasked_data[:].value, b.dirty.unmasked_data[:].value)
+    assert len(a.truth) == len(b.truth) and np.all(a.truth["flux"] == b.truth["flux"])
+    assert not np.array_equal(a.dirty.unmasked_data[:].value, c.dirty.unmasked_data[:].value)
+
+
+def test_requested_snr_is_met_in_the_dirty_cube(small_interferometer):
+    # A bright point source at S/N 40: the noise-free dirty peak / noise equals the truth snr.
+    alma = small_interferometer
+    obs = alma.observation
+    table = random_catalog(
+        np.random.default_rng(0), shape=(obs.n_channels, obs.npix, obs.npix), cell=alma.cell,
+        beam=alma.beam, noise_rms=alma.noise_rms[8], channel_velocity_width=obs.channel_velocity_width,
+        n_sources=1, snr_range=(40, 40),
+    )
+    table["fwhm_major"] = table["fwhm_minor"] = [0.0] * u.arcsec
+    table["x_centroid"], table["y_centroid"] = [32.0] * u.pix, [32.0] * u.pix
+    table["continuum_flux"] = [0.0] * u.Jy
+    quiet = simulate(obs.replace(noise=False), table, seed=0)
+    peak = quiet.dirty.unmasked_data[:].value.max()
+    assert peak / alma.noise_rms.mean().value == pytest.approx(40, rel=0.03)
+    assert quiet.truth["snr"][0] == pytest.approx(40, rel=1e-6)
+
+
+@pytest.mark.parametrize("recipe", ["wide", "paper"])
+def test_catalogue_recipes(small_interferometer, recipe):
+    alma = small_interferometer
+    obs = alma.observation
+    kwargs = dict(
+        shape=(obs.n_channels, obs.npix, obs.npix), cell=alma.cell, beam=alma.beam,
+        noise_rms=alma.noise_rms[8], channel_velocity_width=obs.channel_velocity_width, recipe=recipe,
+    )
+    tables = [random_catalog(np.random.default_rng(s), **kwargs) for s in range(40)]
+    snr = np.concatenate([t["snr"] for t in tables])
+    width = np.concatenate([t["line_width"].value for t in tables]) / obs.channel_velocity_width.value
+    if recipe == "wide":
+        assert snr.min() >= 2 - 1e-6 and snr.max() <= 50 + 1e-6
+        assert np.percentile(snr, 10) < 4 and np.percentile(snr, 90) > 20
+        assert width.min() >= 3 and width.max() <= 20
+        sizes = np.concatenate([t["fwhm_major"] for t in tables]) / alma.beam.major
+        assert np.mean(sizes == 0) > 0.1 and sizes.max() > 2
+        assert any(np.any(t["continuum_flux"] > 0) for t in tables)
+    else:
+        for t in tables:
+            assert 3 <= len(t) <= 6
+            assert t["snr"][0] >= 20
+            sep = np.hypot(t["x_centroid"][2] - t["x_centroid"][1], t["y_centroid"][2] - t["y_centroid"][1])
+            assert sep.value <= 1.5 * (alma.beam.major / alma.cell).to_value(u.one) + 1e-6
+            if len(t) >= 4:
+                assert t["x_centroid"][3] == t["x_centroid"][0]
+                assert abs(t["z_centroid"][3] - t["z_centroid"][0]) > 1
