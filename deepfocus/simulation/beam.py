@@ -33,7 +33,7 @@ def main_lobe_mask(psf, *, cutoff=0.35):
 
 
 def fit_beam(psf, cell, *, cutoff=0.35):
-    """Least-squares elliptical Gaussian fit to the main lobe of a PSF.
+    """Least-squares elliptical Gaussian fit to the main lobe of a PSF, as ``tclean`` fits it.
 
     Parameters
     ----------
@@ -57,19 +57,26 @@ def fit_beam(psf, cell, *, cutoff=0.35):
         raise InvalidInputError(
             "the PSF main lobe covers fewer than 6 pixels: the cell is too coarse for a beam fit"
         )
-    y, x = np.nonzero(mask)
-    z = psf[y, x] / np.nanmax(psf)
     peak_y, peak_x = np.unravel_index(np.nanargmax(psf), psf.shape)
+    # As tclean: resample the main lobe bicubically to ~3000 points, then fit those above the
+    # cutoff that connect to the peak, with unit height and the centre fixed on the peak.
+    rows, cols = np.nonzero(mask)
+    half = int(max(np.abs(rows - peak_y).max(), np.abs(cols - peak_x).max())) + 5
+    factor = max(1, int(np.sqrt(3001 / mask.sum())))
+    offsets = np.arange(-half * factor, half * factor + 1) / factor
+    dy, dx = np.meshgrid(offsets, offsets, indexing="ij")
+    fine = ndimage.map_coordinates(psf, [peak_y + dy, peak_x + dx], order=3, mode="nearest")
+    fine /= psf[peak_y, peak_x]
+    fine_mask = main_lobe_mask(fine, cutoff=cutoff)
+    x, y, z = dx[fine_mask], dy[fine_mask], fine[fine_mask]
     # Moments give the starting point; the least-squares fit refines it.
     w = np.clip(z, 1e-6, None)
-    dx, dy = x - peak_x, y - peak_y
-    cxx, cyy, cxy = (np.sum(w * dx * dx), np.sum(w * dy * dy), np.sum(w * dx * dy))
-    cov = np.array([[cxx, cxy], [cxy, cyy]]) / np.sum(w)
-    evals, evecs = np.linalg.eigh(cov)
+    cov = np.array([[np.sum(w * x * x), np.sum(w * x * y)], [np.sum(w * x * y), np.sum(w * y * y)]])
+    evals, evecs = np.linalg.eigh(cov / np.sum(w))
     init = models.Gaussian2D(
         amplitude=1.0,
-        x_mean=peak_x,
-        y_mean=peak_y,
+        x_mean=0.0,
+        y_mean=0.0,
         x_stddev=np.sqrt(max(evals[1], 0.25)),
         y_stddev=np.sqrt(max(evals[0], 0.25)),
         theta=np.arctan2(evecs[1, 1], evecs[0, 1]),

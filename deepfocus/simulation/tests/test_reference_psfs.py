@@ -63,3 +63,5 @@ def test_psf_matches_casa(case):
         beam = alma.beams[0]
         assert beam.major.to_value(u.arcsec) == pytest.approx(meta["bmaj_arcsec"], rel=0.05)
         assert beam.minor.to_value(u.arcsec) == pytest.approx(meta["bmin_arcsec"], rel=0.05)
+        pa_difference = (beam.pa.to_value(u.deg) - meta["bpa_deg"] + 90) % 180 - 90
+        assert abs(pa_difference) < 5
