@@ -1,0 +1,92 @@
+"""The ``deepfocus`` command, run as a user would."""
+
+import subprocess
+import sys
+
+import pytest
+from astropy.table import QTable
+
+from deepfocus import __version__
+from deepfocus.cli import main
+
+SMALL = ["--npix", "32", "--channels", "8", "--total-time", "300"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"deepfocus {__version__}"
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out and "deepfocus simulate --n 1 --output example" in out
+
+
+def test_simulate_writes_cube_and_prints_summary(tmp_path, capsys):
+    assert main(["simulate", "--n", "1", "--output", str(tmp_path), "--seed", "3", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "dirty cube  : 8 channels x 32 x 32 pixels" in out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["sim0_dirty.fits", "sim0_sky.fits", "sim0_truth.ecsv"]
+    truth = QTable.read(tmp_path / "sim0_truth.ecsv")
+    assert len(truth) >= 1 and "snr" in truth.colnames
+
+
+def test_simulate_many_is_reproducible(tmp_path):
+    for folder in ("a", "b"):
+        assert main(["simulate", "--n", "2", "--output", str(tmp_path / folder), "--quiet", *SMALL]) == 0
+    for name in ("sim0_dirty.fits", "sim1_truth.ecsv"):
+        if name.endswith(".ecsv"):
+            a, b = (QTable.read(tmp_path / f / name) for f in ("a", "b"))
+            assert list(a["flux"].value) == list(b["flux"].value)
+        else:
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--config", "C-42"], "unknown antenna configuration 'C-42'"),
+        (["--channel-width", "-1"], "channel_width must be positive"),
+        (["--pwv", "80"], "pwv 80.0 mm outside the atmosphere table"),
+        ([], None),  # no --output
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, capsys, args, message):
+    argv = ["simulate", *SMALL, *args]
+    if message is not None:
+        argv += ["--output", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepfocus simulate: error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert (message or "needs --output") in err
+    assert not any(p.suffix == ".fits" for p in tmp_path.iterdir())
+
+
+def test_existing_output_needs_overwrite(tmp_path, capsys):
+    argv = ["simulate", "--output", str(tmp_path), "--quiet", *SMALL]
+    assert main(argv) == 0
+    assert main(argv) == 1
+    assert "output exists" in capsys.readouterr().err
+    assert main(argv + ["--overwrite"]) == 0
+
+
+def test_list_configurations(capsys):
+    assert main(["simulate", "--list-configurations"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "alma.cycle10.10" in names and "aca.cycle10" in names
+
+
+def test_entry_point_runs_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "deepfocus", "simulate", "--output", str(tmp_path), "--config", "nope"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "unknown antenna configuration" in result.stderr
