@@ -11,6 +11,8 @@ approximation, the same one CASA and AIPS use.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..exceptions import InvalidInputError
@@ -52,6 +54,14 @@ def spheroidal(nu):
         d = nu[sel] ** 2 - end**2
         out[sel] = np.polyval(_P[part][::-1], d) / np.polyval(_Q[part][::-1], d)
     return out
+
+
+@lru_cache(maxsize=1)
+def _kernel_table():
+    """The gridding kernel tabulated every 1/100 cell, out to one cell past its support."""
+    table = gridding_kernel(np.arange((KERNEL_SUPPORT + 1) * _OVERSAMPLING + 1) / _OVERSAMPLING)
+    table.setflags(write=False)
+    return table
 
 
 def gridding_kernel(offset):
@@ -147,27 +157,30 @@ def grid_weights(u, v, weights, *, n_uv, du):
     grid : `numpy.ndarray`
         ``(n_uv, n_uv)`` gridded weights, origin at ``n_uv // 2``.
     """
-    gu = np.concatenate([-u, u]) / du + n_uv // 2
-    gv = np.concatenate([v, -v]) / du + n_uv // 2
-    w = np.concatenate([weights, weights])
+    # Only the samples themselves are gridded; the conjugates are added by point reflection.
+    gu = -np.asarray(u) / du + n_uv // 2
+    gv = np.asarray(v) / du + n_uv // 2
     base_u = np.rint(gu).astype(np.int64)
     base_v = np.rint(gv).astype(np.int64)
     taps = np.arange(-KERNEL_SUPPORT, KERNEL_SUPPORT + 1)
     # CASA tabulates the kernel every 1/100 cell and rounds the sub-cell offset to that table.
-    off_u = np.rint((base_u - gu) * _OVERSAMPLING) / _OVERSAMPLING
-    off_v = np.rint((base_v - gv) * _OVERSAMPLING) / _OVERSAMPLING
-    ku = gridding_kernel(taps[None, :] + off_u[:, None])  # (n, 7)
-    kv = gridding_kernel(taps[None, :] + off_v[:, None])
+    table = _kernel_table()
+    off_u = np.rint((base_u - gu) * _OVERSAMPLING).astype(np.int64)
+    off_v = np.rint((base_v - gv) * _OVERSAMPLING).astype(np.int64)
+    ku = table[np.abs(taps[None, :] * _OVERSAMPLING + off_u[:, None])]  # (n, 7)
+    kv = table[np.abs(taps[None, :] * _OVERSAMPLING + off_v[:, None])]
     iu = base_u[:, None] + taps[None, :]
     iv = base_v[:, None] + taps[None, :]
-    if iu.min() < 0 or iv.min() < 0 or iu.max() >= n_uv or iv.max() >= n_uv:
+    if iu.min() < 1 or iv.min() < 1 or iu.max() >= n_uv or iv.max() >= n_uv:
         raise InvalidInputError(
             "baselines reach beyond the uv grid: the cell is too large for the longest baseline "
             "(choose a smaller cell)"
         )
     flat = (iv[:, :, None] * n_uv + iu[:, None, :]).ravel()
-    vals = ((w[:, None] * kv)[:, :, None] * ku[:, None, :]).ravel()
-    return np.bincount(flat, weights=vals, minlength=n_uv * n_uv).reshape(n_uv, n_uv)
+    vals = ((np.asarray(weights)[:, None] * kv)[:, :, None] * ku[:, None, :]).ravel()
+    grid = np.bincount(flat, weights=vals, minlength=n_uv * n_uv).reshape(n_uv, n_uv)
+    # Index i reflects to n_uv - i about the origin at n_uv // 2 (n_uv is even).
+    return grid + np.roll(grid[::-1, ::-1], 1, axis=(0, 1))
 
 
 def psf_from_uv(u, v, weights, *, npix, cell, padding=1.2):

@@ -88,21 +88,22 @@ def casa_track_geometry(ra, dec, date, hour_angle=0 * u.hourangle):
     rotation : `~astropy.units.Quantity`
         Angle from the north of date to the J2000 north at the field, by which uv rotate.
     """
-    from astropy.coordinates import FK5, EarthLocation, SkyCoord
+    import erfa
+    from astropy.coordinates import FK5, SkyCoord
     from astropy.time import Time
-    from astropy.utils import iers
 
-    with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None):
-        t0 = Time(f"{date} 00:00:00", scale="utc")
-        site = EarthLocation.from_geodetic(
-            ALMA_SITE["lon_deg"] * u.deg, ALMA_SITE["lat_deg"] * u.deg, ALMA_SITE["height_m"] * u.m
-        )
-        field = SkyCoord(ra, dec, frame="fk5", equinox="J2000")
-        of_date = FK5(equinox=t0)
-        apparent = field.transform_to(of_date)
-        ha0 = (t0.sidereal_time("apparent", longitude=site.lon) - apparent.ra).wrap_at(12 * u.hourangle)
-        north = field.directional_offset_by(0 * u.deg, 1 * u.arcmin).transform_to(of_date)
-        rotation = apparent.position_angle(north).wrap_at(180 * u.deg)
+    t0 = Time(f"{date} 00:00:00", scale="utc")
+    field = SkyCoord(ra, dec, frame="fk5", equinox="J2000")
+    of_date = FK5(equinox=t0)
+    apparent = field.transform_to(of_date)
+    # Apparent sidereal time with UT1 taken as UTC (< 1 s off), so that no Earth-orientation
+    # table is needed offline.
+    gast = erfa.gst06a(t0.utc.jd1, t0.utc.jd2, t0.tt.jd1, t0.tt.jd2) * u.rad
+    last = gast + ALMA_SITE["lon_deg"] * u.deg
+    ha0 = (last - apparent.ra).to(u.hourangle)
+    ha0 = (ha0 + 12 * u.hourangle) % (24 * u.hourangle) - 12 * u.hourangle
+    north = field.directional_offset_by(0 * u.deg, 1 * u.arcmin).transform_to(of_date)
+    rotation = apparent.position_angle(north).wrap_at(180 * u.deg)
     # The time offset applied is (hour_angle - ha0) in solar hours; 37 s is TAI - UTC.
     requested = u.Quantity(hour_angle, u.hourangle)
     solar_to_sidereal = 86400.0 / SIDEREAL_DAY
