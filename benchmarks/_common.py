@@ -52,8 +52,8 @@ def rst_table(headers, rows) -> str:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     rule = "  ".join("=" * w for w in widths)
-    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]]
+    lines = [rule, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=False)), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) for r in cells[1:]]
     lines.append(rule)
     return "\n".join(lines)
 

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 import torch
-
 from _common import machine, rst_table, write_docs, write_json
+
 from deepfocus.simulation import Interferometer, Observation
 from deepfocus.simulation.simulate import simulate_arrays
 
@@ -54,15 +54,26 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = [measure(n, c, args.repeats) for n, c in SIZES]
-    data = {"machine": machine(), "configuration": "alma.cycle10.3, 230 GHz, 1800 s", "results": results}
+    data = {
+        "machine": machine(),
+        "configuration": "alma.cycle10.3, 230 GHz, 1800 s",
+        "results": results,
+    }
     write_json("simulator_speed", data)
     rows = [
-        (f"{r['npix']}x{r['npix']}x{r['n_channels']}", r["psf_groups"], f"{r['setup_s']:.2f}",
-         f"{r['first_cube_s']:.2f}", f"{r['per_cube_s_median']:.3f}", f"{r['voxels_per_s'] / 1e6:.1f}")
+        (
+            f"{r['npix']}x{r['npix']}x{r['n_channels']}",
+            r["psf_groups"],
+            f"{r['setup_s']:.2f}",
+            f"{r['first_cube_s']:.2f}",
+            f"{r['per_cube_s_median']:.3f}",
+            f"{r['voxels_per_s'] / 1e6:.1f}",
+        )
         for r in results
     ]
     table = rst_table(
-        ["cube", "PSF groups", "setup (s)", "first cube (s)", "each further cube (s)", "Mvoxel/s"], rows
+        ["cube", "PSF groups", "setup (s)", "first cube (s)", "each further cube (s)", "Mvoxel/s"],
+        rows,
     )
     m = data["machine"]
     text = (

@@ -56,10 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--n", type=_positive_int, default=1, help="number of cubes (default 1)")
     sim.add_argument("--output", type=Path, help="output folder")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the set (default 0)")
-    sim.add_argument("--config", default="alma.cycle10.3",
-                     help="antenna configuration: a shipped name, C-1..C-10, ACA, or a CASA .cfg path")
-    sim.add_argument("--engine", choices=("fast", "casa"), default="fast",
-                     help="fast (numpy, default) or casa (simobserve + tclean, needs deepfocus[casa])")
+    sim.add_argument(
+        "--config",
+        default="alma.cycle10.3",
+        help="antenna configuration: a shipped name, C-1..C-10, ACA, or a CASA .cfg path",
+    )
+    sim.add_argument(
+        "--engine",
+        choices=("fast", "casa"),
+        default="fast",
+        help="fast (numpy, default) or casa (simobserve + tclean, needs deepfocus[casa])",
+    )
     sim.add_argument("--recipe", choices=("wide", "paper"), default="wide", help="source recipe")
     sim.add_argument("--n-sources", type=_positive_int, help="sources per cube (default: random)")
     sim.add_argument("--npix", type=_positive_int, default=128, help="image size in pixels (128)")
@@ -116,11 +123,16 @@ def _run_simulate(args) -> int:
         if args.engine == "casa":
             from .simulation.casa_engine import simulate_casa_observation
 
-            result = simulate_casa_observation(interferometer, seed=seed, recipe=args.recipe,
-                                               n_sources=args.n_sources)
+            result = simulate_casa_observation(
+                interferometer, seed=seed, recipe=args.recipe, n_sources=args.n_sources
+            )
         else:
-            result = simulate(interferometer=interferometer, seed=seed, recipe=args.recipe,
-                              n_sources=args.n_sources)
+            result = simulate(
+                interferometer=interferometer,
+                seed=seed,
+                recipe=args.recipe,
+                n_sources=args.n_sources,
+            )
         paths = result.write(args.output, f"sim{index:0{width}d}", overwrite=args.overwrite, psf=args.psf)
         if args.n == 1 and not args.quiet:
             print(result.summary())

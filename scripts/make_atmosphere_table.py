@@ -224,8 +224,9 @@ def main(argv=None):
     args.output.parent.mkdir(parents=True, exist_ok=True)
     table.write(args.output, format="ascii.ecsv", overwrite=True)
     size = args.output.stat().st_size
-    print(f"wrote {args.output} ({len(table)} rows, {size / 1024:.0f} KiB) "
-          f"in {time.perf_counter() - t0:.0f} s")
+    print(
+        f"wrote {args.output} ({len(table)} rows, {size / 1024:.0f} KiB) in {time.perf_counter() - t0:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,19 @@ def test_list_configurations(capsys):
 
 def test_entry_point_runs_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "deepfocus", "simulate", "--output", str(tmp_path), "--config", "nope"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "deepfocus",
+            "simulate",
+            "--output",
+            str(tmp_path),
+            "--config",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

@@ -186,9 +186,7 @@ class AntennaConfiguration:
         if coordsys.startswith("XYZ"):
             xyz = _geocentric_to_local(xyz)
         elif not coordsys.startswith("LOC"):
-            raise InvalidInputError(
-                f"{path.name}: coordsys={coordsys} is not supported (use LOC or XYZ)"
-            )
+            raise InvalidInputError(f"{path.name}: coordsys={coordsys} is not supported (use LOC or XYZ)")
         return cls(
             name=name or path.stem,
             east=xyz[:, 0],
@@ -207,8 +205,6 @@ def _geocentric_to_local(xyz: np.ndarray) -> np.ndarray:
     lat = np.arctan2(centre[2], np.hypot(centre[0], centre[1]))
     d = xyz - centre
     east = -np.sin(lon) * d[:, 0] + np.cos(lon) * d[:, 1]
-    north = (
-        -np.sin(lat) * np.cos(lon) * d[:, 0] - np.sin(lat) * np.sin(lon) * d[:, 1] + np.cos(lat) * d[:, 2]
-    )
+    north = -np.sin(lat) * np.cos(lon) * d[:, 0] - np.sin(lat) * np.sin(lon) * d[:, 1] + np.cos(lat) * d[:, 2]
     up = np.cos(lat) * np.cos(lon) * d[:, 0] + np.cos(lat) * np.sin(lon) * d[:, 1] + np.sin(lat) * d[:, 2]
     return np.column_stack([east, north, up])

@@ -33,7 +33,7 @@ def _beam_dilution(beam: Beam, fwhm_major, fwhm_minor, position_angle):
     Equals ``beam area / area of (source convolved with beam)``: 1 for a point source.
     """
     factors = []
-    for fmaj, fmin, pa in zip(fwhm_major, fwhm_minor, position_angle):
+    for fmaj, fmin, pa in zip(fwhm_major, fwhm_minor, position_angle, strict=False):
         if fmaj.value == 0:
             factors.append(1.0)
             continue
@@ -189,7 +189,10 @@ def random_catalog(
     table["position_angle"] = rng.uniform(0, 180, n) * u.deg
     table["line_width"] = width_chan * dv * u.km / u.s
     kwargs = dict(
-        beam=beam, noise_rms=noise_rms, channel_velocity_width=channel_velocity_width, n_channels=n_chan
+        beam=beam,
+        noise_rms=noise_rms,
+        channel_velocity_width=channel_velocity_width,
+        n_channels=n_chan,
     )
     table["flux"] = flux_for_snr(snr, table, **kwargs)
     cont_snr = rng.uniform(0.5, 5.0, n)

@@ -91,5 +91,8 @@ class SimulatedCubeDataset(Dataset):
         """The full `SimulatedObservation` of item ``index`` (same data as ``self[index]``)."""
         interferometer, entropy = self._item_setup(index)
         return simulate(
-            interferometer=interferometer, seed=entropy, recipe=self.recipe, n_sources=self.n_sources
+            interferometer=interferometer,
+            seed=entropy,
+            recipe=self.recipe,
+            n_sources=self.n_sources,
         )

@@ -114,8 +114,14 @@ class Interferometer:
     def _weights(self, uu, vv, freq, *, npix, cell):
         natural = 1.0 / self.noise_model.visibility_sigma(freq, self.coverage) ** 2
         return imaging_weights(
-            uu, vv, natural.ravel(), npix=npix, cell=cell,
-            weighting=self.observation.weighting, robust=self.observation.robust,
+            uu,
+            vv,
+            natural.ravel(),
+            npix=npix,
+            cell=cell,
+            weighting=self.observation.weighting,
+            robust=self.observation.robust,
+            specmode=self.observation.specmode,
         )
 
     # -- PSFs and beams ----------------------------------------------------------------------
@@ -147,7 +153,14 @@ class Interferometer:
             uu, vv = self.coverage.uv_wavelengths(freq)
             sigma = self.noise_model.visibility_sigma(freq, self.coverage).ravel()
             w = imaging_weights(
-                uu, vv, 1.0 / sigma**2, npix=n, cell=cell, weighting=obs.weighting, robust=obs.robust
+                uu,
+                vv,
+                1.0 / sigma**2,
+                npix=n,
+                cell=cell,
+                weighting=obs.weighting,
+                robust=obs.robust,
+                specmode=obs.specmode,
             )
             psf2 = psf_from_uv(uu, vv, w, npix=2 * n, cell=cell)
             transfer = scipy.fft.rfft2(np.fft.ifftshift(psf2))
@@ -177,8 +190,10 @@ class Interferometer:
         fitted = {}
         beams = []
         for k in range(self.observation.n_channels):
-            key = k if self._external_psf is not None and len(self._external_psf) > 1 else (
-                self.anchor_of_channel[k]
+            key = (
+                k
+                if self._external_psf is not None and len(self._external_psf) > 1
+                else (self.anchor_of_channel[k])
             )
             if key not in fitted:
                 fitted[key] = fit_beam(self.psf(k), self.cell)
@@ -288,7 +303,10 @@ def _pad_psf(psf, size):
     ny, nx = min(ny, size), min(nx, size)
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     part = psf[cy - ny // 2 : cy - ny // 2 + ny, cx - nx // 2 : cx - nx // 2 + nx]
-    out[size // 2 - ny // 2 : size // 2 - ny // 2 + ny, size // 2 - nx // 2 : size // 2 - nx // 2 + nx] = part
+    out[
+        size // 2 - ny // 2 : size // 2 - ny // 2 + ny,
+        size // 2 - nx // 2 : size // 2 - nx // 2 + nx,
+    ] = part
     return out
 
 

@@ -1,13 +1,13 @@
 """Thermal noise of an ALMA observation from the radiometer equation.
 
 The system temperature follows the model CASA's ``simobserve(thermalnoise='tsys-atm')`` uses:
-receiver temperature of the ALMA band, the atmosphere's emission and transmission at the
-elevation of each integration for a given precipitable water vapour (from a table made with
-CASA's ATM model by ``scripts/make_atmosphere_table.py``, shipped in ``deepfocus/data``),
-spill-over onto a ground at 269 K, and the cosmic background:
-``Tsys = exp(tau A) [0.95 J(T_sky, A) + 0.05 J(T_ground) + T_rx]`` with ``J`` the Planck
-brightness temperature and ``A`` the airmass. Efficiencies are CASA's ALMA values (Ruze surface loss for 25 micron rms,
-spill-over 0.95, blockage, taper 0.72, correlator 0.845).
+receiver temperature of the ALMA band, the atmosphere's emission and transmission at the elevation
+of each integration for a given precipitable water vapour (from a table made with CASA's ATM model
+by ``scripts/make_atmosphere_table.py``, shipped in ``deepfocus/data``), spill-over onto a ground at
+269 K, and the cosmic background: ``Tsys = exp(tau A) [0.95 J(T_sky, A) + 0.05 J(T_ground) + T_rx]``
+with ``J`` the Planck brightness temperature and ``A`` the airmass. Efficiencies are CASA's ALMA
+values (Ruze surface loss for 25 micron rms, spill-over 0.95, blockage, taper 0.72, correlator
+0.845).
 """
 
 from __future__ import annotations

@@ -57,6 +57,9 @@ class Observation:
         Pixels across the beam major axis when ``cell`` is None (CASA users take 3-8).
     weighting : {'natural', 'uniform', 'briggs'}
         Imaging weights; ``robust`` is the Briggs robustness.
+    specmode : {'cube', 'mfs'}
+        Which ``tclean`` imaging mode the weights follow (``cube``: the spectral cubes CASA
+        users make; ``mfs``: continuum images, as the shipped reference PSFs).
     rest_frequency : `~astropy.units.Quantity` or None
         ``RESTFRQ`` of the cube; ``None`` uses the centre frequency.
     pwv : `~astropy.units.Quantity`
@@ -84,6 +87,7 @@ class Observation:
     pixels_per_beam: float = 5.0
     weighting: str = "briggs"
     robust: float = 0.5
+    specmode: str = "cube"
     rest_frequency: u.Quantity | None = None
     pwv: u.Quantity = field(default_factory=lambda: 1.0 * u.mm)
     tsys: u.Quantity | None = None
@@ -105,7 +109,9 @@ class Observation:
 
                 Time(self.date)
             except ValueError as exc:
-                raise InvalidInputError(f"date must be an ISO date such as 2024-06-01, got {self.date!r}") from exc
+                raise InvalidInputError(
+                    f"date must be an ISO date such as 2024-06-01, got {self.date!r}"
+                ) from exc
         set_(self, "frequency", _q(self.frequency, u.GHz, "frequency"))
         set_(self, "channel_width", _q(self.channel_width, u.MHz, "channel_width"))
         if int(self.n_channels) < 1 or int(self.npix) < 16:
@@ -122,6 +128,8 @@ class Observation:
             raise InvalidInputError(
                 f"weighting must be 'natural', 'uniform' or 'briggs', got {self.weighting!r}"
             )
+        if self.specmode not in ("cube", "mfs"):
+            raise InvalidInputError(f"specmode must be 'cube' or 'mfs', got {self.specmode!r}")
         if self.rest_frequency is not None:
             set_(self, "rest_frequency", _q(self.rest_frequency, u.GHz, "rest_frequency"))
         set_(self, "pwv", _q(self.pwv, u.mm, "pwv", positive=False))

@@ -12,6 +12,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import QTable
 from astropy.wcs import WCS
+from radio_beam import Beams
 from spectral_cube import SpectralCube, VaryingResolutionSpectralCube
 
 from ..exceptions import InvalidInputError
@@ -26,9 +27,22 @@ __all__ = ["SimulatedObservation", "simulate", "simulate_arrays", "cube_wcs", "T
 
 #: Columns of a truth catalogue, in order (DESIGN section 4).
 TRUTH_COLUMNS = (
-    "id", "x_centroid", "y_centroid", "z_centroid", "sky_centroid", "spectral_centroid",
-    "z_min", "z_max", "fwhm_major", "fwhm_minor", "position_angle", "line_width", "flux",
-    "continuum_flux", "snr", "flags",
+    "id",
+    "x_centroid",
+    "y_centroid",
+    "z_centroid",
+    "sky_centroid",
+    "spectral_centroid",
+    "z_min",
+    "z_max",
+    "fwhm_major",
+    "fwhm_minor",
+    "position_angle",
+    "line_width",
+    "flux",
+    "continuum_flux",
+    "snr",
+    "flags",
 )
 
 
@@ -83,7 +97,8 @@ class SimulatedObservation:
         lines = [
             f"dirty cube  : {d.shape[0]} channels x {d.shape[1]} x {d.shape[2]} pixels, "
             f"{d.spectral_axis[0].to(u.GHz):.4f} .. {d.spectral_axis[-1].to(u.GHz):.4f}",
-            f"array       : {self.observation.configuration}, cell {abs(d.wcs.wcs.cdelt[1]) * 3600:.4g} arcsec",
+            f"array       : {self.observation.configuration}, "
+            f"cell {abs(d.wcs.wcs.cdelt[1]) * 3600:.4g} arcsec",
             f"beam        : {beam.major.to(u.arcsec):.3f} x {beam.minor.to(u.arcsec):.3f}, "
             f"PA {beam.pa.to(u.deg):.1f}",
             f"noise       : {noise * 1e3:.3f} mJy/beam per channel",
@@ -93,7 +108,7 @@ class SimulatedObservation:
             lines.append(
                 f"  #{row['id']:<3d} x={row['x_centroid'].value:7.2f} y={row['y_centroid'].value:7.2f} "
                 f"z={row['z_centroid']:6.2f}  flux={row['flux'].value:8.4f} Jy km/s  "
-                f"S/N={row['snr']:6.1f}  FWHM={row['fwhm_major'].value:.3f}\""
+                f'S/N={row["snr"]:6.1f}  FWHM={row["fwhm_major"].value:.3f}"'
             )
         return "\n".join(lines)
 
@@ -164,10 +179,17 @@ def _truth_table(sources: QTable, sky: SkyModel, interferometer: Interferometer,
     cont = sources["continuum_flux"] if "continuum_flux" in sources.colnames else np.zeros(n)
     truth["continuum_flux"] = u.Quantity(cont, u.Jy)
     ref_noise = interferometer.noise_rms[obs.n_channels // 2]
-    truth["snr"] = peak_snr(
-        truth, beam=interferometer.beam, noise_rms=ref_noise,
-        channel_velocity_width=obs.channel_velocity_width, n_channels=obs.n_channels,
-    ) if n else np.zeros(0)
+    truth["snr"] = (
+        peak_snr(
+            truth,
+            beam=interferometer.beam,
+            noise_rms=ref_noise,
+            channel_velocity_width=obs.channel_velocity_width,
+            n_channels=obs.n_channels,
+        )
+        if n
+        else np.zeros(0)
+    )
     truth["flags"] = np.zeros(n, dtype=np.int32)
     truth.meta.update(
         {
@@ -184,17 +206,24 @@ def _truth_table(sources: QTable, sky: SkyModel, interferometer: Interferometer,
 
 
 def _beams_hdu_cube(data, wcs, beams, unit):
+    """A cube with one beam (all channels alike) or a beam per channel."""
     major = u.Quantity([b.major for b in beams])
-    same = np.allclose(major.value, major[0].value) and len(beams) > 0
     header = wcs.to_header()
     header["BUNIT"] = unit
-    if same:
+    if np.allclose(major.value, major[0].value, rtol=1e-6):
         cube = SpectralCube(data=data, wcs=wcs, header=header, meta={"BUNIT": unit})
         return cube.with_beam(beams[0], raise_error_jybm=False)
+    beams = Beams(
+        major=major,
+        minor=u.Quantity([b.minor for b in beams]),
+        pa=u.Quantity([b.pa for b in beams]),
+    )
     return VaryingResolutionSpectralCube(data=data, wcs=wcs, header=header, beams=beams, meta={"BUNIT": unit})
 
 
-def simulate_arrays(interferometer: Interferometer, catalog=None, *, seed=None, recipe="wide", n_sources=None):
+def simulate_arrays(
+    interferometer: Interferometer, catalog=None, *, seed=None, recipe="wide", n_sources=None
+):
     """The arrays of one simulation, without building cubes (fast path for training).
 
     Returns
@@ -206,19 +235,42 @@ def simulate_arrays(interferometer: Interferometer, catalog=None, *, seed=None, 
     catalog : `~astropy.table.QTable`
         The sources (drawn at random when ``catalog`` is None).
     """
+    sky, catalog, noise_rng = sky_model_for(
+        interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources
+    )
+    return interferometer.observe(sky, seed=noise_rng), sky, catalog
+
+
+def sky_model_for(interferometer: Interferometer, catalog=None, *, seed=None, recipe="wide", n_sources=None):
+    """The sky model of one simulation and the noise generator, from one seed.
+
+    The seed is split into two independent streams, one for the random catalogue and one for
+    the noise, so that every engine draws the same sources for the same seed.
+
+    Returns
+    -------
+    sky : `SkyModel`
+    catalog : `~astropy.table.QTable`
+    noise_rng : `numpy.random.Generator`
+    """
     obs = interferometer.observation
-    seeds = np.random.SeedSequence(seed)
-    cat_rng, noise_rng = (np.random.default_rng(s) for s in seeds.spawn(2))
+    cat_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     shape = (obs.n_channels, obs.npix, obs.npix)
     if catalog is None:
-        ref_noise = interferometer.noise_rms[obs.n_channels // 2]
         catalog = random_catalog(
-            cat_rng, shape=shape, cell=interferometer.cell, beam=interferometer.beam,
-            noise_rms=ref_noise, channel_velocity_width=obs.channel_velocity_width,
-            recipe=recipe, n_sources=n_sources,
+            cat_rng,
+            shape=shape,
+            cell=interferometer.cell,
+            beam=interferometer.beam,
+            noise_rms=interferometer.noise_rms[obs.n_channels // 2],
+            channel_velocity_width=obs.channel_velocity_width,
+            recipe=recipe,
+            n_sources=n_sources,
         )
-    sky = SkyModel(catalog, shape, cell=interferometer.cell, channel_velocity_width=obs.channel_velocity_width)
-    return interferometer.observe(sky, seed=noise_rng), sky, catalog
+    sky = SkyModel(
+        catalog, shape, cell=interferometer.cell, channel_velocity_width=obs.channel_velocity_width
+    )
+    return sky, catalog, noise_rng
 
 
 def simulate(
@@ -267,10 +319,17 @@ def simulate(
     dirty, sky, catalog = simulate_arrays(
         interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources
     )
+    psf = np.stack([interferometer.psf(k) for k in range(obs.n_channels)])
+    return assemble(interferometer, dirty, sky, catalog, psf=psf, beams=interferometer.beams, seed=seed)
+
+
+def assemble(interferometer, dirty, sky, catalog, *, psf, beams, seed=None, engine="fast"):
+    """Wrap the arrays of a simulation into cubes with WCS and a truth table."""
+    obs = interferometer.observation
     wcs = cube_wcs(obs, interferometer.cell)
-    dirty_cube = _beams_hdu_cube(dirty * u.Jy / u.beam, wcs, interferometer.beams, "Jy/beam")
+    dirty_cube = _beams_hdu_cube(np.asarray(dirty, np.float32) * u.Jy / u.beam, wcs, beams, "Jy/beam")
     sky_cube = SpectralCube(data=sky.cube() * u.Jy / u.pix, wcs=wcs, meta={"BUNIT": "Jy/pixel"})
     truth = _truth_table(catalog, sky, interferometer, wcs)
     truth.meta["seed"] = seed
-    psf = np.stack([interferometer.psf(k) for k in range(obs.n_channels)]).astype(np.float32)
-    return SimulatedObservation(dirty_cube, sky_cube, truth, obs, psf, seed)
+    truth.meta["engine"] = engine
+    return SimulatedObservation(dirty_cube, sky_cube, truth, obs, np.asarray(psf, np.float32), seed)

@@ -59,13 +59,16 @@ def test_geocentric_file_matches_local_baselines(tmp_path):
     # Local ENU -> geocentric XYZ around the site.
     e, n, up = local.enu.T
     x0 = radius * np.array([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
-    xyz = np.column_stack(
-        [
-            -np.sin(lon) * e - np.sin(lat) * np.cos(lon) * n + np.cos(lat) * np.cos(lon) * up,
-            np.cos(lon) * e - np.sin(lat) * np.sin(lon) * n + np.cos(lat) * np.sin(lon) * up,
-            np.cos(lat) * n + np.sin(lat) * up,
-        ]
-    ) + x0
+    xyz = (
+        np.column_stack(
+            [
+                -np.sin(lon) * e - np.sin(lat) * np.cos(lon) * n + np.cos(lat) * np.cos(lon) * up,
+                np.cos(lon) * e - np.sin(lat) * np.sin(lon) * n + np.cos(lat) * np.sin(lon) * up,
+                np.cos(lat) * n + np.sin(lat) * up,
+            ]
+        )
+        + x0
+    )
     path = tmp_path / "xyz.cfg"
     path.write_text("# coordsys=XYZ\n" + "\n".join(f"{a} {b} {c} 12 P{i}" for i, (a, b, c) in enumerate(xyz)))
     geo = AntennaConfiguration.read(path)

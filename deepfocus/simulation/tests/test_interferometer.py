@@ -10,17 +10,26 @@ from deepfocus.simulation import Interferometer, Observation, SkyModel, fit_beam
 def point_source(x, y, z=8.0, flux=1.0, width=100.0):
     return QTable(
         dict(
-            x_centroid=[x] * u.pix, y_centroid=[y] * u.pix, z_centroid=[z] * u.one,
-            fwhm_major=[0.0] * u.arcsec, fwhm_minor=[0.0] * u.arcsec, position_angle=[0.0] * u.deg,
-            line_width=[width] * u.km / u.s, flux=[flux] * u.Jy * u.km / u.s,
+            x_centroid=[x] * u.pix,
+            y_centroid=[y] * u.pix,
+            z_centroid=[z] * u.one,
+            fwhm_major=[0.0] * u.arcsec,
+            fwhm_minor=[0.0] * u.arcsec,
+            position_angle=[0.0] * u.deg,
+            line_width=[width] * u.km / u.s,
+            flux=[flux] * u.Jy * u.km / u.s,
         )
     )
 
 
 def sky_for(interferometer, table):
     obs = interferometer.observation
-    return SkyModel(table, (obs.n_channels, obs.npix, obs.npix), cell=interferometer.cell,
-                    channel_velocity_width=obs.channel_velocity_width)
+    return SkyModel(
+        table,
+        (obs.n_channels, obs.npix, obs.npix),
+        cell=interferometer.cell,
+        channel_velocity_width=obs.channel_velocity_width,
+    )
 
 
 def test_psf_peak_one_at_phase_centre(small_interferometer):
@@ -48,8 +57,9 @@ def test_point_source_dirty_image_is_shifted_psf(small_interferometer):
     # An offset source gives the PSF shifted by the offset.
     off = alma.dirty_signal(sky_for(alma, point_source(20.0, 41.0)))
     np.testing.assert_allclose(off[8, 41, 20], spectrum[8], rtol=1e-4)
-    np.testing.assert_allclose(off[8, 41 - 5 : 41 + 6, 20 - 5 : 20 + 6] / spectrum[8],
-                               alma.psf(8)[27:38, 27:38], atol=1e-4)
+    np.testing.assert_allclose(
+        off[8, 41 - 5 : 41 + 6, 20 - 5 : 20 + 6] / spectrum[8], alma.psf(8)[27:38, 27:38], atol=1e-4
+    )
 
 
 def test_noise_level_and_correlation(small_interferometer):
@@ -95,10 +105,14 @@ def test_primary_beam_attenuates_offset_sources(small_observation):
 
 def np_vstack_rows():
     return dict(
-        x_centroid=[32.0, 32.0 + 6.25] * u.pix, y_centroid=[32.0, 32.0] * u.pix,
-        z_centroid=[8.0, 8.0] * u.one, fwhm_major=[0.0, 0.0] * u.arcsec,
-        fwhm_minor=[0.0, 0.0] * u.arcsec, position_angle=[0.0, 0.0] * u.deg,
-        line_width=[100.0, 100.0] * u.km / u.s, flux=[1.0, 1.0] * u.Jy * u.km / u.s,
+        x_centroid=[32.0, 32.0 + 6.25] * u.pix,
+        y_centroid=[32.0, 32.0] * u.pix,
+        z_centroid=[8.0, 8.0] * u.one,
+        fwhm_major=[0.0, 0.0] * u.arcsec,
+        fwhm_minor=[0.0, 0.0] * u.arcsec,
+        position_angle=[0.0, 0.0] * u.deg,
+        line_width=[100.0, 100.0] * u.km / u.s,
+        flux=[1.0, 1.0] * u.Jy * u.km / u.s,
     )
 
 

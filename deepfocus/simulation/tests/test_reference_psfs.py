@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import astropy.units as u
-import numpy as np
 import pytest
 from astropy.io import fits
 
@@ -40,6 +39,7 @@ def observation_for(meta):
         npix=meta["tclean"]["imsize"][0],
         cell=meta["tclean"]["cell_arcsec"] * u.arcsec,
         weighting=meta["tclean"]["weighting"],
+        specmode=meta["tclean"]["specmode"],
         robust=meta["tclean"]["robust"],
         date=meta["refdate"].replace("/", "-"),
         noise=False,
@@ -54,7 +54,11 @@ def test_psf_matches_casa(case):
     alma = Interferometer(observation_for(meta))
     psf = alma.psf(0)
     assert psf[128, 128] == pytest.approx(1.0)
-    casa_beam = (meta["bmaj_arcsec"] * u.arcsec, meta["bmin_arcsec"] * u.arcsec, meta["bpa_deg"] * u.deg)
+    casa_beam = (
+        meta["bmaj_arcsec"] * u.arcsec,
+        meta["bmin_arcsec"] * u.arcsec,
+        meta["bpa_deg"] * u.deg,
+    )
     result = compare_psfs(psf, reference, cell=alma.cell, beam=casa_beam)
     assert result["correlation"] >= 0.98
     assert result["peak_sidelobe_ratio"] == pytest.approx(1, abs=0.10)

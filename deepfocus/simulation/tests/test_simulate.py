@@ -8,9 +8,15 @@ from deepfocus.simulation.catalog import random_catalog
 from deepfocus.simulation.simulate import TRUTH_COLUMNS, simulate
 
 UNITS = {
-    "x_centroid": u.pix, "y_centroid": u.pix, "spectral_centroid": u.GHz, "fwhm_major": u.arcsec,
-    "fwhm_minor": u.arcsec, "position_angle": u.deg, "line_width": u.km / u.s,
-    "flux": u.Jy * u.km / u.s, "continuum_flux": u.Jy,
+    "x_centroid": u.pix,
+    "y_centroid": u.pix,
+    "spectral_centroid": u.GHz,
+    "fwhm_major": u.arcsec,
+    "fwhm_minor": u.arcsec,
+    "position_angle": u.deg,
+    "line_width": u.km / u.s,
+    "flux": u.Jy * u.km / u.s,
+    "continuum_flux": u.Jy,
 }
 
 
@@ -47,7 +53,9 @@ def test_sky_cube_sums_to_truth_fluxes(result):
     # Lines wider than the 16-channel test band are cut by the band edges.
     truth = result.truth
     sigma = truth["line_width"].to_value(u.km / u.s) / dv / 2.3548
-    inside = norm.cdf(sky.shape[0] - 0.5, truth["z_centroid"], sigma) - norm.cdf(-0.5, truth["z_centroid"], sigma)
+    inside = norm.cdf(sky.shape[0] - 0.5, truth["z_centroid"], sigma) - norm.cdf(
+        -0.5, truth["z_centroid"], sigma
+    )
     line = np.sum(truth["flux"].to_value(u.Jy * u.km / u.s) * inside)
     continuum = result.truth["continuum_flux"].to_value(u.Jy).sum() * sky.shape[0] * dv
     assert sky.sum() * dv == pytest.approx(line + continuum, rel=0.02)
@@ -70,7 +78,10 @@ def test_write_and_read_back(result, tmp_path):
     with pytest.raises(FileExistsError, match="output exists"):
         result.write(tmp_path, "cube")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "cube_dirty.fits", "cube_psf.fits", "cube_sky.fits", "cube_truth.ecsv"
+        "cube_dirty.fits",
+        "cube_psf.fits",
+        "cube_sky.fits",
+        "cube_truth.ecsv",
     ]
 
 
@@ -88,9 +99,14 @@ def test_requested_snr_is_met_in_the_dirty_cube(small_interferometer):
     alma = small_interferometer
     obs = alma.observation
     table = random_catalog(
-        np.random.default_rng(0), shape=(obs.n_channels, obs.npix, obs.npix), cell=alma.cell,
-        beam=alma.beam, noise_rms=alma.noise_rms[8], channel_velocity_width=obs.channel_velocity_width,
-        n_sources=1, snr_range=(40, 40),
+        np.random.default_rng(0),
+        shape=(obs.n_channels, obs.npix, obs.npix),
+        cell=alma.cell,
+        beam=alma.beam,
+        noise_rms=alma.noise_rms[8],
+        channel_velocity_width=obs.channel_velocity_width,
+        n_sources=1,
+        snr_range=(40, 40),
     )
     table["fwhm_major"] = table["fwhm_minor"] = [0.0] * u.arcsec
     table["x_centroid"], table["y_centroid"] = [32.0] * u.pix, [32.0] * u.pix
@@ -106,8 +122,12 @@ def test_catalogue_recipes(small_interferometer, recipe):
     alma = small_interferometer
     obs = alma.observation
     kwargs = dict(
-        shape=(obs.n_channels, obs.npix, obs.npix), cell=alma.cell, beam=alma.beam,
-        noise_rms=alma.noise_rms[8], channel_velocity_width=obs.channel_velocity_width, recipe=recipe,
+        shape=(obs.n_channels, obs.npix, obs.npix),
+        cell=alma.cell,
+        beam=alma.beam,
+        noise_rms=alma.noise_rms[8],
+        channel_velocity_width=obs.channel_velocity_width,
+        recipe=recipe,
     )
     tables = [random_catalog(np.random.default_rng(s), **kwargs) for s in range(40)]
     snr = np.concatenate([t["snr"] for t in tables])

@@ -51,7 +51,13 @@ def test_position_angle_convention():
     for pa, axis in ((0.0, 0), (90.0, 1)):
         table = sources(position_angle=[0.0, pa] * u.deg, fwhm_major=[0, 3.0] * u.arcsec)
         img = SkyModel(table, SHAPE, cell=0.15 * u.arcsec, channel_velocity_width=DV).spatial_profiles()[1]
-        spread = [np.sum(img.sum(axis=1 - a) * (np.arange(64) - np.average(np.arange(64), weights=img.sum(axis=1 - a))) ** 2) for a in (0, 1)]
+        spread = [
+            np.sum(
+                img.sum(axis=1 - a)
+                * (np.arange(64) - np.average(np.arange(64), weights=img.sum(axis=1 - a))) ** 2
+            )
+            for a in (0, 1)
+        ]
         assert spread[axis] > 3 * spread[1 - axis]
     # PA 45 puts the major axis towards north-east: east is -x, so up and to the left.
     table = sources(position_angle=[0.0, 45.0] * u.deg, fwhm_major=[0, 3.0] * u.arcsec)
@@ -62,8 +68,12 @@ def test_position_angle_convention():
 
 
 def test_fourier_profile_is_transform_of_image():
-    sky = SkyModel(sources(fwhm_major=[0.6, 1.2] * u.arcsec, fwhm_minor=[0.6, 0.5] * u.arcsec),
-                   SHAPE, cell=0.15 * u.arcsec, channel_velocity_width=DV)
+    sky = SkyModel(
+        sources(fwhm_major=[0.6, 1.2] * u.arcsec, fwhm_minor=[0.6, 0.5] * u.arcsec),
+        SHAPE,
+        cell=0.15 * u.arcsec,
+        channel_velocity_width=DV,
+    )
     image = np.fft.irfft2(sky.fourier_profiles(64), s=(64, 64))
     np.testing.assert_allclose(image, sky.spatial_profiles(oversample=9), atol=2e-3)
 
@@ -89,4 +99,9 @@ def test_bad_grid():
     with pytest.raises(InvalidInputError, match="must be positive"):
         SkyModel(sources(), SHAPE, cell=-0.1 * u.arcsec, channel_velocity_width=DV)
     with pytest.raises(InvalidInputError, match="lacks column"):
-        SkyModel(QTable({"x_centroid": [1.0] * u.pix}), SHAPE, cell=0.1 * u.arcsec, channel_velocity_width=DV)
+        SkyModel(
+            QTable({"x_centroid": [1.0] * u.pix}),
+            SHAPE,
+            cell=0.1 * u.arcsec,
+            channel_velocity_width=DV,
+        )
