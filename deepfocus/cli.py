@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--cell", type=float, help="pixel size, arcsec (default: beam / pixels-per-beam)")
     sim.add_argument("--pixels-per-beam", type=float, default=5.0, help="pixels per beam major axis (5)")
     sim.add_argument("--no-noise", action="store_true", help="noise-free cubes")
+    sim.add_argument(
+        "--psf-file", type=Path, help="use this PSF FITS (a tclean .psf) instead of the simulated one"
+    )
     sim.add_argument("--psf", action="store_true", help="also write NAME_psf.fits")
     sim.add_argument("--overwrite", action="store_true", help="replace existing files")
     sim.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -116,7 +119,7 @@ def _run_simulate(args) -> int:
         pwv=args.pwv * u.mm,
         noise=not args.no_noise,
     )
-    interferometer = Interferometer(observation)
+    interferometer = Interferometer(observation, psf=args.psf_file)
     width = len(str(args.n - 1))
     for index in tqdm(range(args.n), desc="simulate", unit="cube", disable=args.quiet or args.n == 1):
         seed = [args.seed, index]

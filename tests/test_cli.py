@@ -53,6 +53,7 @@ def test_simulate_many_is_reproducible(tmp_path):
         (["--config", "C-42"], "unknown antenna configuration 'C-42'"),
         (["--channel-width", "-1"], "channel_width must be positive"),
         (["--pwv", "80"], "pwv 80.0 mm outside the atmosphere table"),
+        (["--psf-file", "missing.fits"], "cannot read PSF FITS file 'missing.fits'"),
         ([], None),  # no --output
     ],
 )

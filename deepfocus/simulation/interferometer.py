@@ -38,11 +38,12 @@ class Interferometer:
     ----------
     observation : `Observation`
         The settings.
-    psf : `numpy.ndarray`, optional
-        An external PSF cube ``(n_chan, ny, nx)`` or image ``(ny, nx)`` with peak 1 at pixel
-        ``(ny // 2, nx // 2)``, e.g. the ``.psf`` that ``tclean`` writes, used instead of the
-        simulated PSF (the simulated uv coverage still sets the noise). Its pixel size must be
-        ``observation.cell``.
+    psf : `numpy.ndarray` or str or path-like, optional
+        An external PSF used instead of the simulated one (the simulated uv coverage still sets
+        the noise): a cube ``(n_chan, ny, nx)`` or image ``(ny, nx)`` with peak 1 at pixel
+        ``(ny // 2, nx // 2)``, or the path of a FITS file such as the ``.psf`` that ``tclean``
+        writes (exported with ``exportfits``). Its pixel size must be the observation's cell; a
+        FITS file's cell is taken as the observation's when ``observation.cell`` is None.
 
     Examples
     --------
@@ -53,7 +54,19 @@ class Interferometer:
     """
 
     def __init__(self, observation: Observation | None = None, *, psf=None):
-        self.observation = observation if observation is not None else Observation()
+        observation = observation if observation is not None else Observation()
+        if psf is not None and not isinstance(psf, np.ndarray):
+            from ..io.psf import read_psf
+
+            psf, psf_cell = read_psf(psf)
+            if observation.cell is None:
+                observation = observation.replace(cell=psf_cell)
+            elif not np.isclose(observation.cell.to_value(u.arcsec), psf_cell.to_value(u.arcsec), rtol=1e-4):
+                raise InvalidInputError(
+                    f"the PSF file's pixel size {psf_cell:.5g} differs from the observation's cell "
+                    f"{observation.cell:.5g}"
+                )
+        self.observation = observation
         self.configuration = AntennaConfiguration.from_name(self.observation.configuration)
         obs = self.observation
         self.coverage = uv_tracks(

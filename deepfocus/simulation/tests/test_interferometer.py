@@ -161,3 +161,26 @@ def test_bad_observation(settings, message):
 def test_field_that_never_rises():
     with pytest.raises(InvalidInputError, match="never rises"):
         Interferometer(Observation(dec=80 * u.deg, npix=32, n_channels=1, tsys=50 * u.K))
+
+
+def test_external_psf_from_a_casa_fits_file(tmp_path):
+    from astropy.io import fits
+
+    from deepfocus.simulation.tests.test_reference_psfs import CASES
+
+    if not CASES:
+        pytest.skip("no CASA reference PSFs beside the repository")
+    case = CASES[0]
+    obs = Observation(npix=128, n_channels=2, tsys=60 * u.K, frequency=100 * u.GHz)
+    alma = Interferometer(obs, psf=case.with_suffix(".fits"))
+    reference = fits.getdata(case.with_suffix(".fits")).squeeze()
+    assert alma.cell.to_value(u.arcsec) == pytest.approx(
+        abs(fits.getheader(case.with_suffix(".fits"))["CDELT1"]) * 3600
+    )
+    np.testing.assert_allclose(alma.psf(1), reference[64:192, 64:192], atol=1e-6)
+    with pytest.raises(InvalidInputError, match="differs from the observation's cell"):
+        Interferometer(obs.replace(cell=0.1 * u.arcsec), psf=case.with_suffix(".fits"))
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(case.with_suffix(".fits").read_bytes()[:5000])
+    with pytest.raises(InvalidInputError, match="cannot read PSF FITS file"):
+        Interferometer(obs, psf=broken)
