@@ -15,10 +15,11 @@ import time
 
 import numpy as np
 import torch
-from _common import machine, rst_table, write_docs, write_json
 
 from deepfocus.simulation import Interferometer, Observation
 from deepfocus.simulation.simulate import simulate_arrays
+
+from _common import machine, rst_table, write_docs, write_json
 
 SIZES = [(128, 32), (128, 64), (256, 128)]
 

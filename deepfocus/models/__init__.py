@@ -1,0 +1,23 @@
+"""Networks built from configs: residual blocks in 1-D, 2-D and 3-D, the builder, weights I/O.
+
+Every network is described by a `NetworkConfig` and built by `build_network`, so a new task is a
+new config rather than new code. Weights are stored as ``.safetensors`` with a JSON model card
+(`save_weights`, `load_weights`); shipped models are loaded by name (`load_model`,
+`available_models`).
+"""
+
+from .builder import build_network
+from .config import NetworkConfig
+from .registry import available_models, load_model, resolve_weights
+from .weights import WeightsError, load_weights, save_weights
+
+__all__ = [
+    "NetworkConfig",
+    "build_network",
+    "save_weights",
+    "load_weights",
+    "load_model",
+    "available_models",
+    "resolve_weights",
+    "WeightsError",
+]

@@ -1,0 +1,174 @@
+"""What each network learns: its default architecture, loss and validation metrics.
+
+The architectures are configs of the one builder (`deepfocus.models.build_network`), so a
+tuned config (``deepfocus optimize``) replaces them without code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models import NetworkConfig
+from .samples import CHARACTERIZER_TARGETS
+
+__all__ = ["Task", "TASK_DEFINITIONS", "get_task"]
+
+
+def _deconvolver_loss(prediction, target):
+    # Sources are a few pixels against an empty sky: L1 keeps the background clean, and a
+    # flux term keeps each image's total (the network must conserve flux).
+    total = (prediction.sum(dim=(-2, -1)) - target.sum(dim=(-2, -1))).abs().mean() / target[0].numel()
+    return F.l1_loss(prediction, target) + 10 * total
+
+
+def _psnr(prediction, target):
+    mse = ((prediction - target) ** 2).mean(dim=(1, 2, 3))
+    peak = target.amax(dim=(1, 2, 3)).clamp_min(1e-6)
+    return float((10 * torch.log10(peak**2 / mse.clamp_min(1e-12))).mean())
+
+
+def _deconvolver_metrics(prediction, target):
+    flux_error = (prediction.sum(dim=(1, 2, 3)) - target.sum(dim=(1, 2, 3))).abs()
+    return {
+        "psnr": _psnr(prediction, target),
+        "relative_flux_error": float((flux_error / target.sum(dim=(1, 2, 3)).abs().clamp_min(1e-6)).median()),
+    }
+
+
+def _spectral_loss(prediction, target):
+    mask_loss = F.binary_cross_entropy_with_logits(prediction[:, 0], target[:, 0])
+    return mask_loss + 0.1 * F.smooth_l1_loss(prediction[:, 1], target[:, 1])
+
+
+def _spectral_metrics(prediction, target):
+    predicted = prediction[:, 0] > 0
+    truth = target[:, 0] > 0.5
+    has_line = truth.any(dim=1)
+    inter = (predicted & truth).sum(dim=1).float()
+    union = (predicted | truth).sum(dim=1).float().clamp_min(1)
+    channels = torch.arange(target.shape[-1], dtype=torch.float32)
+    weights = target[:, 1].clamp_min(0) * truth
+    centre_true = (weights * channels).sum(1) / weights.sum(1).clamp_min(1e-6)
+    weights_pred = target[:, 1].clamp_min(0) * predicted
+    centre_pred = (weights_pred * channels).sum(1) / weights_pred.sum(1).clamp_min(1e-6)
+    return {
+        "iou": float((inter / union)[has_line].mean()) if has_line.any() else 0.0,
+        "false_line_fraction": float(predicted[~has_line].any(dim=1).float().mean())
+        if (~has_line).any()
+        else 0.0,
+        "centre_error": float((centre_pred - centre_true)[has_line].abs().median())
+        if has_line.any()
+        else 0.0,
+    }
+
+
+#: Weights of the characterizer's outputs in its loss.
+_CHARACTERIZER_WEIGHTS = torch.tensor([4.0, 4.0, 2.0, 2.0, 1.0, 1.0, 4.0])
+
+
+def _characterizer_loss(prediction, target):
+    return (F.smooth_l1_loss(prediction, target, reduction="none", beta=0.1) * _CHARACTERIZER_WEIGHTS).mean()
+
+
+def _characterizer_metrics(prediction, target):
+    flux_ratio = torch.exp(prediction[:, 6] - target[:, 6])
+    position = torch.hypot(prediction[:, 0] - target[:, 0], prediction[:, 1] - target[:, 1])
+    return {
+        "flux_within_10pct": float(((flux_ratio - 1).abs() < 0.1).float().mean()),
+        "median_position_error": float(position.median()),
+        "median_major_error": float((prediction[:, 2] - target[:, 2]).abs().median()),
+    }
+
+
+@dataclass(frozen=True)
+class Task:
+    """A network's job: default config, loss and validation metrics."""
+
+    name: str
+    config: NetworkConfig
+    loss: object
+    metrics: object
+    description: str = ""
+    targets: tuple = field(default=())
+
+
+TASK_DEFINITIONS = {
+    "deconvolver": Task(
+        name="deconvolver",
+        config=NetworkConfig(
+            mode="deconvolver",
+            dims=2,
+            in_channels=1,
+            out_channels=1,
+            widths=(16, 32, 64, 96),
+            blocks_per_level=1,
+            kernel_size=3,
+            block="residual",
+            activation="silu",
+            norm="group",
+            skip=True,
+        ),
+        loss=_deconvolver_loss,
+        metrics=_deconvolver_metrics,
+        description="dirty moment-0 image (S/N units) -> sky moment-0 image (same units)",
+    ),
+    "spectral": Task(
+        name="spectral",
+        config=NetworkConfig(
+            mode="segmenter",
+            dims=1,
+            in_channels=1,
+            out_channels=2,
+            widths=(16, 32, 64),
+            blocks_per_level=1,
+            kernel_size=5,
+            block="residual",
+            activation="silu",
+            norm="group",
+            skip=True,
+            recurrent="gru",
+            recurrent_hidden=32,
+        ),
+        loss=_spectral_loss,
+        metrics=_spectral_metrics,
+        description="spectrum (S/N units) -> line-channel logits and denoised spectrum",
+    ),
+    "characterizer": Task(
+        name="characterizer",
+        config=NetworkConfig(
+            mode="regressor",
+            dims=2,
+            in_channels=1,
+            out_channels=len(CHARACTERIZER_TARGETS),
+            widths=(32, 64, 128),
+            blocks_per_level=2,
+            kernel_size=3,
+            block="residual",
+            activation="silu",
+            norm="group",
+            head_hidden=128,
+        ),
+        loss=_characterizer_loss,
+        metrics=_characterizer_metrics,
+        description="line-integrated cutout (S/N units) -> offset, sizes, PA, log flux",
+        targets=CHARACTERIZER_TARGETS,
+    ),
+}
+
+
+def get_task(name: str) -> Task:
+    """The `Task` called ``name`` (``deconvolver``, ``spectral`` or ``characterizer``)."""
+    from ..exceptions import InvalidInputError
+
+    if name not in TASK_DEFINITIONS:
+        raise InvalidInputError(f"unknown task {name!r}; choose from {', '.join(TASK_DEFINITIONS)}")
+    return TASK_DEFINITIONS[name]
+
+
+def numpy_metrics(task: str, prediction: np.ndarray, target: np.ndarray) -> dict:
+    """The task's metrics on numpy arrays."""
+    return get_task(task).metrics(torch.as_tensor(prediction), torch.as_tensor(target))

@@ -1,0 +1,190 @@
+"""Train the pipeline's networks end to end: simulate (or read) data, fit, save weights + card."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from ..exceptions import InvalidInputError
+from ..models import NetworkConfig, build_network, save_weights
+from ..version import __version__
+from .data import TASKS, read_cube_triplets, simulate_cubes, task_arrays, training_observations
+from .presets import get_preset
+from .tasks import get_task
+from .trainer import Trainer
+
+__all__ = ["prepare_data", "train_task", "train", "SEED_OFFSETS"]
+
+#: Training, validation and test sets draw from these offsets of the user's seed, so no cube
+#: (nor observation set-up) of one set appears in another.
+SEED_OFFSETS = {"train": 0, "validation": 10_000, "test": 20_000}
+
+
+def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=True):
+    """Training and validation arrays of ``tasks``, from one simulation pass per set.
+
+    Parameters
+    ----------
+    tasks : sequence of str
+        Task names.
+    preset : str
+        Sizes of the sets (`~deepfocus.training.presets.PRESETS`).
+    seed : int
+        Base seed; the sets use ``seed + SEED_OFFSETS[...]``.
+    data_dir : path-like, optional
+        Use FITS triplets from this folder instead of simulating (the last 15 % of the files,
+        by name, validate).
+
+    Returns
+    -------
+    data : dict
+        ``data[set][task]`` with ``inputs``, ``targets`` arrays.
+    recipe : dict
+        How the data were made (for the model card).
+    """
+    p = get_preset(preset)
+    if data_dir is not None:
+        cubes = list(read_cube_triplets(data_dir, progress=progress))
+        if len(cubes) < 2:
+            raise InvalidInputError(f"{data_dir} holds fewer than 2 cubes: cannot split off validation")
+        n_val = max(1, int(round(0.15 * len(cubes))))
+        data = {
+            "train": task_arrays(tasks, cubes[:-n_val], seed=seed),
+            "validation": task_arrays(tasks, cubes[-n_val:], seed=seed + 1),
+        }
+        return data, {"source": "files", "data_dir": str(data_dir), "n_cubes": len(cubes)}
+    data = {}
+    recipe = {"source": "simulation", "preset": preset, "engine": "fast", "sets": {}}
+    for name, n_cubes in (("train", p.n_train_cubes), ("validation", p.n_validation_cubes)):
+        set_seed = seed + SEED_OFFSETS[name]
+        observations = training_observations(
+            p.n_observations, seed=set_seed, npix=p.npix, n_channels=p.n_channels
+        )
+        cubes = simulate_cubes(n_cubes, seed=set_seed, observations=observations, progress=progress)
+        data[name] = task_arrays(tasks, cubes, seed=set_seed)
+        recipe["sets"][name] = {
+            "seed": set_seed,
+            "n_cubes": n_cubes,
+            "observations": [o.to_dict() for o in observations],
+        }
+    recipe["catalogue"] = "wide (75 %) and paper (25 %) recipes, S/N 2-50, sizes 0-3 beams"
+    return data, recipe
+
+
+def _dataset(arrays):
+    return TensorDataset(torch.from_numpy(arrays["inputs"]), torch.from_numpy(arrays["targets"]))
+
+
+def train_task(
+    task, data, recipe, output, *, preset="default", seed=0, config=None, progress=True, command=None
+):
+    """Train one network on prepared arrays and write its weights and model card.
+
+    Parameters
+    ----------
+    task : str
+        Task name.
+    data : dict
+        ``data["train"][task]`` and ``data["validation"][task]`` arrays (`prepare_data`).
+    recipe : dict
+        Data recipe for the model card.
+    output : path-like
+        Weights file (``.safetensors``; the card is written beside it as ``.json``, the
+        training log as ``.csv``).
+    config : `~deepfocus.models.NetworkConfig`, dict or path-like, optional
+        Architecture (default: the task's); a JSON file as ``deepfocus optimize`` writes.
+
+    Returns
+    -------
+    card : dict
+        The model card written.
+    """
+    definition = get_task(task)
+    if config is None:
+        config = definition.config
+    elif isinstance(config, dict):
+        config = NetworkConfig.from_dict(config)
+    elif not isinstance(config, NetworkConfig):
+        config = NetworkConfig.from_json(Path(config).read_text())
+    settings = get_preset(preset).training_settings(task, seed)
+    output = Path(output)
+    torch.manual_seed(seed)
+    model = build_network(config)
+    log = output.with_suffix(".csv")
+    if log.exists():
+        log.unlink()
+    trainer = Trainer(
+        model, definition.loss, settings, metrics_fn=definition.metrics, log_path=log, progress=progress
+    )
+    start = time.perf_counter()
+    history = trainer.fit(_dataset(data["train"][task]), _dataset(data["validation"][task]))
+    seconds = time.perf_counter() - start
+    best = min(history, key=lambda r: r["val_loss"])
+    card = {
+        "task": task,
+        "description": definition.description,
+        "outputs": list(definition.targets),
+        "training": {
+            "preset": preset,
+            "seed": seed,
+            "settings": asdict(settings),
+            "epochs_run": len(history),
+            "training_seconds": round(seconds, 1),
+            "threads": torch.get_num_threads(),
+            "n_train_samples": int(len(data["train"][task]["inputs"])),
+            "n_validation_samples": int(len(data["validation"][task]["inputs"])),
+            "command": command or f"deepfocus train --task {task} --preset {preset} --seed {seed}",
+            "deepfocus_version": __version__,
+        },
+        "data": recipe,
+        "metrics": {k: v for k, v in best.items() if k.startswith("val_")},
+    }
+    save_weights(model, output, card=card)
+    return card
+
+
+def train(
+    tasks, output_dir, *, preset="default", seed=0, data_dir=None, config=None, progress=True, command=None
+):
+    """Prepare data once and train each of ``tasks`` (``"all"`` for the three networks).
+
+    Writes ``OUTPUT_DIR/<task>-<preset>.safetensors`` (+ ``.json`` card, ``.csv`` log).
+
+    Returns
+    -------
+    cards : dict
+        Model card per task.
+    """
+    tasks = list(TASKS) if tasks in ("all", ["all"]) else ([tasks] if isinstance(tasks, str) else list(tasks))
+    for task in tasks:
+        get_task(task)
+    if config is not None and len(tasks) != 1:
+        raise InvalidInputError("--config applies to one task at a time")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data, recipe = prepare_data(tasks, preset=preset, seed=seed, data_dir=data_dir, progress=progress)
+    cards = {}
+    for task in tasks:
+        cards[task] = train_task(
+            task,
+            data,
+            recipe,
+            output_dir / f"{task}-{preset}.safetensors",
+            preset=preset,
+            seed=seed,
+            config=config,
+            progress=progress,
+            command=command,
+        )
+    (output_dir / f"training-{preset}.json").write_text(
+        json.dumps(
+            {t: c["metrics"] | {"seconds": c["training"]["training_seconds"]} for t, c in cards.items()},
+            indent=1,
+        )
+    )
+    return cards

@@ -1,0 +1,242 @@
+"""A small, reproducible training loop: AdamW, a learning-rate schedule, early stopping,
+checkpoint and resume, and metrics logged to CSV (and TensorBoard when it is installed).
+
+Written here rather than taken from PyTorch Lightning to keep the dependency list short: the
+loop is ~150 lines and needs nothing Lightning adds on one CPU machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..exceptions import InvalidInputError
+from ..io.atomic import atomic_path
+
+__all__ = ["TrainingSettings", "Trainer"]
+
+
+@dataclass
+class TrainingSettings:
+    """Optimisation settings.
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of passes over the training set.
+    batch_size : int
+        Samples per step.
+    learning_rate : float
+        Peak learning rate of the one-cycle schedule (AdamW).
+    weight_decay : float
+        AdamW weight decay.
+    patience : int
+        Stop after this many epochs without a better validation loss.
+    seed : int
+        Seed of the initial weights and the batch order.
+    threads : int or None
+        Torch CPU threads (None: leave as is).
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise InvalidInputError("epochs, batch_size and patience must be positive")
+        if not self.learning_rate > 0:
+            raise InvalidInputError("learning_rate must be positive")
+
+
+class Trainer:
+    """Fit a model to a dataset of ``(input, target)`` pairs.
+
+    Parameters
+    ----------
+    model : `torch.nn.Module`
+        The network.
+    loss_fn : callable
+        ``loss_fn(prediction, target) -> scalar tensor``.
+    settings : `TrainingSettings`
+        Optimisation settings.
+    metrics_fn : callable, optional
+        ``metrics_fn(predictions, targets) -> dict`` of validation metrics (floats), computed on
+        the whole validation set each epoch.
+    log_path : path-like, optional
+        CSV file of per-epoch losses and metrics (a TensorBoard run is written beside it when
+        ``tensorboard`` is installed).
+    progress : bool
+        Show a progress bar.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable,
+        settings: TrainingSettings,
+        *,
+        metrics_fn: Callable | None = None,
+        log_path=None,
+        progress: bool = True,
+    ):
+        self.model = model
+        self.loss_fn = loss_fn
+        self.settings = settings
+        self.metrics_fn = metrics_fn
+        self.log_path = Path(log_path) if log_path else None
+        self.progress = progress
+        self.history: list[dict] = []
+        self.best_state = None
+        self.best_loss = float("inf")
+
+    def _loader(self, dataset, shuffle, generator=None):
+        return DataLoader(dataset, batch_size=self.settings.batch_size, shuffle=shuffle, generator=generator)
+
+    def evaluate(self, dataset: Dataset):
+        """Mean loss and metrics of the model on ``dataset`` (no gradients)."""
+        self.model.eval()
+        losses, predictions, targets = [], [], []
+        with torch.no_grad():
+            for x, y in self._loader(dataset, False):
+                out = self.model(x)
+                losses.append(float(self.loss_fn(out, y)) * len(x))
+                predictions.append(out)
+                targets.append(y)
+        result = {"loss": float(np.sum(losses) / len(dataset))}
+        if self.metrics_fn is not None:
+            result.update(self.metrics_fn(torch.cat(predictions), torch.cat(targets)))
+        return result
+
+    def fit(self, train: Dataset, validation: Dataset, *, checkpoint=None, resume=False):
+        """Train with early stopping on the validation loss; keep the best weights.
+
+        Parameters
+        ----------
+        train, validation : `torch.utils.data.Dataset`
+            ``(input, target)`` pairs; the validation set must come from other seeds.
+        checkpoint : path-like, optional
+            Saved after every epoch (model, optimiser, schedule, history) with ``torch.save``.
+        resume : bool
+            Continue from ``checkpoint`` if it exists (loaded with ``weights_only=True``).
+
+        Returns
+        -------
+        history : list of dict
+            Per-epoch records.
+        """
+        s = self.settings
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        torch.manual_seed(s.seed)
+        generator = torch.Generator().manual_seed(s.seed)
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
+        )
+        steps_per_epoch = max(1, int(np.ceil(len(train) / s.batch_size)))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=s.learning_rate, epochs=s.epochs, steps_per_epoch=steps_per_epoch
+        )
+        start_epoch, stale = 0, 0
+        checkpoint = Path(checkpoint) if checkpoint else None
+        if resume and checkpoint is not None and checkpoint.exists():
+            state = torch.load(checkpoint, weights_only=True)
+            self.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            self.history = list(state["history"])
+            self.best_state = state["best_model"]
+            self.best_loss = float(state["best_loss"])
+            start_epoch, stale = int(state["epoch"]) + 1, int(state["stale"])
+        writer = self._tensorboard()
+        for epoch in range(start_epoch, s.epochs):
+            if stale >= s.patience:
+                break
+            begin = time.perf_counter()
+            self.model.train()
+            total = 0.0
+            batches = tqdm(
+                self._loader(train, True, generator),
+                desc=f"epoch {epoch + 1}/{s.epochs}",
+                leave=False,
+                disable=not self.progress,
+            )
+            for x, y in batches:
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss_fn(self.model(x), y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+                optimizer.step()
+                if scheduler.last_epoch < scheduler.total_steps - 1:
+                    scheduler.step()
+                total += float(loss.detach()) * len(x)
+            record = {"epoch": epoch + 1, "train_loss": total / len(train)}
+            record.update({f"val_{k}": v for k, v in self.evaluate(validation).items()})
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["seconds"] = time.perf_counter() - begin
+            self.history.append(record)
+            if record["val_loss"] < self.best_loss:
+                self.best_loss, stale = record["val_loss"], 0
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                stale += 1
+            self._log(record, writer)
+            if checkpoint is not None:
+                with atomic_path(checkpoint) as tmp:
+                    torch.save(
+                        {
+                            "model": self.model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "generator": generator.get_state(),
+                            "history": self.history,
+                            "best_model": self.best_state,
+                            "best_loss": self.best_loss,
+                            "epoch": epoch,
+                            "stale": stale,
+                            "settings": asdict(s),
+                        },
+                        tmp,
+                    )
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        if writer is not None:
+            writer.close()
+        return self.history
+
+    def _tensorboard(self):
+        if self.log_path is None:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional
+            return None
+        return SummaryWriter(log_dir=str(self.log_path.with_suffix("")) + "_tensorboard")
+
+    def _log(self, record, writer):
+        if self.log_path is not None:
+            new = not self.log_path.exists()
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "a", newline="") as fh:
+                out = csv.DictWriter(fh, fieldnames=list(record))
+                if new:
+                    out.writeheader()
+                out.writerow(record)
+        if writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, record["epoch"])
