@@ -152,7 +152,8 @@ def task_arrays(tasks, cubes, *, seed):
     cubes : iterable of `~deepfocus.training.samples.CubeSimulation`
         The cubes (consumed once, so a generator keeps memory bounded).
     seed : int
-        Seed of the sample jitter.
+        Seed of the sample jitter; each task draws from its own stream, so a task's samples
+        do not depend on which other tasks are cut in the same pass.
 
     Returns
     -------
@@ -165,7 +166,10 @@ def task_arrays(tasks, cubes, *, seed):
     for task in tasks:
         if task not in TASKS:
             raise InvalidInputError(f"task must be one of {TASKS}, got {task!r}")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(13,)))
+    rngs = {
+        task: np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(13, TASKS.index(task))))
+        for task in tasks
+    }
     parts = {task: {"inputs": [], "targets": [], "noise": []} for task in tasks}
     for sim in cubes:
         for task in tasks:
@@ -173,9 +177,9 @@ def task_arrays(tasks, cubes, *, seed):
                 x, y = S.deconvolver_sample(sim)
                 x, y = x[None], y[None]
             elif task == "spectral":
-                x, y = S.spectral_samples(sim, rng)
+                x, y = S.spectral_samples(sim, rngs[task])
             else:
-                x, y, sigma = S.characterizer_samples(sim, rng)
+                x, y, sigma = S.characterizer_samples(sim, rngs[task])
                 parts[task]["noise"].append(sigma)
             parts[task]["inputs"].append(x)
             parts[task]["targets"].append(y)

@@ -76,6 +76,33 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
     return data, recipe
 
 
+def _resolve_config(task, config):
+    """The `NetworkConfig` to train for ``task``: its default, a config, a dict or a JSON file.
+
+    Raises `InvalidInputError` for an unreadable file or a config whose mode, dimensions or
+    channels do not fit the task's data.
+    """
+    definition = get_task(task)
+    if config is None:
+        return definition.config
+    if isinstance(config, dict):
+        config = NetworkConfig.from_dict(config)
+    elif not isinstance(config, NetworkConfig):
+        try:
+            text = Path(config).read_text()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read network config {config}: {exc}") from None
+        config = NetworkConfig.from_json(text)
+    wrong = [
+        f"{k}={getattr(config, k)!r} (needs {getattr(definition.config, k)!r})"
+        for k in ("mode", "dims", "in_channels", "out_channels")
+        if getattr(config, k) != getattr(definition.config, k)
+    ]
+    if wrong:
+        raise InvalidInputError(f"the network config does not fit task {task!r}: {', '.join(wrong)}")
+    return config
+
+
 def _dataset(arrays):
     return TensorDataset(torch.from_numpy(arrays["inputs"]), torch.from_numpy(arrays["targets"]))
 
@@ -105,12 +132,7 @@ def train_task(
         The model card written.
     """
     definition = get_task(task)
-    if config is None:
-        config = definition.config
-    elif isinstance(config, dict):
-        config = NetworkConfig.from_dict(config)
-    elif not isinstance(config, NetworkConfig):
-        config = NetworkConfig.from_json(Path(config).read_text())
+    config = _resolve_config(task, config)
     settings = get_preset(preset).training_settings(task, seed)
     output = Path(output)
     torch.manual_seed(seed)
@@ -161,10 +183,14 @@ def train(
         Model card per task.
     """
     tasks = list(TASKS) if tasks in ("all", ["all"]) else ([tasks] if isinstance(tasks, str) else list(tasks))
+    tasks = list(dict.fromkeys(tasks))
     for task in tasks:
         get_task(task)
+    get_preset(preset)
     if config is not None and len(tasks) != 1:
         raise InvalidInputError("--config applies to one task at a time")
+    if config is not None:  # checked before the (long) data preparation
+        config = _resolve_config(tasks[0], config)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data, recipe = prepare_data(tasks, preset=preset, seed=seed, data_dir=data_dir, progress=progress)

@@ -60,6 +60,10 @@ class TrainingSettings:
             raise InvalidInputError("epochs, batch_size and patience must be positive")
         if not self.learning_rate > 0:
             raise InvalidInputError("learning_rate must be positive")
+        if not self.weight_decay >= 0:
+            raise InvalidInputError("weight_decay must be zero or positive")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidInputError("threads must be a positive integer (or None)")
 
 
 class Trainer:
@@ -129,9 +133,13 @@ class Trainer:
         train, validation : `torch.utils.data.Dataset`
             ``(input, target)`` pairs; the validation set must come from other seeds.
         checkpoint : path-like, optional
-            Saved after every epoch (model, optimiser, schedule, history) with ``torch.save``.
+            Saved after every epoch (model, optimiser, schedule, random states, history) with
+            ``torch.save``.
         resume : bool
-            Continue from ``checkpoint`` if it exists (loaded with ``weights_only=True``).
+            Continue from ``checkpoint`` if it exists (loaded with ``weights_only=True``): an
+            interrupted run resumed with the same settings ends with the same weights as an
+            uninterrupted one. The schedule spans ``epochs``, so ``epochs``, ``batch_size``,
+            ``learning_rate`` and ``weight_decay`` must be those of the checkpoint.
 
         Returns
         -------
@@ -139,6 +147,11 @@ class Trainer:
             Per-epoch records.
         """
         s = self.settings
+        if len(train) == 0 or len(validation) == 0:
+            raise InvalidInputError(
+                f"training and validation sets must not be empty (got {len(train)} and "
+                f"{len(validation)} samples)"
+            )
         if s.threads:
             torch.set_num_threads(s.threads)
         torch.manual_seed(s.seed)
@@ -151,13 +164,29 @@ class Trainer:
             optimizer, max_lr=s.learning_rate, epochs=s.epochs, steps_per_epoch=steps_per_epoch
         )
         start_epoch, stale = 0, 0
+        self.history, self.best_state, self.best_loss = [], None, float("inf")
         checkpoint = Path(checkpoint) if checkpoint else None
         if resume and checkpoint is not None and checkpoint.exists():
             state = torch.load(checkpoint, weights_only=True)
+            saved = state.get("settings", {})
+            changed = [
+                f"{k}: {saved.get(k)!r} != {getattr(s, k)!r}"
+                for k in ("epochs", "batch_size", "learning_rate", "weight_decay")
+                if saved.get(k) != getattr(s, k)
+            ]
+            if state["scheduler"].get("total_steps") != scheduler.total_steps and not changed:
+                changed.append(f"steps per epoch ({len(train)} training samples)")
+            if changed:
+                raise InvalidInputError(
+                    f"checkpoint {checkpoint} belongs to a run with other settings "
+                    f"({'; '.join(changed)}): resume with the same ones, or start afresh"
+                )
             self.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             generator.set_state(state["generator"])
+            if "torch_rng" in state:  # dropout draws from the global generator
+                torch.set_rng_state(state["torch_rng"])
             self.history = list(state["history"])
             self.best_state = state["best_model"]
             self.best_loss = float(state["best_loss"])
@@ -203,6 +232,7 @@ class Trainer:
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(),
                             "generator": generator.get_state(),
+                            "torch_rng": torch.get_rng_state(),
                             "history": self.history,
                             "best_model": self.best_state,
                             "best_loss": self.best_loss,
@@ -229,13 +259,13 @@ class Trainer:
 
     def _log(self, record, writer):
         if self.log_path is not None:
-            new = not self.log_path.exists()
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path, "a", newline="") as fh:
-                out = csv.DictWriter(fh, fieldnames=list(record))
-                if new:
-                    out.writeheader()
-                out.writerow(record)
+            # Rewritten from the history each epoch: a fresh run never appends to an old log,
+            # and a resumed one never repeats the epochs after its checkpoint.
+            fields = list(dict.fromkeys(k for r in self.history for k in r))
+            with atomic_path(self.log_path) as tmp, open(tmp, "w", newline="") as fh:
+                out = csv.DictWriter(fh, fieldnames=fields)
+                out.writeheader()
+                out.writerows(self.history)
         if writer is not None:
             for key, value in record.items():
                 if key != "epoch":
