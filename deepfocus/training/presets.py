@@ -24,6 +24,9 @@ class Preset:
         Cube size.
     settings : dict
         Per task, the `TrainingSettings` fields.
+    crop : int or None
+        The deconvolver trains on two random crops of this size per image (whole images are
+        validated).
     """
 
     n_train_cubes: int
@@ -32,6 +35,7 @@ class Preset:
     npix: int
     n_channels: int
     settings: dict = field(default_factory=dict)
+    crop: int | None = None
 
     def training_settings(self, task: str, seed: int) -> TrainingSettings:
         """The `TrainingSettings` of ``task``."""
@@ -47,10 +51,11 @@ PRESETS = {
         npix=128,
         n_channels=64,
         settings={
-            "deconvolver": {"epochs": 14, "batch_size": 16, "learning_rate": 2e-3, "patience": 4},
+            "deconvolver": {"epochs": 12, "batch_size": 16, "learning_rate": 2e-3, "patience": 4},
             "spectral": {"epochs": 25, "batch_size": 64, "learning_rate": 3e-3, "patience": 5},
             "characterizer": {"epochs": 30, "batch_size": 64, "learning_rate": 2e-3, "patience": 6},
         },
+        crop=64,
     ),
     # Seconds: for tests and for checking a set-up end to end.
     "tiny": Preset(

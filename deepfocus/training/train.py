@@ -7,10 +7,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from ..exceptions import InvalidInputError
+from ..io.atomic import atomic_path
 from ..models import NetworkConfig, build_network, save_weights
 from ..version import __version__
 from .data import TASKS, read_cube_triplets, simulate_cubes, task_arrays, training_observations
@@ -107,6 +109,60 @@ def _dataset(arrays):
     return TensorDataset(torch.from_numpy(arrays["inputs"]), torch.from_numpy(arrays["targets"]))
 
 
+def random_crops(arrays, size, per_image, seed):
+    """``per_image`` random ``size`` x ``size`` crops of every image pair (deconvolver training).
+
+    The network is fully convolutional, so it trains on crops and runs on whole images; crops
+    cut the cost per step and add variety. Images no larger than ``size`` are kept whole.
+    """
+    inputs, targets = arrays["inputs"], arrays["targets"]
+    ny, nx = inputs.shape[-2:]
+    if ny <= size and nx <= size:
+        return arrays
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(17,)))
+    out_x, out_y = [], []
+    for x, y in zip(inputs, targets, strict=True):
+        for _ in range(per_image):
+            y0, x0 = int(rng.integers(0, ny - size + 1)), int(rng.integers(0, nx - size + 1))
+            out_x.append(x[..., y0 : y0 + size, x0 : x0 + size])
+            out_y.append(y[..., y0 : y0 + size, x0 : x0 + size])
+    return {"inputs": np.stack(out_x), "targets": np.stack(out_y)}
+
+
+def _cache_file(output_dir, preset, seed, tasks, data_dir):
+    if data_dir is not None:
+        return None
+    return Path(output_dir) / f"data-{preset}-seed{seed}-{'-'.join(sorted(tasks))}.npz"
+
+
+def _load_or_prepare(tasks, output_dir, *, preset, seed, data_dir, progress):
+    """`prepare_data`, cached in the output folder so that a re-run skips the simulation."""
+    cache = _cache_file(output_dir, preset, seed, tasks, data_dir)
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as npz:
+            recipe = json.loads(str(npz["recipe"]))
+            data = {
+                name: {
+                    task: {key: npz[f"{name}/{task}/{key}"] for key in ("inputs", "targets")}
+                    for task in tasks
+                }
+                for name in ("train", "validation")
+            }
+        return data, recipe
+    data, recipe = prepare_data(tasks, preset=preset, seed=seed, data_dir=data_dir, progress=progress)
+    if cache is not None:
+        flat = {
+            f"{name}/{task}/{key}": data[name][task][key]
+            for name in ("train", "validation")
+            for task in tasks
+            for key in ("inputs", "targets")
+        }
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, recipe=json.dumps(recipe), **flat)
+    return data, recipe
+
+
 def train_task(
     task, data, recipe, output, *, preset="default", seed=0, config=None, progress=True, command=None
 ):
@@ -137,6 +193,10 @@ def train_task(
     output = Path(output)
     torch.manual_seed(seed)
     model = build_network(config)
+    train_arrays, validation_arrays = data["train"][task], data["validation"][task]
+    crop = get_preset(preset).crop
+    if task == "deconvolver" and crop:
+        train_arrays = random_crops(train_arrays, crop, 2, seed)
     log = output.with_suffix(".csv")
     if log.exists():
         log.unlink()
@@ -144,7 +204,7 @@ def train_task(
         model, definition.loss, settings, metrics_fn=definition.metrics, log_path=log, progress=progress
     )
     start = time.perf_counter()
-    history = trainer.fit(_dataset(data["train"][task]), _dataset(data["validation"][task]))
+    history = trainer.fit(_dataset(train_arrays), _dataset(validation_arrays))
     seconds = time.perf_counter() - start
     best = min(history, key=lambda r: r["val_loss"])
     card = {
@@ -158,7 +218,8 @@ def train_task(
             "epochs_run": len(history),
             "training_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(),
-            "n_train_samples": int(len(data["train"][task]["inputs"])),
+            "n_train_samples": int(len(train_arrays["inputs"])),
+            "train_sample_shape": list(train_arrays["inputs"].shape[1:]),
             "n_validation_samples": int(len(data["validation"][task]["inputs"])),
             "command": command or f"deepfocus train --task {task} --preset {preset} --seed {seed}",
             "deepfocus_version": __version__,
@@ -193,7 +254,9 @@ def train(
         config = _resolve_config(tasks[0], config)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    data, recipe = prepare_data(tasks, preset=preset, seed=seed, data_dir=data_dir, progress=progress)
+    data, recipe = _load_or_prepare(
+        tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
+    )
     cards = {}
     for task in tasks:
         cards[task] = train_task(
