@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", type=Path, help="train on NAME_dirty.fits/_sky.fits/_truth.ecsv files here")
     tr.add_argument("--config", type=Path, help="network config JSON (e.g. from deepfocus optimize)")
     tr.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_run_train)
     return parser
