@@ -38,6 +38,15 @@ examples:
 """
 
 
+DETECT_EXAMPLES = """\
+examples:
+  deepfocus detect cube.fits --output cat.ecsv
+  deepfocus detect cube.fits --output cat.xml --regions cat.reg --plot cat.png
+  deepfocus detect cube.fits --output cat.fits --regions cat.crtf --snr-threshold 6 --psf cube.psf.fits
+  deepfocus detect cube.fits --output cat.ecsv --model none        (classical stages only)
+"""
+
+
 def _positive_int(text):
     value = int(text)
     if value < 1:
@@ -123,6 +132,50 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_run_train)
+
+    det = sub.add_parser(
+        "detect",
+        help="find and characterise the sources of a cube: catalogue, regions, plot",
+        description="Find and measure line sources in a spectral cube (FITS, Jy/beam or K, with "
+        "beams, as CASA tclean writes it). Writes a catalogue (ECSV, FITS or VOTable by the "
+        "suffix of --output) and optionally DS9/CRTF regions and a PNG.",
+        epilog=DETECT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    det.add_argument("cube", type=Path, help="input cube (FITS)")
+    det.add_argument("--output", type=Path, required=True, help="catalogue: .ecsv, .fits or .xml (VOTable)")
+    det.add_argument("--regions", type=Path, help="region file to write")
+    det.add_argument(
+        "--region-format", choices=("ds9", "crtf"), help="default: from the suffix (.reg, .crtf)"
+    )
+    det.add_argument("--plot", type=Path, help="PNG of the integrated image with the detections")
+    det.add_argument("--snr-threshold", type=float, default=5.0, help="matched-filter S/N threshold (5)")
+    det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS)")
+    det.add_argument(
+        "--model",
+        default="default",
+        help="'default' (shipped networks), 'none' (classical) or a folder with <task>-default.safetensors",
+    )
+    det.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    det.add_argument("--quiet", action="store_true", help="no summary")
+    det.set_defaults(func=_run_detect)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a catalogue against a truth catalogue",
+        description="Match a catalogue to the truth one to one (within half a beam and the line "
+        "width) and report completeness per S/N bin, purity, F1 and measurement accuracy.",
+        epilog="examples:\n"
+        "  deepfocus evaluate --truth sim0_truth.ecsv --catalog cat.ecsv --json scores.json\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument(
+        "--truth", type=Path, required=True, help="truth catalogue (as deepfocus simulate writes)"
+    )
+    ev.add_argument("--catalog", type=Path, required=True, help="catalogue to score")
+    ev.add_argument("--json", type=Path, help="also write the metrics as JSON")
+    ev.add_argument("--quiet", action="store_true", help="no printed table")
+    ev.set_defaults(func=_run_evaluate)
     return parser
 
 
@@ -201,6 +254,67 @@ def _run_train(args) -> int:
         for task, card in cards.items():
             metrics = ", ".join(f"{k[4:]}={v:.4g}" for k, v in card["metrics"].items())
             print(f"{task}: {card['training']['training_seconds']:.0f} s, {metrics}")
+    return 0
+
+
+def _run_detect(args) -> int:
+    import warnings
+
+    from .exceptions import NoDetectionsWarning
+    from .io.catalog import write_catalog
+    from .io.regions import write_regions
+    from .pipeline import DeepFocus
+
+    outputs = [p for p in (args.output, args.regions, args.plot) if p is not None]
+    if not args.overwrite:
+        existing = [str(p) for p in outputs if p.exists()]
+        if existing:
+            raise DeepFocusError(f"output exists: {', '.join(existing)} (use --overwrite)")
+    if not args.cube.exists():
+        raise DeepFocusError(f"no such file: {args.cube}")
+    model = None if args.model.lower() == "none" else args.model
+    pipeline = DeepFocus(args.snr_threshold, model=model)
+    from .detection.detector import prepare
+
+    prepared = prepare(args.cube, psf=args.psf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        catalog = pipeline(prepared)
+    if catalog is None:
+        from astropy.table import QTable
+
+        catalog = QTable()
+        print(f"deepfocus detect: no sources found in {args.cube}", file=sys.stderr)
+    write_catalog(catalog, args.output, overwrite=True, validate=len(catalog) > 0)
+    if args.regions is not None:
+        write_regions(
+            catalog,
+            args.regions,
+            format=args.region_format,
+            overwrite=True,
+            spectral_axis=prepared.spectral_axis if not prepared.flipped else prepared.spectral_axis[::-1],
+        )
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .io.atomic import atomic_path
+        from .visualization import plot_detections
+
+        figure = plot_detections(prepared, catalog if len(catalog) else None)
+        with atomic_path(args.plot) as tmp:
+            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    if not args.quiet:
+        print(f"{len(catalog)} sources -> {args.output}")
+    return 0
+
+
+def _run_evaluate(args) -> int:
+    from .evaluation import evaluate_files, format_report
+
+    metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
+    if not args.quiet:
+        print(format_report(metrics))
     return 0
 
 

@@ -53,11 +53,18 @@ def find_candidates(cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.
     major = beam.major.to_value(u.arcsec) / cell
     minor = beam.minor.to_value(u.arcsec) / cell
     mf = signal_to_noise(
-        cube.data, cube.noise, cube.valid, beam_major_pix=major, beam_minor_pix=minor,
-        beam_pa_deg=beam.pa.to_value(u.deg), widths=widths,
+        cube.data,
+        cube.noise,
+        cube.valid,
+        beam_major_pix=major,
+        beam_minor_pix=minor,
+        beam_pa_deg=beam.pa.to_value(u.deg),
+        widths=widths,
     )
     footprint = max(3, int(round(beam_scale * major)) | 1)
-    peaks, values = find_peaks_3d(mf.snr, threshold, spatial_size=footprint, spectral_size=3, valid=cube.valid)
+    peaks, values = find_peaks_3d(
+        mf.snr, threshold, spatial_size=footprint, spectral_size=3, valid=cube.valid
+    )
     width_of = np.array(mf.widths)[mf.best_width[peaks[:, 0], peaks[:, 1], peaks[:, 2]]] if len(peaks) else []
     keep = merge_candidates(peaks, values, np.asarray(width_of), beam_pix=beam_scale * major)
     table = QTable()
@@ -66,7 +73,9 @@ def find_candidates(cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.
         z, y, x = (int(v) for v in peaks[i])
         w = int(width_of[i])
         xs, ys = _subpixel(mf.snr[z], y, x)
-        rows.append((xs, ys, float(z), max(0, z - w // 2), min(n_chan - 1, z + (w - 1) // 2), float(values[i]), w))
+        rows.append(
+            (xs, ys, float(z), max(0, z - w // 2), min(n_chan - 1, z + (w - 1) // 2), float(values[i]), w)
+        )
     rows = np.array(rows, dtype=float).reshape(-1, 7)
     table["x_centroid"] = rows[:, 0] * u.pix
     table["y_centroid"] = rows[:, 1] * u.pix

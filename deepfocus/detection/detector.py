@@ -29,14 +29,21 @@ def prepare(cube, *, psf=None):
 
 
 def _load(model, task):
-    """The network of ``task`` for ``model`` (``"default"``, a weights path, or a loaded module)."""
+    """The network of ``task`` for ``model``.
+
+    ``model`` is ``"default"`` (or another registry suffix: ``"<task>-<model>"``), a folder
+    holding ``<task>-default.safetensors``, a loaded `torch.nn.Module`, or None (no network).
+    """
     if model is None:
         return None, None
     if hasattr(model, "forward"):
         return model, {"name": "in-memory"}
+    from pathlib import Path
+
     from ..models import load_model
 
-    name = f"{task}-{model}" if model in ("default",) else model
+    folder = Path(str(model))
+    name = folder / f"{task}-default.safetensors" if folder.is_dir() else f"{task}-{model}"
     network, card = load_model(name)
     return network, {"name": str(name), "sha256": card.get("sha256")}
 
@@ -76,7 +83,12 @@ class CubeDetector:
     """
 
     def __init__(
-        self, snr_threshold=5.0, *, min_separation=1.0, model="default", widths=DEFAULT_WIDTHS,
+        self,
+        snr_threshold=5.0,
+        *,
+        min_separation=1.0,
+        model="default",
+        widths=DEFAULT_WIDTHS,
         deconvolved_fraction=0.3,
     ):
         if not np.isscalar(snr_threshold) or not np.isfinite(snr_threshold) or snr_threshold <= 0:
@@ -102,8 +114,11 @@ class CubeDetector:
         n_chan = cube.data.shape[0]
         x = candidates["x_centroid"].value
         y = candidates["y_centroid"].value
-        spectra = mf.channel_snr[:, np.clip(np.rint(y).astype(int), 0, mf.snr.shape[1] - 1),
-                                 np.clip(np.rint(x).astype(int), 0, mf.snr.shape[2] - 1)].T
+        spectra = mf.channel_snr[
+            :,
+            np.clip(np.rint(y).astype(int), 0, mf.snr.shape[1] - 1),
+            np.clip(np.rint(x).astype(int), 0, mf.snr.shape[2] - 1),
+        ].T
         rows = []
         if self._spectral is not None and len(candidates):
             probability, denoised = network_lines(spectra, self._spectral)
@@ -111,8 +126,7 @@ class CubeDetector:
             z0, w = float(cand["z_centroid"]), int(cand["filter_width"])
             runs = []
             if self._spectral is not None:
-                runs = [r for r in mask_runs(probability[k] > 0.5)
-                        if r[0] - w <= z0 <= r[1] + w]
+                runs = [r for r in mask_runs(probability[k] > 0.5) if r[0] - w <= z0 <= r[1] + w]
             if runs:
                 for lo, hi in runs[:2]:
                     weights = np.clip(denoised[k, lo : hi + 1], 0, None)

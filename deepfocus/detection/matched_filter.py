@@ -69,7 +69,9 @@ class SignalToNoise:
     continuum: np.ndarray
 
 
-def signal_to_noise(data, noise, valid, *, beam_major_pix, beam_minor_pix, beam_pa_deg, widths=DEFAULT_WIDTHS):
+def signal_to_noise(
+    data, noise, valid, *, beam_major_pix, beam_minor_pix, beam_pa_deg, widths=DEFAULT_WIDTHS
+):
     """Normalise, remove the continuum and apply the spatial and spectral matched filters.
 
     Parameters

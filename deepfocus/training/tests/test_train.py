@@ -1,0 +1,165 @@
+"""End to end: ``train()`` with the tiny preset writes weights, cards and logs that load and run."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepfocus.exceptions import InvalidInputError
+from deepfocus.models import load_weights
+from deepfocus.simulation import Interferometer
+from deepfocus.simulation.simulate import simulate
+from deepfocus.training import PRESETS, TASK_DEFINITIONS, get_preset, get_task, train
+from deepfocus.training.data import TASKS
+from deepfocus.training.train import SEED_OFFSETS
+
+from .conftest import SMALL_OBSERVATION
+
+#: Input shapes of the tiny preset's data (64 x 64 pixels, 32 channels, 32-pixel cutouts).
+TINY_INPUTS = {"deconvolver": (2, 1, 64, 64), "spectral": (2, 1, 32), "characterizer": (2, 1, 32, 32)}
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Two runs of every task with the tiny preset and the same seed."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path_factory.mktemp(name)
+        runs.append((out, train("all", out, preset="tiny", seed=1, progress=False)))
+    return runs
+
+
+def test_files_and_cards(tiny_runs):
+    out, cards = tiny_runs[0]
+    assert set(cards) == set(TASKS)
+    summary = json.loads((out / "training-tiny.json").read_text())
+    assert set(summary) == set(TASKS)
+    for task in TASKS:
+        weights = out / f"{task}-tiny.safetensors"
+        assert weights.is_file()
+        card = json.loads(weights.with_suffix(".json").read_text())
+        assert card["task"] == task
+        assert card["training"]["seed"] == 1
+        assert card["training"]["preset"] == "tiny"
+        assert card["training"]["settings"]["epochs"] == get_preset("tiny").settings[task]["epochs"]
+        assert 1 <= card["training"]["epochs_run"] <= card["training"]["settings"]["epochs"]
+        assert card["training"]["n_train_samples"] > 0 and card["training"]["n_validation_samples"] > 0
+        sets = card["data"]["sets"]
+        assert sets["train"]["seed"] != sets["validation"]["seed"]  # no leakage
+        assert sets["train"]["seed"] == 1 + SEED_OFFSETS["train"]
+        assert sets["validation"]["seed"] == 1 + SEED_OFFSETS["validation"]
+        assert sets["train"]["observations"] != sets["validation"]["observations"]
+        assert card["data"]["source"] == "simulation"
+        assert "val_loss" in card["metrics"]
+        assert all(np.isfinite(v) for v in card["metrics"].values())
+        assert card["config"] == TASK_DEFINITIONS[task].config.to_dict()
+        assert card["outputs"] == list(get_task(task).targets)
+        assert summary[task]["val_loss"] == card["metrics"]["val_loss"]
+        with open(weights.with_suffix(".csv"), newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == card["training"]["epochs_run"]
+        assert min(float(r["val_loss"]) for r in rows) == pytest.approx(card["metrics"]["val_loss"])
+        assert {"epoch", "train_loss", "val_loss", "lr"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_weights_load_and_run(tiny_runs, task):
+    out, _ = tiny_runs[0]
+    model, card = load_weights(out / f"{task}-tiny.safetensors")
+    assert card["task"] == task
+    x = torch.randn(*TINY_INPUTS[task], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x)
+    expected = {
+        "deconvolver": (2, 1, 64, 64),
+        "spectral": (2, 2, 32),
+        "characterizer": (2, 7),
+    }[task]
+    assert tuple(y.shape) == expected
+    assert torch.isfinite(y).all()
+
+
+def test_same_seed_same_weights(tiny_runs):
+    (a, cards_a), (b, cards_b) = tiny_runs
+    for task in TASKS:
+        wa = load_file(str(a / f"{task}-tiny.safetensors"))
+        wb = load_file(str(b / f"{task}-tiny.safetensors"))
+        assert wa.keys() == wb.keys()
+        for key in wa:
+            assert torch.equal(wa[key], wb[key]), (task, key)
+        assert cards_a[task]["metrics"] == cards_b[task]["metrics"]
+        # (The files' sha256 may still differ: safetensors writes its metadata keys in a random
+        # order. The tensors are what must be identical.)
+
+
+def test_config_file_for_one_task(tmp_path):
+    config = get_task("spectral").config.replace(widths=(8, 16), recurrent_hidden=8)
+    path = tmp_path / "spectral.json"
+    path.write_text(config.to_json())
+    out = tmp_path / "out"
+    cards = train("spectral", out, preset="tiny", seed=2, config=path, progress=False)
+    assert set(cards) == {"spectral"}
+    names = {p.name for p in out.iterdir()}
+    expected = {"spectral-tiny.csv", "spectral-tiny.json", "spectral-tiny.safetensors", "training-tiny.json"}
+    assert expected <= names
+    assert all(name.endswith(".npz") for name in names - expected)  # at most a data cache
+    model, card = load_weights(out / "spectral-tiny.safetensors", config=config)
+    assert card["config"]["widths"] == [8, 16]
+    first = load_file(str(out / "spectral-tiny.safetensors"))
+    # A re-run in the same folder (which may reuse cached data) gives the same weights.
+    again = train("spectral", out, preset="tiny", seed=2, config=config, progress=False)
+    assert again["spectral"]["metrics"] == cards["spectral"]["metrics"]
+    second = load_file(str(out / "spectral-tiny.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    # Rejected for several tasks, and for a config that does not fit the task: both before any
+    # data is simulated (nothing is written).
+    for tasks in ("all", ["spectral", "deconvolver"]):
+        with pytest.raises(InvalidInputError, match="one task"):
+            train(tasks, tmp_path / "never", preset="tiny", config=path, progress=False)
+    with pytest.raises(InvalidInputError, match="does not fit task 'characterizer'"):
+        train("characterizer", tmp_path / "never", preset="tiny", config=path, progress=False)
+    with pytest.raises(InvalidInputError, match="cannot read"):
+        train("spectral", tmp_path / "never", preset="tiny", config=tmp_path / "nope.json", progress=False)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InvalidInputError):
+        train("spectral", tmp_path / "never", preset="tiny", config=bad, progress=False)
+    assert not (tmp_path / "never").exists()
+
+
+def test_unknown_task_or_preset(tmp_path):
+    with pytest.raises(InvalidInputError, match="unknown task"):
+        train("imager", tmp_path / "x", preset="tiny", progress=False)
+    with pytest.raises(InvalidInputError, match="unknown preset"):
+        train("spectral", tmp_path / "x", preset="huge", progress=False)
+    with pytest.raises(InvalidInputError, match="unknown task"):
+        get_task("imager")
+    with pytest.raises(InvalidInputError, match="unknown preset"):
+        get_preset("huge")
+    assert not (tmp_path / "x").exists()
+    assert {"default", "tiny"} <= set(PRESETS)
+
+
+def test_train_from_files(tmp_path):
+    alma = Interferometer(SMALL_OBSERVATION)
+    data = tmp_path / "cubes"
+    for index in range(3):
+        simulate(interferometer=alma, seed=[7, index]).write(data, f"cube{index}")
+    out = tmp_path / "out"
+    cards = train("all", out, preset="tiny", seed=0, data_dir=data, progress=False)
+    for task, card in cards.items():
+        assert card["data"] == {"source": "files", "data_dir": str(data), "n_cubes": 3}
+        model, _ = load_weights(out / f"{task}-tiny.safetensors")
+        with torch.no_grad():
+            assert torch.isfinite(model(torch.randn(*TINY_INPUTS[task]))).all()
+    # 3 cubes: 2 train, 1 validates.
+    assert cards["deconvolver"]["training"]["n_train_samples"] == 2
+    assert cards["deconvolver"]["training"]["n_validation_samples"] == 1
+    # Fewer than two cubes cannot be split.
+    for path in data.glob("cube[12]_*"):
+        path.unlink()
+    with pytest.raises(InvalidInputError, match="fewer than 2 cubes"):
+        train("spectral", tmp_path / "out2", preset="tiny", data_dir=data, progress=False)
