@@ -10,6 +10,7 @@ from .catalog import (
     validate_catalog,
     write_catalog,
 )
+from .cube import PreparedCube, read_cube, robust_channel_noise
 from .psf import read_psf
 from .regions import catalog_to_regions, write_regions
 
@@ -25,4 +26,7 @@ __all__ = [
     "write_catalog",
     "catalog_to_regions",
     "write_regions",
+    "PreparedCube",
+    "read_cube",
+    "robust_channel_noise",
 ]

@@ -469,6 +469,11 @@ def _extra_axis(base, path):
     return _write(path, np.stack([base["data"]] * 2), h, base["beams"])
 
 
+def _empty(base, path):
+    fits.PrimaryHDU(header=base["header"]).writeto(path)
+    return path
+
+
 def _directory(base, path):
     path.mkdir()
     return path
@@ -496,6 +501,7 @@ def _missing(base, path):
         (_zero_size, "zero-length axis"),
         (_q_only, "Stokes Q but no Stokes I"),
         (_extra_axis, "unexpected axis 4 \\(CTYPE4 = 'LINEAR'\\) of length 2"),
+        (_empty, "no image data"),
         (_directory, "is a directory"),
         (_missing, "no such file"),
     ],
