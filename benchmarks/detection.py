@@ -19,15 +19,15 @@ import warnings
 import numpy as np
 from astropy.table import vstack
 
-import peers
-from _common import machine, rst_table, write_docs, write_json
 from deepfocus.evaluation import SNR_BINS, evaluate, matched_table
-from deepfocus.exceptions import NoDetectionsWarning
 from deepfocus.io.cube import read_cube
 from deepfocus.pipeline import DeepFocus
 from deepfocus.simulation import Interferometer, Observation, simulate
 from deepfocus.training.data import training_observations
 from deepfocus.training.train import SEED_OFFSETS
+
+import peers
+from _common import machine, rst_table, write_docs, write_json
 
 
 def test_cubes(n_fast, n_casa, seed):
