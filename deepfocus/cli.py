@@ -40,6 +40,7 @@ examples:
 
 DETECT_EXAMPLES = """\
 examples:
+  deepfocus detect --example --output example.ecsv --regions example.reg --plot example.png
   deepfocus detect cube.fits --output cat.ecsv
   deepfocus detect cube.fits --output cat.xml --regions cat.reg --plot cat.png
   deepfocus detect cube.fits --output cat.fits --regions cat.crtf --snr-threshold 6 --psf cube.psf.fits
@@ -142,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=DETECT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    det.add_argument("cube", type=Path, help="input cube (FITS)")
+    det.add_argument("cube", type=Path, nargs="?", help="input cube (FITS)")
+    det.add_argument(
+        "--example",
+        action="store_true",
+        help="use the example cube shipped with deepfocus (a simulated ALMA cube with 5 sources)",
+    )
     det.add_argument("--output", type=Path, required=True, help="catalogue: .ecsv, .fits or .xml (VOTable)")
     det.add_argument("--regions", type=Path, help="region file to write")
     det.add_argument(
@@ -265,6 +271,12 @@ def _run_detect(args) -> int:
     from .io.regions import write_regions
     from .pipeline import DeepFocus
 
+    if args.example == (args.cube is not None):
+        raise DeepFocusError("give either a CUBE or --example")
+    if args.example:
+        from importlib import resources
+
+        args.cube = Path(str(resources.files("deepfocus.data") / "example_dirty.fits"))
     outputs = [p for p in (args.output, args.regions, args.plot) if p is not None]
     if not args.overwrite:
         existing = [str(p) for p in outputs if p.exists()]
