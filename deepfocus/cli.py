@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--region-format", choices=("ds9", "crtf"), help="default: from the suffix (.reg, .crtf)"
     )
     det.add_argument("--plot", type=Path, help="PNG of the integrated image with the detections")
-    det.add_argument("--snr-threshold", type=float, default=5.0, help="matched-filter S/N threshold (5)")
+    det.add_argument("--snr-threshold", type=float, default=6.0, help="matched-filter S/N threshold (6)")
     det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS)")
     det.add_argument(
         "--model",
@@ -293,11 +293,11 @@ def _run_detect(args) -> int:
         warnings.simplefilter("ignore", NoDetectionsWarning)
         catalog = pipeline(prepared)
     if catalog is None:
-        from astropy.table import QTable
-
-        catalog = QTable()
+        catalog = _empty_catalog()
+        catalog.meta.update(pipeline.detector._meta(prepared))
+        catalog.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
         print(f"deepfocus detect: no sources found in {args.cube}", file=sys.stderr)
-    write_catalog(catalog, args.output, overwrite=True, validate=len(catalog) > 0)
+    write_catalog(catalog, args.output, overwrite=True)
     if args.regions is not None:
         write_regions(
             catalog,
@@ -310,15 +310,42 @@ def _run_detect(args) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         from .io.atomic import atomic_path
         from .visualization import plot_detections
 
         figure = plot_detections(prepared, catalog if len(catalog) else None)
-        with atomic_path(args.plot) as tmp:
-            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        try:
+            with atomic_path(args.plot) as tmp:
+                figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        finally:
+            plt.close(figure)
     if not args.quiet:
         print(f"{len(catalog)} sources -> {args.output}")
     return 0
+
+
+def _empty_catalog():
+    """A catalogue with the contract's columns (and units) and no rows."""
+    import astropy.units as u
+    import numpy as np
+    from astropy.coordinates import SkyCoord
+    from astropy.table import QTable
+
+    from .io.catalog import CATALOG_COLUMNS
+
+    table = QTable()
+    for name, spec in CATALOG_COLUMNS.items():
+        if name == "sky_centroid":
+            table[name] = SkyCoord([], [], unit=u.deg, frame="icrs")
+        elif name in ("id", "z_min", "z_max", "flags"):
+            table[name] = np.zeros(0, dtype=np.int32 if name == "flags" else np.int64)
+        elif spec.unit is None:
+            table[name] = np.zeros(0)
+        else:
+            table[name] = np.zeros(0) * spec.unit
+    return table
 
 
 def _run_evaluate(args) -> int:

@@ -32,7 +32,7 @@ class DeepFocus:
     >>> catalog = DeepFocus()("cube.fits")  # doctest: +SKIP
     """
 
-    def __init__(self, snr_threshold=5.0, *, model="default", **detector_options):
+    def __init__(self, snr_threshold=6.0, *, model="default", **detector_options):
         self.detector = CubeDetector(snr_threshold, model=model, **detector_options)
         self.characterizer = SourceCharacterizer(model=model)
 

@@ -25,15 +25,18 @@ _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
 def _cutout(image, cx, cy, size):
-    """``size`` x ``size`` cutout centred on pixel ``(cx, cy)`` (zero-padded); True if padded."""
+    """``size`` x ``size`` cutout centred on pixel ``(cx, cy)`` of the last two axes of ``image``
+    (zero-padded, NaN set to 0); True if padded or if it held NaN."""
     half = size // 2
-    out = np.zeros((size, size), dtype=np.float32)
-    ny, nx = image.shape
+    out = np.zeros(image.shape[:-2] + (size, size), dtype=np.float32)
+    ny, nx = image.shape[-2:]
     y0, x0 = cy - half, cx - half
     ys, xs = slice(max(0, y0), min(ny, y0 + size)), slice(max(0, x0), min(nx, x0 + size))
-    part = image[ys, xs]
-    out[ys.start - y0 : ys.start - y0 + part.shape[0], xs.start - x0 : xs.start - x0 + part.shape[1]] = part
-    padded = part.shape != (size, size) or not np.all(np.isfinite(part))
+    part = image[..., ys, xs]
+    out[
+        ..., ys.start - y0 : ys.start - y0 + part.shape[-2], xs.start - x0 : xs.start - x0 + part.shape[-1]
+    ] = part
+    padded = part.shape[-2:] != (size, size) or not np.all(np.isfinite(part))
     return np.nan_to_num(out), padded
 
 
@@ -98,38 +101,53 @@ class SourceCharacterizer:
         cell = prepared.cell.to_value(u.arcsec)
         beam_major_pix = beam.major.to_value(u.arcsec) / cell
         data = np.nan_to_num(prepared.data)
-        continuum = np.median(data, axis=0)
+        channel_has_data = prepared.valid.any(axis=(1, 2))
         table = QTable(catalog, copy=True)
         n = len(table)
-        inputs, sigmas, centres, edge = [], [], [], []
+        inputs, sigmas, centres, edge, continua, n_off, n_line, beams = [], [], [], [], [], [], [], []
         for row in table:
             lo, hi = sorted(self._prepared_channels(prepared, row))
-            image = data[lo : hi + 1].sum(axis=0) * dv
+            beams.append(prepared.beams[(lo + hi) // 2])  # the beam of the line (beams vary with channel)
             sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv)
             cx, cy = int(round(row["x_centroid"].value)), int(round(row["y_centroid"].value))
-            cut, padded = _cutout(image, cx, cy, CUTOUT_SIZE)
-            inputs.append(cut / sigma)
+            block, _ = _cutout(data, cx, cy, CUTOUT_SIZE)
+            # Near the edge: the cutout leaves the image or reaches pixels blank in every line channel.
+            blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 0.0, np.nan)
+            _, padded = _cutout(blank, cx, cy, CUTOUT_SIZE)
+            # The continuum: per-pixel median over the channels outside the line.
+            off = channel_has_data.copy()
+            off[lo : hi + 1] = False
+            continuum = np.median(block[off], axis=0) if off.sum() >= 3 else np.zeros(block.shape[1:])
+            inputs.append(block[lo : hi + 1].sum(axis=0) * dv / sigma)
+            continua.append(continuum)
+            n_off.append(int(off.sum()))
+            n_line.append(hi - lo + 1)
             sigmas.append(sigma)
             centres.append((cx, cy))
             edge.append(padded)
         inputs = np.asarray(inputs, np.float32)[:, None]
+        continua, n_line = np.asarray(continua, np.float32), np.asarray(n_line)
         sigmas, centres = np.asarray(sigmas), np.asarray(centres, dtype=float)
+        beam_major = np.array([b.major.to_value(u.arcsec) for b in beams])
         if self._network is not None:
+            # The network was trained on cutouts with the continuum left in (it measures the line).
             with torch.no_grad():
                 p = self._network(torch.from_numpy(inputs)).numpy()
             measured = {
                 "dx": p[:, 0],
                 "dy": p[:, 1],
-                "major": np.clip(p[:, 2], 0, None) * beam.major.to_value(u.arcsec),
-                "minor": np.clip(p[:, 3], 0, None) * beam.major.to_value(u.arcsec),
+                "major": np.clip(p[:, 2], 0, None) * beam_major,
+                "minor": np.clip(p[:, 3], 0, None) * beam_major,
                 "pa": np.degrees(0.5 * np.arctan2(p[:, 4], p[:, 5])) % 180,
                 "flux": np.exp(p[:, 6]) * sigmas,
             }
         else:
-            measured = _gaussian_fits(inputs[:, 0] * sigmas[:, None, None], beam, cell, beam_major_pix)
+            # The fit measures the line alone: the continuum comes off the line-integrated image.
+            line_only = inputs[:, 0] * sigmas[:, None, None] - continua * (n_line * dv)[:, None, None]
+            measured = _gaussian_fits(line_only, beams, cell)
         major = np.maximum(measured["major"], measured["minor"])
         minor = np.minimum(measured["major"], measured["minor"])
-        unresolved = major < UNRESOLVED * beam.major.to_value(u.arcsec)
+        unresolved = major < UNRESOLVED * beam_major
         major = np.where(unresolved, 0.0, major)
         minor = np.where(unresolved, 0.0, minor)
         x = centres[:, 0] + measured["dx"]
@@ -141,7 +159,17 @@ class SourceCharacterizer:
         table["fwhm_minor"] = minor * u.arcsec
         table["position_angle"] = np.where(unresolved, 0.0, measured["pa"]) * u.deg
         table["flux"] = measured["flux"] * u.Jy * u.km / u.s
-        table["continuum_flux"] = self._continuum(continuum, x, y, major, minor, measured["pa"], beam, noise)
+        table["continuum_flux"] = self._continuum(
+            continua,
+            x - (centres[:, 0] - CUTOUT_SIZE // 2),
+            y - (centres[:, 1] - CUTOUT_SIZE // 2),
+            major,
+            minor,
+            measured["pa"],
+            beams,
+            noise,
+            np.asarray(n_off),
+        )
         flags = (
             np.asarray(table["flags"], dtype=np.int32) if "flags" in table.colnames else np.zeros(n, np.int32)
         )
@@ -162,17 +190,22 @@ class SourceCharacterizer:
         return max(0, lo), min(prepared.data.shape[0] - 1, hi)
 
     @staticmethod
-    def _continuum(continuum, x, y, major, minor, pa, beam, noise):
-        """Spatially integrated continuum (Jy): peak continuum over the beam dilution."""
-        ny, nx = continuum.shape
-        ix = np.clip(np.rint(x).astype(int), 0, nx - 1)
-        iy = np.clip(np.rint(y).astype(int), 0, ny - 1)
-        peak = continuum[iy, ix]
-        # Only a continuum above 3 sigma of its own noise (median over channels) counts.
-        sigma = np.sqrt(np.pi / 2) * np.median(noise) / np.sqrt(len(noise))
+    def _continuum(continua, x, y, major, minor, pa, beams, noise, n_off):
+        """Spatially integrated continuum (Jy): peak continuum over the beam dilution.
+
+        ``continua`` are the sources' continuum cutouts (Jy/beam), ``x``, ``y`` the sources'
+        positions in them, ``beams`` their beams and ``n_off`` the number of channels each
+        continuum is the median of.
+        """
+        size = continua.shape[-1]
+        ix = np.clip(np.rint(x).astype(int), 0, size - 1)
+        iy = np.clip(np.rint(y).astype(int), 0, size - 1)
+        peak = continua[np.arange(len(continua)), iy, ix]
+        # Only a continuum above 3 sigma of its own noise (median over n_off channels) counts.
+        sigma = np.sqrt(np.pi / 2) * np.median(noise) / np.sqrt(np.maximum(n_off, 1))
         values = []
-        for p, a, b, angle in zip(peak, major, minor, pa, strict=True):
-            if p < 3 * sigma:
+        for p, s, a, b, angle, beam in zip(peak, sigma, major, minor, pa, beams, strict=True):
+            if p < 3 * s:
                 values.append(0.0)
                 continue
             if a > 0:
@@ -195,14 +228,15 @@ def _blended(table, beam_major_pix):
     return both.any(axis=1)
 
 
-def _gaussian_fits(cutouts, beam, cell, beam_major_pix):
-    """Elliptical Gaussian fits (astropy.modeling) of cutouts in Jy/beam km/s, beam deconvolved."""
+def _gaussian_fits(cutouts, beams, cell):
+    """Elliptical Gaussian fits (astropy.modeling) of cutouts in Jy/beam km/s, each with its
+    beam (one per cutout) deconvolved."""
     n = cutouts.shape[-1]
     yy, xx = np.mgrid[:n, :n]
-    beam_area_pix = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
     out = {k: np.zeros(len(cutouts)) for k in ("dx", "dy", "major", "minor", "pa", "flux")}
-    s0 = beam_major_pix / _FWHM
-    for i, image in enumerate(cutouts):
+    for i, (image, beam) in enumerate(zip(cutouts, beams, strict=True)):
+        beam_area_pix = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
+        s0 = beam.major.to_value(u.arcsec) / cell / _FWHM
         init = models.Gaussian2D(
             amplitude=max(image[n // 2, n // 2], 1e-9),
             x_mean=n // 2,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import numbers
+import operator
 import warnings
 from datetime import datetime, timezone
 
 import astropy.units as u
 import numpy as np
+from astropy.stats import mad_std
 from astropy.table import QTable
 from scipy.ndimage import map_coordinates
 
@@ -26,6 +29,15 @@ def prepare(cube, *, psf=None):
     if isinstance(cube, PreparedCube):
         return cube
     return read_cube(cube, psf=psf)
+
+
+def _real(value, name):
+    """``value`` as a finite float, or `InvalidInputError` (booleans and strings are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray)):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}")
+    if np.ndim(value) != 0 or not np.isfinite(value):
+        raise InvalidInputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def _load(model, task):
@@ -75,6 +87,11 @@ class CubeDetector:
     deconvolved_fraction : float
         With the deconvolver: a candidate is kept when the deconvolved flux within a beam of it
         is at least this fraction of its dirty S/N.
+    sidelobe_rejection : bool
+        With the cube's PSF (``psf=`` in the call, e.g. the ``.psf`` that ``tclean`` writes): drop
+        a candidate more than 1.5 beams from a brighter one whose line overlaps its own when,
+        after subtracting the sidelobes the brighter candidates put at its position (their S/N
+        times the beam-filtered PSF at the offset), less than half the threshold is left.
 
     Examples
     --------
@@ -84,27 +101,37 @@ class CubeDetector:
 
     def __init__(
         self,
-        snr_threshold=5.0,
+        snr_threshold=6.0,
         *,
         min_separation=1.0,
         model="default",
         widths=DEFAULT_WIDTHS,
         deconvolved_fraction=0.3,
+        sidelobe_rejection=True,
     ):
-        if not np.isscalar(snr_threshold) or not np.isfinite(snr_threshold) or snr_threshold <= 0:
+        snr_threshold = _real(snr_threshold, "snr_threshold")
+        if snr_threshold <= 0:
             raise InvalidInputError(f"snr_threshold must be a positive number, got {snr_threshold!r}")
-        if not min_separation > 0:
+        min_separation = _real(min_separation, "min_separation")
+        if min_separation <= 0:
             raise InvalidInputError(f"min_separation must be positive, got {min_separation!r}")
-        widths = tuple(int(w) for w in widths)
-        if not widths or min(widths) < 1:
-            raise InvalidInputError("widths must be positive channel counts")
+        try:
+            widths = tuple(sorted({operator.index(w) for w in widths}))
+        except TypeError:
+            raise InvalidInputError(
+                f"widths must be positive channel counts (integers), got {widths!r}"
+            ) from None
+        if not widths or widths[0] < 1:
+            raise InvalidInputError(f"widths must be positive channel counts (integers), got {widths!r}")
+        deconvolved_fraction = _real(deconvolved_fraction, "deconvolved_fraction")
         if not 0 <= deconvolved_fraction < 1:
-            raise InvalidInputError("deconvolved_fraction must be in [0, 1)")
-        self.snr_threshold = float(snr_threshold)
-        self.min_separation = float(min_separation)
+            raise InvalidInputError(f"deconvolved_fraction must be in [0, 1), got {deconvolved_fraction!r}")
+        self.snr_threshold = snr_threshold
+        self.min_separation = min_separation
         self.model = model
         self.widths = widths
-        self.deconvolved_fraction = float(deconvolved_fraction)
+        self.deconvolved_fraction = deconvolved_fraction
+        self.sidelobe_rejection = bool(sidelobe_rejection)
         self._spectral, self._spectral_info = _load(model, "spectral")
         self._deconvolver, self._deconvolver_info = _load(model, "deconvolver")
 
@@ -154,7 +181,7 @@ class CubeDetector:
             key = (lo, hi)
             if key not in cache:
                 image = mf.channel_snr[lo : hi + 1].sum(axis=0) / np.sqrt(hi - lo + 1)
-                sigma = np.nanstd(image[cube.valid]) or 1.0
+                sigma = float(mad_std(image[cube.valid])) or 1.0
                 with torch.no_grad():
                     out = self._deconvolver(torch.from_numpy((image / sigma).astype(np.float32))[None, None])
                 cache[key] = (out[0, 0].numpy(), image / sigma)
@@ -164,6 +191,64 @@ class CubeDetector:
             peak = map_coordinates(dirty, [[cy], [cx]], order=1)[0]
             scores[i] = deconvolved[near].sum() / max(peak, 1e-6)
         return scores
+
+    def _filtered_psf(self, psf, channel, cube):
+        """The PSF of ``channel`` correlated with the beam, as the matched filter sees it (peak 1)."""
+        cache = self.__dict__.setdefault("_psf_cache", {})
+        key = (id(psf), channel)
+        if key not in cache:
+            from scipy.signal import fftconvolve
+
+            from .matched_filter import beam_kernel
+
+            beam = cube.beams[channel]
+            cell = cube.cell.to_value(u.arcsec)
+            kernel = beam_kernel(
+                beam.major.to_value(u.arcsec) / cell, beam.minor.to_value(u.arcsec) / cell,
+                beam.pa.to_value(u.deg),
+            )
+            plane = fftconvolve(np.asarray(psf[channel], dtype=float), kernel, mode="same")
+            cache[key] = plane / plane[plane.shape[0] // 2, plane.shape[1] // 2]
+        return cache[key]
+
+    def _sidelobes(self, cube, rows, candidates):
+        """Candidates explained as dirty-beam sidelobes of brighter ones (see ``sidelobe_rejection``)."""
+        n = len(rows)
+        rejected = np.zeros(n, dtype=bool)
+        psf = getattr(cube, "psf", None)
+        if not self.sidelobe_rejection or psf is None or n < 2:
+            return rejected
+        beam_pix = (cube.beams[len(cube.beams) // 2].major / cube.cell).to_value(u.one)
+        k = np.array([r[0] for r in rows])
+        snr = np.asarray(candidates["filter_snr"])[k]
+        x = candidates["x_centroid"].value[k]
+        y = candidates["y_centroid"].value[k]
+        lo = np.array([r[2] for r in rows])
+        hi = np.array([r[3] for r in rows])
+        for i in np.argsort(-snr, kind="stable"):
+            brighter = [
+                j
+                for j in range(n)
+                if snr[j] > snr[i]
+                and not rejected[j]
+                and lo[j] <= hi[i]
+                and lo[i] <= hi[j]
+                and np.hypot(x[i] - x[j], y[i] - y[j]) > 1.5 * beam_pix
+            ]
+            if not brighter:
+                continue
+            plane = self._filtered_psf(psf, int((lo[i] + hi[i]) // 2), cube)
+            cy, cx = plane.shape[0] // 2, plane.shape[1] // 2
+            predicted = 0.0
+            for j in brighter:
+                py, px = int(round(cy + y[i] - y[j])), int(round(cx + x[i] - x[j]))
+                if 0 <= py < plane.shape[0] and 0 <= px < plane.shape[1]:
+                    predicted += snr[j] * plane[py, px]
+            # What is left after the brighter sources' sidelobes (signed: a source on a negative
+            # sidelobe gains) must itself be a detection.
+            rejected[i] = snr[i] - predicted < 0.5 * self.snr_threshold
+        self.__dict__.pop("_psf_cache", None)
+        return rejected
 
     # -- main --------------------------------------------------------------------------------
     def __call__(self, cube, *, mask=None, psf=None):
@@ -186,22 +271,30 @@ class CubeDetector:
         """
         prepared = prepare(cube, psf=psf)
         valid = prepared.valid.any(axis=0) if prepared.valid.ndim == 3 else prepared.valid.copy()
+        blank = None
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape == prepared.data.shape:
+                # The user's channel order -> the prepared cube's (frequency ascending).
+                blank = mask[::-1] if prepared.flipped else mask
                 mask = mask.all(axis=0)
             if mask.shape != valid.shape:
                 raise InvalidInputError(
                     f"mask shape {mask.shape} matches neither the image {valid.shape} nor the cube"
                 )
             valid &= ~mask
-        view = _View(prepared, valid)
+            if not valid.any():
+                warnings.warn(
+                    "no sources detected: the mask covers every pixel", NoDetectionsWarning, stacklevel=2
+                )
+                return None
+        view = _View(prepared, valid, blank)
         candidates, mf = find_candidates(
             view, threshold=self.snr_threshold, widths=self.widths, beam_scale=self.min_separation
         )
         rows, n_chan = self._lines(view, mf, candidates)
         scores = self._deconvolved_scores(view, mf, rows, candidates)
-        keep = scores >= self.deconvolved_fraction
+        keep = (scores >= self.deconvolved_fraction) & ~self._sidelobes(view, rows, candidates)
         table = self._catalog(prepared, candidates, [r for r, ok in zip(rows, keep, strict=True) if ok], mf)
         if table is None:
             warnings.warn("no sources detected", NoDetectionsWarning, stacklevel=2)
@@ -239,38 +332,46 @@ class CubeDetector:
         flags = np.zeros(len(rows), dtype=np.int32)
         flags |= np.where((lo <= 0) | (hi >= n_chan - 1), 4, 0).astype(np.int32)
         table["flags"] = flags
-        table.meta.update(
-            {
-                "deepfocus_version": __version__,
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "detector": {
-                    "snr_threshold": self.snr_threshold,
-                    "min_separation_beams": self.min_separation,
-                    "widths_channels": list(self.widths),
-                    "deconvolved_fraction": self.deconvolved_fraction,
-                },
-                "models": {"spectral": self._spectral_info, "deconvolver": self._deconvolver_info},
-                "source": str(cube.source_path) if cube.source_path else "in-memory cube",
-                "rest_frequency_ghz": float(cube.rest_frequency.to_value(u.GHz)),
-                "velocity_convention": "radio",
-                "beam_major_arcsec": float(cube.beams[n_chan // 2].major.to_value(u.arcsec)),
-                "beam_minor_arcsec": float(cube.beams[n_chan // 2].minor.to_value(u.arcsec)),
-                "beam_pa_deg": float(cube.beams[n_chan // 2].pa.to_value(u.deg)),
-                "cell_arcsec": float(cube.cell.to_value(u.arcsec)),
-                "channel_velocity_width_kms": float(dv),
-            }
-        )
+        table.meta.update(self._meta(cube))
         return table
+
+    def _meta(self, cube):
+        """The catalogue ``meta`` of a run on the prepared ``cube`` (DESIGN section 4)."""
+        n_chan = cube.data.shape[0]
+        beam = cube.beams[n_chan // 2]
+        return {
+            "version": __version__,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "parameters": {
+                "snr_threshold": self.snr_threshold,
+                "min_separation_beams": self.min_separation,
+                "widths_channels": list(self.widths),
+                "deconvolved_fraction": self.deconvolved_fraction,
+            },
+            "models": {"spectral": self._spectral_info, "deconvolver": self._deconvolver_info},
+            "source": str(cube.source_path) if cube.source_path else "in-memory cube",
+            "rest_frequency_ghz": float(cube.rest_frequency.to_value(u.GHz)),
+            "rest_frequency_from_header": bool(cube.rest_frequency_from_header),
+            "velocity_convention": "radio",
+            "beam_major_arcsec": float(beam.major.to_value(u.arcsec)),
+            "beam_minor_arcsec": float(beam.minor.to_value(u.arcsec)),
+            "beam_pa_deg": float(beam.pa.to_value(u.deg)),
+            "cell_arcsec": float(cube.cell.to_value(u.arcsec)),
+            "channel_velocity_width_kms": float(cube.channel_velocity_width.to_value(u.km / u.s)),
+        }
 
 
 class _View:
     """A prepared cube as the detection stages see it: a 2-D valid-pixel mask (with the user's
-    mask applied) and the noise as plain numbers (Jy/beam)."""
+    mask applied), the data blanked where a 3-D user mask says so, and the noise as plain
+    numbers (Jy/beam)."""
 
-    def __init__(self, prepared, valid):
+    def __init__(self, prepared, valid, blank=None):
         self._prepared = prepared
         self.valid = valid
         self.noise = np.asarray(u.Quantity(prepared.noise, u.Jy / u.beam).value, dtype=float)
+        if blank is not None and blank.any():
+            self.data = np.where(blank, np.float32(np.nan), prepared.data)
 
     def __getattr__(self, name):
         return getattr(self._prepared, name)

@@ -9,6 +9,7 @@ correlated noise of dirty images without modelling it).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,7 +93,9 @@ def signal_to_noise(
     result : `SignalToNoise`
     """
     cube = np.where(np.isfinite(data), data, np.nan).astype(np.float32)
-    continuum = np.nanmedian(cube, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels (blanked borders)
+        continuum = np.nanmedian(cube, axis=0)
     continuum = np.where(np.isfinite(continuum), continuum, 0.0)
     noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmedian(noise))
     channel_snr = (cube - continuum[None]) / noise[:, None, None]
@@ -104,7 +107,7 @@ def signal_to_noise(
     n_chan = channel_snr.shape[0]
     for index, width in enumerate(widths):
         if width > n_chan:
-            break
+            continue
         # Running mean over `width` channels centred on each channel (edges: shorter windows
         # are not used, the filter simply reflects).
         summed = uniform_filter1d(smoothed, size=width, axis=0, mode="constant") * width

@@ -1,0 +1,1 @@
+from deepfocus.detection.tests.fixtures import *  # noqa: F403

@@ -1,0 +1,300 @@
+"""`DeepFocus`, `CubeDetector` and `SourceCharacterizer` on whole cubes: the public contract."""
+
+import os
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+
+from deepfocus import CubeDetector, DeepFocus, SourceCharacterizer, __version__
+from deepfocus.evaluation import evaluate, matched_table
+from deepfocus.exceptions import InvalidInputError, NoDetectionsWarning
+from deepfocus.io import validate_catalog
+from deepfocus.io.cube import read_cube
+
+from . import helpers
+
+#: DESIGN section 4: column -> unit (None: a plain number column).
+CONTRACT = {
+    "id": None,
+    "x_centroid": u.pix,
+    "y_centroid": u.pix,
+    "z_centroid": None,
+    "sky_centroid": "SkyCoord",
+    "spectral_centroid": u.GHz,
+    "z_min": None,
+    "z_max": None,
+    "fwhm_major": u.arcsec,
+    "fwhm_minor": u.arcsec,
+    "position_angle": u.deg,
+    "line_width": u.km / u.s,
+    "flux": u.Jy * u.km / u.s,
+    "continuum_flux": u.Jy,
+    "snr": None,
+    "flags": None,
+}
+
+
+def _measured_finite(catalog):
+    for name in ("x_centroid", "y_centroid", "z_centroid", "fwhm_major", "fwhm_minor", "position_angle"):
+        assert np.all(np.isfinite(np.asarray(catalog[name]))), name
+    for name in ("spectral_centroid", "line_width", "flux", "continuum_flux", "snr"):
+        assert np.all(np.isfinite(np.asarray(catalog[name]))), name
+    assert np.all(np.isfinite(catalog["sky_centroid"].ra.deg))
+    assert np.all(np.isfinite(catalog["sky_centroid"].dec.deg))
+
+
+# -- the contract ------------------------------------------------------------------------------
+
+
+def test_catalog_columns_and_units(classical_catalog):
+    catalog = classical_catalog
+    assert catalog.colnames[: len(CONTRACT)] == list(CONTRACT)
+    validate_catalog(catalog)
+    for name, unit in CONTRACT.items():
+        column = catalog[name]
+        if unit == "SkyCoord":
+            assert isinstance(column, SkyCoord)
+            assert column.frame.name == "icrs"
+        elif unit is None:
+            assert getattr(column, "unit", None) in (None, u.dimensionless_unscaled), name
+        else:
+            assert column.unit == unit, name
+    assert list(catalog["id"]) == list(range(1, len(catalog) + 1))
+    assert catalog["z_centroid"].dtype.kind == "f"
+    for name in ("id", "z_min", "z_max", "flags"):
+        assert catalog[name].dtype.kind == "i", name
+    assert np.all(catalog["z_min"] <= catalog["z_centroid"])
+    assert np.all(catalog["z_centroid"] <= catalog["z_max"])
+    assert np.all(catalog["z_min"] >= 0) and np.all(catalog["z_max"] < helpers.N_CHANNELS)
+    pa = catalog["position_angle"].to_value(u.deg)
+    assert np.all((pa >= 0) & (pa < 180))
+    assert np.all(catalog["fwhm_minor"] <= catalog["fwhm_major"])
+    assert np.all(catalog["line_width"] > 0) and np.all(catalog["flux"] > 0)
+    assert np.all(catalog["continuum_flux"] >= 0)
+    _measured_finite(catalog)
+
+
+def test_catalog_meta(classical_catalog):
+    meta = classical_catalog.meta
+    assert meta["version"] == __version__
+    assert meta["date"][:2] == "20" and "T" in meta["date"]
+    assert meta["parameters"]["snr_threshold"] == 5.0
+    assert set(meta["models"]) == {"spectral", "deconvolver", "characterizer"}
+    assert meta["models"]["spectral"] is None and meta["models"]["deconvolver"] is None
+    assert meta["models"]["characterizer"] == {"name": "gaussian fit"}
+    assert meta["velocity_convention"] == "radio"
+    assert meta["beam_major_arcsec"] >= meta["beam_minor_arcsec"] > 0
+
+
+def test_spectral_and_sky_columns_agree_with_the_wcs(classical_catalog, bright_files):
+    cube = read_cube(bright_files["dirty"])
+    catalog = classical_catalog
+    expected = cube.channel_to_frequency(np.asarray(catalog["z_centroid"]))
+    assert np.allclose(catalog["spectral_centroid"].to_value(u.GHz), expected.to_value(u.GHz), atol=1e-9)
+    sky = cube.pixel_to_world(catalog["x_centroid"].value, catalog["y_centroid"].value)
+    assert np.all(sky.separation(catalog["sky_centroid"]) < 1 * u.mas)
+
+
+def test_bright_isolated_sources_are_found_and_measured(classical_catalog, bright_sim):
+    truth, catalog = bright_sim.truth, classical_catalog
+    metrics = evaluate(truth, catalog)
+    assert metrics["completeness"] == 1.0
+    assert metrics["purity"] == 1.0
+    matched = matched_table(truth, catalog)
+    assert len(matched) == len(truth) == len(catalog)
+    assert np.all(matched["separation"].to_value(u.pix) < 0.3)
+    assert np.all(np.abs(matched["z_offset"]) < 1.0)
+    flux_ratio = (matched["det_flux"] / matched["true_flux"]).to_value(u.one)
+    assert np.all(np.abs(flux_ratio - 1) < 0.2), flux_ratio
+    width_ratio = (matched["det_line_width"] / matched["true_line_width"]).to_value(u.one)
+    assert np.all(np.abs(width_ratio - 1) < 0.25), width_ratio
+    # Sources without a continuum get exactly 0; the one with 3 mJy gets it within 25 %.
+    continuum = matched["det_continuum_flux"].to_value(u.mJy)
+    has_continuum = matched["true_continuum_flux"] > 0
+    assert np.all(continuum[~has_continuum] == 0)
+    assert np.allclose(continuum[has_continuum], 3.0, rtol=0.25)
+    # Point sources come out unresolved (flag 8, sizes 0), resolved ones with their PA.
+    point = matched["true_fwhm_major"] == 0
+    assert np.all(matched["det_fwhm_major"][point] == 0)
+    assert np.all(matched["det_flags"][point] & 8)
+    resolved = ~point & (matched["true_fwhm_major"] > matched["true_fwhm_minor"] * 1.5)
+    assert resolved.sum() >= 2
+    dpa = (matched["det_position_angle"] - matched["true_position_angle"]).to_value(u.deg)
+    dpa = (dpa + 90) % 180 - 90
+    assert np.all(np.abs(dpa[resolved]) < 15), dpa[resolved]
+    size_ratio = (matched["det_fwhm_major"][resolved] / matched["true_fwhm_major"][resolved]).to_value(u.one)
+    assert np.all(np.abs(size_ratio - 1) < 0.3), size_ratio
+
+
+def test_detector_alone_gives_position_and_spectral_columns(bright_files, classical_catalog):
+    detected = CubeDetector(model=None)(bright_files["dirty"])
+    assert len(detected) == len(classical_catalog)
+    for name in ("id", "x_centroid", "y_centroid", "z_centroid", "sky_centroid", "spectral_centroid"):
+        assert name in detected.colnames
+    for name in ("z_min", "z_max", "line_width", "snr", "flags"):
+        assert name in detected.colnames
+    assert "flux" not in detected.colnames and "fwhm_major" not in detected.colnames
+    # The characterizer fills the rest and keeps the spectral columns.
+    measured = SourceCharacterizer(model=None)(bright_files["dirty"], detected)
+    assert measured.colnames[: len(CONTRACT)] == list(CONTRACT)
+    assert np.array_equal(measured["z_centroid"], detected["z_centroid"])
+    assert np.array_equal(measured["line_width"], detected["line_width"])
+    assert len(detected) == len(measured)
+    assert "characterizer" not in detected.meta["models"]  # the input catalogue is not modified
+
+
+def test_spectral_cube_and_path_inputs_agree(bright_sim, bright_files, classical_catalog):
+    from_cube = DeepFocus(model=None)(bright_sim.dirty)
+    assert from_cube.meta["source"] == "in-memory cube"
+    assert classical_catalog.meta["source"] == str(bright_files["dirty"])
+    for name in ("x_centroid", "y_centroid", "z_centroid", "flux"):
+        assert np.allclose(np.asarray(from_cube[name]), np.asarray(classical_catalog[name]), rtol=1e-5)
+
+
+# -- CASA cubes --------------------------------------------------------------------------------
+
+
+def test_casa_style_cube_runs_unchanged(casa_file, classical_catalog, bright_sim):
+    header = fits.getheader(casa_file)
+    assert header["NAXIS"] == 4 and header["CDELT3"] < 0
+    data = fits.getdata(casa_file)
+    assert 0.25 < np.isnan(data).mean() < 0.35
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean CASA cube gives no warning (no All-NaN slice ...)
+        catalog = DeepFocus(model=None)(casa_file)
+    validate_catalog(catalog)
+    ascending = classical_catalog
+    assert len(catalog) == len(ascending)
+    # Same sources: pair them by position.
+    d = np.hypot(
+        catalog["x_centroid"].value[:, None] - ascending["x_centroid"].value[None],
+        catalog["y_centroid"].value[:, None] - ascending["y_centroid"].value[None],
+    )
+    pair = d.argmin(axis=1)
+    assert sorted(pair) == list(range(len(ascending)))
+    assert np.all(d.min(axis=1) < 0.1)
+    n = helpers.N_CHANNELS
+    # Channels count in the input's (descending) order.
+    assert np.all(np.abs(catalog["z_centroid"] - (n - 1 - ascending["z_centroid"][pair])) < 1)
+    assert np.all(np.abs(catalog["z_min"] - (n - 1 - ascending["z_max"][pair])) <= 1)
+    assert np.all(np.abs(catalog["z_max"] - (n - 1 - ascending["z_min"][pair])) <= 1)
+    assert np.all(catalog["z_min"] <= catalog["z_max"])
+    # The line frequency is the same: the WCS of the descending cube gives it at z_centroid.
+    dz = np.abs(catalog["spectral_centroid"] - ascending["spectral_centroid"][pair])
+    assert np.all(dz < 15.625 * u.MHz)
+    flux_ratio = (catalog["flux"] / ascending["flux"][pair]).to_value(u.one)
+    assert np.all(np.abs(flux_ratio - 1) < 0.1), flux_ratio  # beams differ by < 3 % (BEAMS table)
+    truth = bright_sim.truth.copy()  # in the descending cube's channels
+    truth["z_centroid"] = n - 1 - truth["z_centroid"]
+    truth["z_min"], truth["z_max"] = n - 1 - truth["z_max"], n - 1 - truth["z_min"]
+    metrics = evaluate(truth, catalog)
+    assert metrics["completeness"] == 1.0 and metrics["purity"] == 1.0
+    # Sources whose 32-pixel cutout reaches the NaN border are flagged as near an edge (1).
+    blank = np.isnan(data[0, 0])
+    for row in catalog:
+        x, y = int(round(row["x_centroid"].value)), int(round(row["y_centroid"].value))
+        assert bool(row["flags"] & 1) == bool(blank[max(0, y - 16) : y + 16, max(0, x - 16) : x + 16].any())
+    assert 0 < np.count_nonzero(catalog["flags"] & 1) < len(catalog)
+    assert not np.any(ascending["flags"] & 1)
+
+
+def test_input_file_is_unchanged(casa_file):
+    before = casa_file.read_bytes()
+    mtime = os.stat(casa_file).st_mtime_ns
+    DeepFocus(model=None)(casa_file)
+    CubeDetector(model=None)(casa_file, mask=np.zeros((helpers.NPIX, helpers.NPIX), bool))
+    assert casa_file.read_bytes() == before
+    assert os.stat(casa_file).st_mtime_ns == mtime
+
+
+# -- lines ---------------------------------------------------------------------------------------
+
+
+def test_two_lines_at_one_position_are_two_sources():
+    rows = (
+        (40.3, 50.6, 13.0, 0.0, 0.0, 0.0, 6.0, 20.0, 0.0),
+        (40.3, 50.6, 33.0, 0.0, 0.0, 0.0, 6.0, 12.0, 0.0),
+    )
+    sim = helpers.simulation(rows, seed=2)
+    catalog = DeepFocus(model=None)(sim.dirty)
+    assert len(catalog) == 2
+    assert np.allclose(catalog["x_centroid"].value, 40.3, atol=0.3)
+    assert np.allclose(catalog["y_centroid"].value, 50.6, atol=0.3)
+    assert np.allclose(sorted(catalog["z_centroid"]), [13.0, 33.0], atol=0.5)
+    lower, upper = np.argsort(catalog["z_centroid"])
+    assert catalog["z_max"][lower] < catalog["z_min"][upper]  # the lines do not overlap
+    metrics = evaluate(sim.truth, catalog)
+    assert metrics["completeness"] == 1.0 and metrics["purity"] == 1.0
+    # The brighter line is the brighter source.
+    assert catalog["snr"][lower] > catalog["snr"][upper]
+    assert catalog["flux"][lower] > catalog["flux"][upper]
+
+
+# -- nothing found -----------------------------------------------------------------------------
+
+
+def test_pure_noise_gives_none_and_a_warning():
+    sim = helpers.simulation((), seed=5)
+    for finder in (DeepFocus(50, model=None), CubeDetector(50, model=None)):
+        with pytest.warns(NoDetectionsWarning, match="no sources detected"):
+            assert finder(sim.dirty) is None
+
+
+def test_characterizer_refuses_an_empty_catalog(bright_files):
+    with pytest.raises(InvalidInputError, match="empty"):
+        SourceCharacterizer(model=None)(bright_files["dirty"], None)
+
+
+# -- determinism -------------------------------------------------------------------------------
+
+
+def test_same_cube_same_catalog(casa_file, classical_catalog, bright_files):
+    helpers.assert_same_catalog(DeepFocus(model=None)(bright_files["dirty"]), classical_catalog)
+    helpers.assert_same_catalog(DeepFocus(model=None)(casa_file), DeepFocus(model=None)(casa_file))
+
+
+def test_same_cube_same_catalog_with_networks(bright_files, tiny_weights):
+    first = DeepFocus(model=tiny_weights)(bright_files["dirty"])
+    second = DeepFocus(model=tiny_weights)(bright_files["dirty"])
+    assert first is not None
+    helpers.assert_same_catalog(first, second)
+
+
+# -- the networks --------------------------------------------------------------------------------
+
+
+def test_network_path_end_to_end(bright_files, casa_file, tiny_weights):
+    for cube in (bright_files["dirty"], casa_file):
+        catalog = DeepFocus(model=tiny_weights)(cube)
+        assert catalog is not None and len(catalog) >= 1
+        validate_catalog(catalog)
+        _measured_finite(catalog)
+        pa = catalog["position_angle"].to_value(u.deg)
+        assert np.all((pa >= 0) & (pa < 180))
+        assert np.all(catalog["flux"] > 0)
+        assert np.all(
+            (catalog["z_min"] <= catalog["z_centroid"]) & (catalog["z_centroid"] <= catalog["z_max"])
+        )
+    models = catalog.meta["models"]
+    for task in ("spectral", "deconvolver", "characterizer"):
+        assert models[task]["name"].endswith(f"{task}-default.safetensors")
+        assert len(models[task]["sha256"]) == 64
+
+
+def test_unknown_model_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidInputError, match="spectral-default"):
+        CubeDetector(model=tmp_path)  # a folder without weights
+
+
+def test_psf_file_is_accepted(bright_sim, classical_catalog, tmp_path):
+    paths = bright_sim.write(tmp_path, "p", psf=True)
+    catalog = DeepFocus(model=None)(paths["dirty"], psf=paths["psf"])
+    metrics = evaluate(bright_sim.truth, catalog)
+    assert metrics["completeness"] == 1.0 and metrics["purity"] == 1.0
+    assert np.allclose(catalog["flux"].value, classical_catalog["flux"].value, rtol=1e-6)
+    with pytest.raises(InvalidInputError, match="PSF"):
+        DeepFocus(model=None)(paths["dirty"], psf=np.ones((3, 8, 8)))  # 3 channels, not 48
