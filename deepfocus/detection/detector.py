@@ -204,7 +204,8 @@ class CubeDetector:
             beam = cube.beams[channel]
             cell = cube.cell.to_value(u.arcsec)
             kernel = beam_kernel(
-                beam.major.to_value(u.arcsec) / cell, beam.minor.to_value(u.arcsec) / cell,
+                beam.major.to_value(u.arcsec) / cell,
+                beam.minor.to_value(u.arcsec) / cell,
                 beam.pa.to_value(u.deg),
             )
             plane = fftconvolve(np.asarray(psf[channel], dtype=float), kernel, mode="same")

@@ -47,7 +47,7 @@ def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
     if catalog is not None and len(catalog):
         for region in catalog_to_regions(catalog):
             pixel = region.to_pixel(celestial)
-            pixel.plot(ax=ax, color="cyan", lw=1.2)
+            pixel.plot(ax=ax, edgecolor="cyan", facecolor="none", lw=1.2)
             ax.text(
                 pixel.center.x + 2, pixel.center.y + 2, region.meta.get("label", ""), color="cyan", fontsize=8
             )

@@ -1,0 +1,219 @@
+"""``deepfocus detect`` and ``deepfocus evaluate``, run as a user would."""
+
+import json
+import os
+
+import astropy.units as u
+import numpy as np
+import pytest
+from regions import EllipseSkyRegion, Regions
+
+from deepfocus.cli import main
+from deepfocus.detection.tests import helpers
+from deepfocus.detection.tests.bad_inputs import BAD_INPUTS, write_bad_input
+from deepfocus.detection.tests.fixtures import *  # noqa: F403
+from deepfocus.io import read_catalog, validate_catalog
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def detect(*args):
+    return main(["detect", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def cli_run(bright_files, tmp_path_factory):
+    """One classical ``deepfocus detect`` run with every output; returns the output paths."""
+    out = tmp_path_factory.mktemp("detect")
+    paths = {"catalog": out / "cat.ecsv", "ds9": out / "cat.reg", "plot": out / "cat.png"}
+    code = detect(
+        bright_files["dirty"], "--output", paths["catalog"], "--regions", paths["ds9"],
+        "--plot", paths["plot"], "--model", "none", "--quiet",
+    )  # fmt: skip
+    assert code == 0
+    return paths
+
+
+def test_catalog_file(cli_run, classical_catalog):
+    catalog = read_catalog(cli_run["catalog"])
+    validate_catalog(catalog)
+    assert len(catalog) == len(classical_catalog)
+    assert np.allclose(catalog["x_centroid"].value, classical_catalog["x_centroid"].value)
+    assert np.allclose(catalog["flux"].value, classical_catalog["flux"].value)
+    assert catalog.meta["parameters"]["snr_threshold"] == 5.0
+    assert catalog.meta["version"] == classical_catalog.meta["version"]
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [(".reg", "ds9"), (".crtf", "crtf")])
+def test_regions_round_trip(cli_run, bright_files, tmp_path, suffix, fmt):
+    path = tmp_path / f"cat{suffix}"
+    assert (
+        detect(bright_files["dirty"], "--output", tmp_path / "c.ecsv", "--regions", path, "--model", "none")
+        == 0
+    )
+    catalog = read_catalog(tmp_path / "c.ecsv")
+    regions = Regions.read(path, format=fmt)
+    assert len(regions) == len(catalog)
+    assert all(isinstance(r, EllipseSkyRegion) for r in regions)
+    centres = [r.center.icrs for r in regions]
+    for region, centre, row in zip(regions, centres, catalog, strict=True):
+        assert centre.separation(row["sky_centroid"]) < 1 * u.mas
+        major = max(region.width, region.height)
+        expected = (
+            row["fwhm_major"] if row["fwhm_major"] > 0 else catalog.meta["beam_major_arcsec"] * u.arcsec
+        )
+        assert np.isclose(major.to_value(u.arcsec), expected.to_value(u.arcsec), rtol=1e-5)
+    if fmt == "crtf":
+        text = path.read_text()
+        assert "coord=ICRS" in text or "coord=icrs" in text.lower()
+        assert text.count("range=[") == len(catalog)  # each region carries its line's frequencies
+        assert "GHz" in text
+
+
+def test_region_format_option_overrides_the_suffix(bright_files, tmp_path):
+    path = tmp_path / "cat.txt"
+    argv = [bright_files["dirty"], "--output", tmp_path / "c.ecsv", "--model", "none", "--quiet"]
+    assert detect(*argv, "--regions", path, "--region-format", "crtf") == 0
+    assert path.read_text().startswith("#CRTF")
+
+
+def test_plot(cli_run, classical_catalog, bright_files):
+    assert cli_run["plot"].read_bytes()[:8] == PNG_SIGNATURE
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astropy.visualization.wcsaxes import WCSAxes
+    from matplotlib.patches import Ellipse
+
+    from deepfocus.visualization import plot_detections
+
+    figure = plot_detections(bright_files["dirty"], classical_catalog)
+    try:
+        (ax,) = [a for a in figure.axes if isinstance(a, WCSAxes)]
+        ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
+        assert len(ellipses) == len(classical_catalog)
+        assert ax.wcs.wcs.ctype[0].startswith("RA") and ax.wcs.wcs.ctype[1].startswith("DEC")
+        assert "RA" in ax.coords[0].get_axislabel() and "Dec" in ax.coords[1].get_axislabel()
+        assert f"{len(classical_catalog)} detections" in ax.get_title()
+    finally:
+        plt.close(figure)
+
+
+def test_input_file_is_unchanged(casa_file, tmp_path):
+    before = casa_file.read_bytes()
+    mtime = os.stat(casa_file).st_mtime_ns
+    assert detect(casa_file, "--output", tmp_path / "c.fits", "--model", "none", "--quiet") == 0
+    assert casa_file.read_bytes() == before
+    assert os.stat(casa_file).st_mtime_ns == mtime
+    assert len(read_catalog(tmp_path / "c.fits")) == len(helpers.BRIGHT_SOURCES)
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_is_a_one_line_error(name, bright_files, tmp_path, capsys):
+    path = write_bad_input(name, bright_files["dirty"], tmp_path)
+    output = tmp_path / "cat.ecsv"
+    assert detect(path, "--output", output, "--model", "none") == 1
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("deepfocus detect: error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + captured.out
+    assert BAD_INPUTS[name] in err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--snr-threshold", "-1"], "snr_threshold must be a positive number"),
+        (["--snr-threshold", "nan"], "snr_threshold must be a finite number"),
+        (["--model", "no-such-model"], "spectral-no-such-model"),
+        (["--regions", "cat.txt"], "cannot tell the region format"),
+    ],
+)
+def test_bad_options_are_one_line_errors(bright_files, tmp_path, capsys, args, message):
+    args = [str(tmp_path / a) if a.endswith(".txt") else a for a in args]
+    argv = [bright_files["dirty"], "--output", tmp_path / "cat.ecsv", *args]
+    if "--model" not in args:
+        argv += ["--model", "none"]
+    assert detect(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepfocus detect: error: ") and len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_existing_output_needs_overwrite(cli_run, bright_files, capsys):
+    before = cli_run["catalog"].read_bytes()
+    assert detect(bright_files["dirty"], "--output", cli_run["catalog"], "--model", "none") == 1
+    assert "output exists" in capsys.readouterr().err
+    assert cli_run["catalog"].read_bytes() == before
+
+
+def test_nothing_found_writes_an_empty_catalog(tmp_path, capsys):
+    noise = helpers.write_simulation(helpers.simulation((), seed=5), tmp_path, "noise")
+    outputs = {
+        "catalog": tmp_path / "empty.ecsv",
+        "fits": tmp_path / "empty.fits",
+        "crtf": tmp_path / "empty.crtf",
+        "plot": tmp_path / "empty.png",
+    }
+    argv = [noise["dirty"], "--snr-threshold", "50", "--model", "none"]
+    code = detect(
+        *argv, "--output", outputs["catalog"], "--regions", outputs["crtf"], "--plot", outputs["plot"]
+    )
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "no sources found" in captured.err and "Traceback" not in captured.err
+    assert detect(*argv, "--output", outputs["fits"], "--quiet") == 0
+    for key in ("catalog", "fits"):
+        catalog = read_catalog(outputs[key])
+        assert len(catalog) == 0
+        validate_catalog(catalog)  # the contract's columns, with no rows
+        assert catalog.meta["parameters"]["snr_threshold"] == 50.0
+    assert len(Regions.read(outputs["crtf"], format="crtf")) == 0
+    assert outputs["plot"].read_bytes()[:8] == PNG_SIGNATURE
+    # An empty catalogue scores as nothing found.
+    assert (
+        main(["evaluate", "--truth", str(noise["truth"]), "--catalog", str(outputs["catalog"]), "--quiet"])
+        == 0
+    )
+
+
+def test_network_model_folder(bright_files, tiny_weights, tmp_path):
+    paths = {"catalog": tmp_path / "net.xml", "plot": tmp_path / "net.png"}
+    argv = [bright_files["dirty"], "--model", tiny_weights, "--quiet"]
+    assert detect(*argv, "--output", paths["catalog"], "--plot", paths["plot"]) == 0
+    catalog = read_catalog(paths["catalog"])  # VOTable
+    assert len(catalog) >= 1
+    validate_catalog(catalog)
+    for task in ("spectral", "deconvolver", "characterizer"):
+        assert catalog.meta["models"][task]["name"].endswith(f"{task}-default.safetensors")
+    for name in ("x_centroid", "flux", "fwhm_major", "position_angle"):
+        assert np.all(np.isfinite(np.asarray(catalog[name])))
+    assert paths["plot"].read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_example_cube(tmp_path, capsys):
+    assert detect("--example", "--output", tmp_path / "ex.ecsv", "--model", "none") == 0
+    assert "sources ->" in capsys.readouterr().out
+    assert len(read_catalog(tmp_path / "ex.ecsv")) >= 1
+
+
+def test_evaluate_writes_json(cli_run, bright_files, tmp_path, capsys):
+    path = tmp_path / "scores.json"
+    code = main(["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(cli_run["catalog"]),
+                 "--json", str(path)])  # fmt: skip
+    assert code == 0
+    assert "completeness" in capsys.readouterr().out
+    scores = json.loads(path.read_text())
+    assert {"completeness", "purity", "f1"} <= set(scores)
+    assert scores["completeness"] == 1.0 and scores["purity"] == 1.0 and scores["f1"] == 1.0
+
+
+def test_evaluate_bad_input_is_a_one_line_error(bright_files, tmp_path, capsys):
+    argv = ["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(tmp_path / "none.ecsv")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepfocus evaluate: error: ") and len(err.strip().splitlines()) == 1
+    assert "no such file" in err

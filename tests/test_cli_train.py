@@ -1,0 +1,68 @@
+"""``deepfocus train``, run as a user would (with the seconds-long 'tiny' preset)."""
+
+import json
+
+import pytest
+import torch
+
+from deepfocus.cli import main
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One torch thread (the command may change it; restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_tiny(tmp_path, capsys):
+    args = ["train", "--task", "spectral", "--preset", "tiny", "--output", str(tmp_path), "--quiet"]
+    assert main([*args, "--threads", "1", "--seed", "4"]) == 0
+    assert capsys.readouterr().out == ""
+    names = {p.name for p in tmp_path.iterdir()}
+    expected = {"spectral-tiny.csv", "spectral-tiny.json", "spectral-tiny.safetensors", "training-tiny.json"}
+    assert expected <= names
+    assert all(name.endswith(".npz") for name in names - expected)  # at most a data cache
+    card = json.loads((tmp_path / "spectral-tiny.json").read_text())
+    assert card["task"] == "spectral" and card["training"]["seed"] == 4
+    assert "--preset tiny" in card["training"]["command"]
+
+
+def test_train_prints_metrics(tmp_path, capsys):
+    assert main(["train", "--task", "characterizer", "--preset", "tiny", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("characterizer: ") and "loss=" in out
+
+
+def test_bad_preset(tmp_path, capsys):
+    code = main(["train", "--task", "spectral", "--preset", "huge", "--output", str(tmp_path / "o")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepfocus train: error: unknown preset 'huge'")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_for_all_is_refused(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text("{}")
+    code = main(["train", "--preset", "tiny", "--config", str(config), "--output", str(tmp_path / "o")])
+    assert code == 1
+    assert capsys.readouterr().err.startswith("deepfocus train: error: --config applies to one task")
+
+
+def test_bad_task_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--task", "imager", "--output", "x"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "deepfocus train --task all --preset default --output weights" in out
