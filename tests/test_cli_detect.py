@@ -40,7 +40,7 @@ def test_catalog_file(cli_run, classical_catalog):
     assert len(catalog) == len(classical_catalog)
     assert np.allclose(catalog["x_centroid"].value, classical_catalog["x_centroid"].value)
     assert np.allclose(catalog["flux"].value, classical_catalog["flux"].value)
-    assert catalog.meta["parameters"]["snr_threshold"] == 5.0
+    assert catalog.meta["parameters"]["snr_threshold"] == 6.0
     assert catalog.meta["version"] == classical_catalog.meta["version"]
 
 

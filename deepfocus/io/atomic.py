@@ -33,6 +33,11 @@ def atomic_path(path, *, overwrite=True):
     os.unlink(tmp)  # writers such as astropy refuse to overwrite: give them a fresh name
     try:
         yield Path(tmp)
+        # mkstemp's private mode would make outputs unreadable to others: use the umask's.
+        umask = os.umask(0)
+        os.umask(umask)
+        if os.path.exists(tmp):
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -82,7 +82,7 @@ def test_catalog_meta(classical_catalog):
     meta = classical_catalog.meta
     assert meta["version"] == __version__
     assert meta["date"][:2] == "20" and "T" in meta["date"]
-    assert meta["parameters"]["snr_threshold"] == 5.0
+    assert meta["parameters"]["snr_threshold"] == 6.0
     assert set(meta["models"]) == {"spectral", "deconvolver", "characterizer"}
     assert meta["models"]["spectral"] is None and meta["models"]["deconvolver"] is None
     assert meta["models"]["characterizer"] == {"name": "gaussian fit"}
