@@ -205,6 +205,25 @@ def summarise_characterization(rows):
     return out
 
 
+def training_record(cards):
+    """RST table of how the networks were trained, from their model cards."""
+    rows = []
+    for task, card in cards.items():
+        t = card["training"]
+        rows.append((task, card.get("n_parameters", "?"), t["n_train_samples"], t["epochs_run"],
+                     f"{t['training_seconds'] / 60:.1f}", f"{card['size_bytes'] / 1e6:.2f}"))
+    total = sum(c["training"]["training_seconds"] for c in cards.values()) / 60
+    size = sum(c["size_bytes"] for c in cards.values()) / 1e6
+    command = next(iter(cards.values()))["training"]["command"]
+    return (
+        f"The shipped weights were made with ``{command}`` on 2 CPU cores: {total:.0f} minutes of "
+        f"training in all (plus the simulation of the data), {size:.1f} MB of weights. From their "
+        f"model cards:\n\n"
+        + rst_table(["network", "parameters", "training samples", "epochs", "minutes", "MB"], rows)
+        + "\n"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -219,7 +238,9 @@ def main():
         if args.weights
         else (lambda t: f"{t}-default")
     )
-    networks = {task: load_model(name(task))[0] for task in ("deconvolver", "spectral", "characterizer")}
+    loaded = {task: load_model(name(task)) for task in ("deconvolver", "spectral", "characterizer")}
+    networks = {task: model for task, (model, _) in loaded.items()}
+    cards = {task: card for task, (_, card) in loaded.items()}
     test_seed = args.seed + SEED_OFFSETS["test"]
     observations = training_observations(8, seed=test_seed)
     rng = np.random.default_rng(test_seed)
@@ -305,6 +326,7 @@ def main():
     )
     write_docs("networks", text)
     print(text)
+    write_docs("training", training_record(cards))
 
 
 if __name__ == "__main__":
