@@ -27,7 +27,13 @@ from skimage.metrics import structural_similarity
 from deepfocus.deconvolution.clean import hogbom_clean, restore
 from deepfocus.models import load_model
 from deepfocus.training.data import simulate_cubes, training_observations
-from deepfocus.training.samples import characterizer_samples, deconvolver_sample, moment0
+from deepfocus.training.samples import (
+    characterizer_samples,
+    deconvolver_sample,
+    moment0,
+    scale_cutouts,
+    scale_images,
+)
 from deepfocus.training.train import SEED_OFFSETS
 
 from _common import machine, rst_table, write_docs, write_json
@@ -48,7 +54,8 @@ def ssim(estimate, truth):
 def deconvolution_scores(sim, network):
     x, target = deconvolver_sample(sim)
     with torch.no_grad():
-        predicted = network(torch.from_numpy(x[None]))[0, 0].numpy()
+        scaled, scale = scale_images(x[None])
+        predicted = network(torch.from_numpy(scaled))[0, 0].numpy() * scale[0]
     target = target[0]
     beam_area_pix = float((sim.beam.sr / (sim.cell_arcsec * u.arcsec) ** 2).to_value(u.one))
     dirty = x[0]
@@ -103,7 +110,9 @@ def characterization_rows(sim, network, rng):
     if len(inputs) == 0:
         return []
     with torch.no_grad():
-        predicted = network(torch.from_numpy(inputs)).numpy()
+        scaled, log_scale = scale_cutouts(inputs)
+        predicted = network(torch.from_numpy(scaled)).numpy()
+        predicted[:, 6] += log_scale
     half = 16
     kept = [
         r
@@ -210,8 +219,16 @@ def training_record(cards):
     rows = []
     for task, card in cards.items():
         t = card["training"]
-        rows.append((task, card.get("n_parameters", "?"), t["n_train_samples"], t["epochs_run"],
-                     f"{t['training_seconds'] / 60:.1f}", f"{card['size_bytes'] / 1e6:.2f}"))
+        rows.append(
+            (
+                task,
+                card.get("n_parameters", "?"),
+                t["n_train_samples"],
+                t["epochs_run"],
+                f"{t['training_seconds'] / 60:.1f}",
+                f"{card['size_bytes'] / 1e6:.2f}",
+            )
+        )
     total = sum(c["training"]["training_seconds"] for c in cards.values()) / 60
     size = sum(c["size_bytes"] for c in cards.values()) / 1e6
     command = next(iter(cards.values()))["training"]["command"]

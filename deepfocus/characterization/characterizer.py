@@ -12,7 +12,7 @@ from astropy.table import QTable
 from radio_beam import Beam
 
 from ..exceptions import InvalidInputError
-from ..training.samples import CHARACTERIZER_TARGETS
+from ..training.samples import CHARACTERIZER_TARGETS, scale_cutouts
 
 __all__ = ["SourceCharacterizer", "CUTOUT_SIZE"]
 
@@ -131,8 +131,10 @@ class SourceCharacterizer:
         beam_major = np.array([b.major.to_value(u.arcsec) for b in beams])
         if self._network is not None:
             # The network was trained on cutouts with the continuum left in (it measures the line).
+            scaled, log_scale = scale_cutouts(inputs)
             with torch.no_grad():
-                p = self._network(torch.from_numpy(inputs)).numpy()
+                p = self._network(torch.from_numpy(scaled)).numpy()
+            p[:, 6] += log_scale
             measured = {
                 "dx": p[:, 0],
                 "dy": p[:, 1],

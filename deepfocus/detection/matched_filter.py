@@ -70,6 +70,37 @@ class SignalToNoise:
     continuum: np.ndarray
 
 
+def estimate_continuum(cube, noise, *, clip=2.5, iterations=3, significance=3.0):
+    """Per-pixel continuum (Jy/beam): median over channels with line channels clipped.
+
+    A plain median over channels is biased up where lines fill much of the band (it then eats
+    into the lines); channels more than ``clip`` noise above the running estimate are dropped
+    and the median recomputed. Estimates below ``significance`` times their own noise are set
+    to zero, so that line-only sources keep their full lines.
+
+    Parameters
+    ----------
+    cube : `numpy.ndarray`
+        ``(n_chan, ny, nx)`` Jy/beam, NaN where invalid.
+    noise : `numpy.ndarray`
+        ``(n_chan,)`` noise per channel (Jy/beam).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels (blank borders)
+        work = cube.copy()
+        continuum = np.nanmedian(work, axis=0)
+        for _ in range(iterations):
+            line = work > continuum[None] + clip * noise[:, None, None]
+            if not line.any():
+                break
+            work[line] = np.nan
+            continuum = np.nanmedian(work, axis=0)
+        used = np.sum(np.isfinite(work), axis=0)
+    sigma = 1.2533 * np.median(noise) / np.sqrt(np.maximum(used, 1))
+    continuum = np.where(np.isfinite(continuum) & (np.abs(continuum) >= significance * sigma), continuum, 0.0)
+    return continuum.astype(np.float32)
+
+
 def signal_to_noise(
     data, noise, valid, *, beam_major_pix, beam_minor_pix, beam_pa_deg, widths=DEFAULT_WIDTHS
 ):
@@ -93,11 +124,8 @@ def signal_to_noise(
     result : `SignalToNoise`
     """
     cube = np.where(np.isfinite(data), data, np.nan).astype(np.float32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels (blanked borders)
-        continuum = np.nanmedian(cube, axis=0)
-    continuum = np.where(np.isfinite(continuum), continuum, 0.0)
     noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmedian(noise))
+    continuum = estimate_continuum(cube, noise)
     channel_snr = (cube - continuum[None]) / noise[:, None, None]
     channel_snr = np.where(np.isfinite(channel_snr) & valid[None], channel_snr, 0.0).astype(np.float32)
     kernel = beam_kernel(beam_major_pix, beam_minor_pix, beam_pa_deg)

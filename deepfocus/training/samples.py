@@ -197,3 +197,38 @@ def characterizer_samples(sim: CubeSimulation, rng, *, size=32, jitter_channels=
         np.asarray(targets, np.float32),
         np.asarray(sigmas),
     )
+
+
+def scale_cutouts(inputs):
+    """Divide each cutout by the peak near its centre (at least 1, in S/N units).
+
+    The networks' normalisation layers make them blind to the amplitude of their input, so
+    the characterizer sees cutouts of unit peak and predicts the flux relative to that peak;
+    ``log_flux`` targets are shifted by ``log(scale)`` and predictions shifted back.
+
+    Parameters
+    ----------
+    inputs : `numpy.ndarray`
+        ``(n, 1, size, size)`` cutouts in S/N units.
+
+    Returns
+    -------
+    scaled : `numpy.ndarray`
+        The cutouts divided by their scale.
+    log_scale : `numpy.ndarray`
+        ``(n,)`` natural logarithm of the scales.
+    """
+    c = inputs.shape[-1] // 2
+    centre = inputs[:, 0, c - 2 : c + 3, c - 2 : c + 3]
+    scale = np.maximum(centre.max(axis=(1, 2)), 1.0).astype(np.float32)
+    return inputs / scale[:, None, None, None], np.log(scale)
+
+
+def scale_images(inputs):
+    """Divide each image by its largest absolute value (at least 1); returns images and scales.
+
+    Deconvolution is linear in the sky, so the deconvolver works on unit-scale images and its
+    output is multiplied back by the scale (its normalisation layers would otherwise lose it).
+    """
+    scale = np.maximum(np.abs(inputs).reshape(len(inputs), -1).max(axis=1), 1.0).astype(np.float32)
+    return inputs / scale.reshape((-1,) + (1,) * (inputs.ndim - 1)), scale

@@ -109,6 +109,38 @@ def _dataset(arrays):
     return TensorDataset(torch.from_numpy(arrays["inputs"]), torch.from_numpy(arrays["targets"]))
 
 
+def _scaled(task, arrays):
+    """Inputs at unit scale, targets shifted or scaled to match (see `samples.scale_cutouts`)."""
+    from .samples import scale_cutouts, scale_images
+
+    if task == "characterizer":
+        inputs, log_scale = scale_cutouts(arrays["inputs"])
+        targets = arrays["targets"].copy()
+        targets[:, 6] -= log_scale
+        return {"inputs": inputs, "targets": targets}
+    if task == "deconvolver":
+        inputs, scale = scale_images(arrays["inputs"])
+        return {"inputs": inputs, "targets": arrays["targets"] / scale[:, None, None, None]}
+    return arrays
+
+
+def mirrored(arrays):
+    """Characterizer samples plus their east-west mirror images (twice the training data).
+
+    Mirroring x negates the position angle (so sin 2PA) and leaves the sizes and the flux
+    unchanged; the cutout's centre pixel (``size // 2`` of an even size) lands one pixel lower,
+    so the x offset becomes ``-dx - 1``.
+    """
+    inputs = arrays["inputs"][..., ::-1]
+    targets = arrays["targets"].copy()
+    targets[:, 0] = -targets[:, 0] - (1 if inputs.shape[-1] % 2 == 0 else 0)
+    targets[:, 4] = -targets[:, 4]
+    return {
+        "inputs": np.ascontiguousarray(np.concatenate([arrays["inputs"], inputs])),
+        "targets": np.concatenate([arrays["targets"], targets]),
+    }
+
+
 def random_crops(arrays, size, per_image, seed):
     """``per_image`` random ``size`` x ``size`` crops of every image pair (deconvolver training).
 
@@ -138,6 +170,12 @@ def _cache_file(output_dir, preset, seed, tasks, data_dir):
 def _load_or_prepare(tasks, output_dir, *, preset, seed, data_dir, progress):
     """`prepare_data`, cached in the output folder so that a re-run skips the simulation."""
     cache = _cache_file(output_dir, preset, seed, tasks, data_dir)
+    if cache is not None and not cache.exists():
+        # A cache made for more tasks serves a subset of them.
+        for other in sorted(Path(output_dir).glob(f"data-{preset}-seed{seed}-*.npz")):
+            if set(tasks) <= set(other.stem.split(f"seed{seed}-", 1)[1].split("-")):
+                cache = other
+                break
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as npz:
             recipe = json.loads(str(npz["recipe"]))
@@ -193,8 +231,11 @@ def train_task(
     output = Path(output)
     torch.manual_seed(seed)
     model = build_network(config)
-    train_arrays, validation_arrays = data["train"][task], data["validation"][task]
+    train_arrays = _scaled(task, data["train"][task])
+    validation_arrays = _scaled(task, data["validation"][task])
     crop = get_preset(preset).crop
+    if task == "characterizer":
+        train_arrays = mirrored(train_arrays)
     if task == "deconvolver" and crop:
         train_arrays = random_crops(train_arrays, crop, 2, seed)
     log = output.with_suffix(".csv")
