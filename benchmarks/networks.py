@@ -32,7 +32,6 @@ from deepfocus.training.samples import (
     deconvolver_sample,
     moment0,
     scale_cutouts,
-    scale_images,
 )
 from deepfocus.training.train import SEED_OFFSETS
 
@@ -54,8 +53,7 @@ def ssim(estimate, truth):
 def deconvolution_scores(sim, network):
     x, target = deconvolver_sample(sim)
     with torch.no_grad():
-        scaled, scale = scale_images(x[None])
-        predicted = network(torch.from_numpy(scaled))[0, 0].numpy() * scale[0]
+        predicted = network(torch.from_numpy(x[None]))[0, 0].numpy()
     target = target[0]
     beam_area_pix = float((sim.beam.sr / (sim.cell_arcsec * u.arcsec) ** 2).to_value(u.one))
     dirty = x[0]

@@ -14,7 +14,6 @@ from astropy.table import QTable
 from scipy.ndimage import map_coordinates
 
 from ..exceptions import InvalidInputError, NoDetectionsWarning
-from ..training.samples import scale_images
 from ..version import __version__
 from .candidates import find_candidates
 from .lines import fit_line, mask_runs, network_lines
@@ -183,10 +182,9 @@ class CubeDetector:
             if key not in cache:
                 image = mf.channel_snr[lo : hi + 1].sum(axis=0) / np.sqrt(hi - lo + 1)
                 sigma = float(mad_std(image[cube.valid])) or 1.0
-                scaled, scale = scale_images((image / sigma).astype(np.float32)[None, None])
                 with torch.no_grad():
-                    out = self._deconvolver(torch.from_numpy(scaled))
-                cache[key] = (out[0, 0].numpy() * scale[0], image / sigma)
+                    out = self._deconvolver(torch.from_numpy((image / sigma).astype(np.float32))[None, None])
+                cache[key] = (out[0, 0].numpy(), image / sigma)
             deconvolved, dirty = cache[key]
             cx, cy = candidates["x_centroid"][k].value, candidates["y_centroid"][k].value
             near = np.hypot(xx - cx, yy - cy) <= beam_pix

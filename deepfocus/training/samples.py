@@ -222,13 +222,3 @@ def scale_cutouts(inputs):
     centre = inputs[:, 0, c - 2 : c + 3, c - 2 : c + 3]
     scale = np.maximum(centre.max(axis=(1, 2)), 1.0).astype(np.float32)
     return inputs / scale[:, None, None, None], np.log(scale)
-
-
-def scale_images(inputs):
-    """Divide each image by its largest absolute value (at least 1); returns images and scales.
-
-    Deconvolution is linear in the sky, so the deconvolver works on unit-scale images and its
-    output is multiplied back by the scale (its normalisation layers would otherwise lose it).
-    """
-    scale = np.maximum(np.abs(inputs).reshape(len(inputs), -1).max(axis=1), 1.0).astype(np.float32)
-    return inputs / scale.reshape((-1,) + (1,) * (inputs.ndim - 1)), scale
