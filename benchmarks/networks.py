@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 
 import astropy.units as u
 import numpy as np
 import torch
-from astropy.modeling import fitting, models
-from radio_beam import Beam
 from skimage.metrics import structural_similarity
 
+from deepfocus.characterization.characterizer import _gaussian_fits
 from deepfocus.deconvolution.clean import hogbom_clean, restore
 from deepfocus.models import load_model
 from deepfocus.training.data import simulate_cubes, training_observations
@@ -148,43 +146,16 @@ def characterization_rows(sim, network, rng):
 
 
 def gaussian_fit(image, target, beam, sim, beam_area_pix, row):
-    """Least-squares elliptical Gaussian on the cutout (Jy/beam km/s), beam deconvolved."""
-    n = image.shape[0]
-    yy, xx = np.mgrid[:n, :n]
-    s0 = sim.beam_major_pix / 2.3548
-    init = models.Gaussian2D(
-        amplitude=image[n // 2, n // 2],
-        x_mean=n // 2,
-        y_mean=n // 2,
-        x_stddev=s0 * 1.2,
-        y_stddev=s0,
-        theta=0.0,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fitting.TRFLSQFitter()(init, xx, yy, image, maxiter=200)
-    sx, sy, theta = abs(fit.x_stddev.value), abs(fit.y_stddev.value), fit.theta.value
-    if sx < sy:
-        sx, sy, theta = sy, sx, theta + np.pi / 2
-    flux = 2 * np.pi * fit.amplitude.value * sx * sy / beam_area_pix
-    cell = sim.cell_arcsec
-    pa = (np.degrees(np.pi / 2 + theta)) % 180
-    observed = Beam(major=2.3548 * sx * cell * u.arcsec, minor=2.3548 * sy * cell * u.arcsec, pa=pa * u.deg)
-    try:
-        intrinsic = observed.deconvolve(beam, failure_returns_pointlike=True)
-        major, minor = intrinsic.major.to_value(u.arcsec), intrinsic.minor.to_value(u.arcsec)
-        pa_i = float(intrinsic.pa.to_value(u.deg) % 180)
-    except Exception:
-        major = minor = 0.0
-        pa_i = pa
+    """deepfocus's classical measurement (least-squares Gaussian, beam deconvolved) of a cutout."""
+    fit = _gaussian_fits(image[None], [beam], sim.cell_arcsec)
     true_flux = float(row["flux"].to_value(u.Jy * u.km / u.s))
     return {
-        "dx": fit.x_mean.value - n // 2 - target[0],
-        "dy": fit.y_mean.value - n // 2 - target[1],
-        "flux_ratio": float(flux / true_flux),
-        "major": major,
-        "minor": minor,
-        "pa": pa_i,
+        "dx": float(fit["dx"][0] - target[0]),
+        "dy": float(fit["dy"][0] - target[1]),
+        "flux_ratio": float(fit["flux"][0] / true_flux),
+        "major": float(fit["major"][0]),
+        "minor": float(fit["minor"][0]),
+        "pa": float(fit["pa"][0]),
     }
 
 

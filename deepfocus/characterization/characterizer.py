@@ -12,6 +12,7 @@ from astropy.table import QTable
 from radio_beam import Beam
 
 from ..exceptions import InvalidInputError
+from ..io.catalog import CATALOG_COLUMNS
 from ..training.samples import CHARACTERIZER_TARGETS, scale_cutouts
 
 __all__ = ["SourceCharacterizer", "CUTOUT_SIZE"]
@@ -179,7 +180,7 @@ class SourceCharacterizer:
         flags = flags | np.where(_blended(table, beam_major_pix), 2, 0)
         table["flags"] = flags.astype(np.int32)
         table.meta.setdefault("models", {})["characterizer"] = self._info or {"name": "gaussian fit"}
-        order = [c for c in _COLUMN_ORDER if c in table.colnames]
+        order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]
 
     @staticmethod
@@ -271,24 +272,5 @@ def _gaussian_fits(cutouts, beams, cell):
         out["flux"][i] = 2 * np.pi * fit.amplitude.value * sx * sy / beam_area_pix
     return out
 
-
-_COLUMN_ORDER = [
-    "id",
-    "x_centroid",
-    "y_centroid",
-    "z_centroid",
-    "sky_centroid",
-    "spectral_centroid",
-    "z_min",
-    "z_max",
-    "fwhm_major",
-    "fwhm_minor",
-    "position_angle",
-    "line_width",
-    "flux",
-    "continuum_flux",
-    "snr",
-    "flags",
-]
 
 assert len(CHARACTERIZER_TARGETS) == 7  # the network's outputs, in the order used above
