@@ -16,6 +16,7 @@ import argparse
 import time
 import warnings
 
+import astropy.units as u
 import numpy as np
 from astropy.table import vstack
 
@@ -28,6 +29,15 @@ from deepfocus.training.train import SEED_OFFSETS
 
 import peers
 from _common import machine, rst_table, write_docs, write_json
+
+#: (configuration, GHz, Dec) of the CASA-engine test cubes.
+CASA_SETUPS = [
+    ("alma.cycle10.1", 100.0, -23.0),
+    ("alma.cycle10.3", 230.0, -60.0),
+    ("alma.cycle10.6", 345.0, 5.0),
+    ("alma.cycle10.4", 230.0, -23.0),
+    ("alma.cycle10.5", 230.0, -30.0),
+]
 
 
 def test_cubes(n_fast, n_casa, seed, failures):
@@ -50,15 +60,22 @@ def test_cubes(n_fast, n_casa, seed, failures):
     for index in range(n_fast):
         recipe = "paper" if index % 4 == 3 else "wide"
         yield "fast", simulate(interferometer=interferometer(index), seed=[seed, index], recipe=recipe)
-    made, index = 0, n_fast
-    while made < n_casa and index < n_fast + 3 * n_casa:
+    # CASA cubes: set-ups that simobserve accepts (for some of the random set-ups above,
+    # CASA 6.7's simobserve stops with "No overlap between model and pointings").
+    casa_setups = [
+        Observation(configuration=c, frequency=f * u.GHz, dec=d * u.deg, npix=128, n_channels=64)
+        for c, f, d in CASA_SETUPS
+    ]
+    made, index = 0, 0
+    while made < n_casa and index < 3 * n_casa:
         from deepfocus.simulation.casa_engine import simulate_casa_observation
 
         recipe = "paper" if index % 4 == 3 else "wide"
+        alma = Interferometer(casa_setups[index % len(casa_setups)])
         try:
-            sim = simulate_casa_observation(interferometer(index), seed=[seed, index], recipe=recipe)
+            sim = simulate_casa_observation(alma, seed=[seed, n_fast + index], recipe=recipe)
         except DeepFocusError as exc:
-            failures.append(f"{interferometer(index).observation.configuration}: {exc}")
+            failures.append(f"{alma.observation.configuration}: {exc}")
         else:
             made += 1
             yield "casa", sim
