@@ -324,7 +324,7 @@ class CubeDetector:
         table["y_centroid"] = y * u.pix
         table["z_centroid"] = z_in
         table["sky_centroid"] = cube.pixel_to_world(x, y)
-        table["spectral_centroid"] = cube.channel_to_frequency(z)
+        table["spectral_centroid"] = _in_input_units(cube, cube.channel_to_frequency(z))
         table["z_min"] = np.minimum(lo_in, hi_in).astype(int)
         table["z_max"] = np.maximum(lo_in, hi_in).astype(int)
         table["line_width"] = fwhm * dv * u.km / u.s
@@ -376,3 +376,35 @@ class _View:
 
     def __getattr__(self, name):
         return getattr(self._prepared, name)
+
+
+def _in_input_units(cube, frequency):
+    """Line centres in the kind of spectral axis the input cube has (DESIGN: the cube's unit).
+
+    Frequency axes give GHz; radio (``VRAD``), optical (``VOPT``/``FELO``) and relativistic
+    (``VELO``) velocity axes give km/s in their convention at the cube's rest frequency;
+    wavelength axes give the header's wavelength unit. Anything unexpected falls back to GHz.
+    """
+    from astropy.wcs import WCS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = WCS(cube.header)
+        spec = wcs.wcs.spec
+        if spec < 0:
+            return frequency.to(u.GHz)
+        ctype = wcs.wcs.ctype[spec].upper()
+        rest = cube.rest_frequency
+        if ctype.startswith("VRAD") or ctype.startswith("VELO-"):
+            return frequency.to(u.km / u.s, equivalencies=u.doppler_radio(rest))
+        if ctype.startswith(("VOPT", "FELO")):
+            return frequency.to(u.km / u.s, equivalencies=u.doppler_optical(rest))
+        if ctype.startswith("VELO"):
+            return frequency.to(u.km / u.s, equivalencies=u.doppler_relativistic(rest))
+        if ctype.startswith(("WAVE", "AWAV")):
+            unit = u.Unit(cube.header.get(f"CUNIT{spec + 1}", "m") or "m")
+            return frequency.to(unit, equivalencies=u.spectral())
+    except Exception:  # a header wcslib reads differently from read_cube: keep frequencies
+        pass
+    return frequency.to(u.GHz)
