@@ -74,6 +74,19 @@ class Upsample(nn.Module):
         return self.conv(nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+def _two_convolutions(dims, in_channels, out_channels, kernel_size, activation, norm, dropout):
+    """conv-norm-act-dropout-conv-norm, the body shared by `ConvBlock` and `ResidualBlock`."""
+    bias = norm == "none"  # a normalisation layer has its own shift
+    return [
+        conv(dims, in_channels, out_channels, kernel_size, bias=bias),
+        norm_layer(norm, dims, out_channels),
+        activation_layer(activation),
+        nn.Dropout(dropout) if dropout else nn.Identity(),
+        conv(dims, out_channels, out_channels, kernel_size, bias=bias),
+        norm_layer(norm, dims, out_channels),
+    ]
+
+
 class ConvBlock(nn.Module):
     """Two (convolution, normalisation, activation) layers, dropout after the first.
 
@@ -97,14 +110,8 @@ class ConvBlock(nn.Module):
         self, dims, in_channels, out_channels, kernel_size=3, *, activation="relu", norm="group", dropout=0.0
     ):
         super().__init__()
-        bias = norm == "none"  # a normalisation layer has its own shift
         self.body = nn.Sequential(
-            conv(dims, in_channels, out_channels, kernel_size, bias=bias),
-            norm_layer(norm, dims, out_channels),
-            activation_layer(activation),
-            nn.Dropout(dropout) if dropout else nn.Identity(),
-            conv(dims, out_channels, out_channels, kernel_size, bias=bias),
-            norm_layer(norm, dims, out_channels),
+            *_two_convolutions(dims, in_channels, out_channels, kernel_size, activation, norm, dropout),
             activation_layer(activation),
         )
 
@@ -125,20 +132,15 @@ class ResidualBlock(nn.Module):
         self, dims, in_channels, out_channels, kernel_size=3, *, activation="relu", norm="group", dropout=0.0
     ):
         super().__init__()
-        bias = norm == "none"
         self.body = nn.Sequential(
-            conv(dims, in_channels, out_channels, kernel_size, bias=bias),
-            norm_layer(norm, dims, out_channels),
-            activation_layer(activation),
-            nn.Dropout(dropout) if dropout else nn.Identity(),
-            conv(dims, out_channels, out_channels, kernel_size, bias=bias),
-            norm_layer(norm, dims, out_channels),
+            *_two_convolutions(dims, in_channels, out_channels, kernel_size, activation, norm, dropout)
         )
         if in_channels == out_channels:
             self.shortcut = nn.Identity()
         else:
             self.shortcut = nn.Sequential(
-                conv(dims, in_channels, out_channels, 1, bias=bias), norm_layer(norm, dims, out_channels)
+                conv(dims, in_channels, out_channels, 1, bias=norm == "none"),
+                norm_layer(norm, dims, out_channels),
             )
         self.activation = activation_layer(activation)
 
