@@ -192,10 +192,11 @@ class CubeDetector:
             scores[i] = deconvolved[near].sum() / max(peak, 1e-6)
         return scores
 
-    def _filtered_psf(self, psf, channel, cube):
-        """The PSF of ``channel`` correlated with the beam, as the matched filter sees it (peak 1)."""
-        cache = self.__dict__.setdefault("_psf_cache", {})
-        key = (id(psf), channel)
+    @staticmethod
+    def _filtered_psf(psf, channel, cube, cache):
+        """The PSF of ``channel`` correlated with the beam, as the matched filter sees it (peak 1),
+        memoised in ``cache`` by channel."""
+        key = channel
         if key not in cache:
             from scipy.signal import fftconvolve
 
@@ -226,6 +227,7 @@ class CubeDetector:
         y = candidates["y_centroid"].value[k]
         lo = np.array([r[2] for r in rows])
         hi = np.array([r[3] for r in rows])
+        filtered = {}
         for i in np.argsort(-snr, kind="stable"):
             brighter = [
                 j
@@ -238,7 +240,7 @@ class CubeDetector:
             ]
             if not brighter:
                 continue
-            plane = self._filtered_psf(psf, int((lo[i] + hi[i]) // 2), cube)
+            plane = self._filtered_psf(psf, int((lo[i] + hi[i]) // 2), cube, filtered)
             cy, cx = plane.shape[0] // 2, plane.shape[1] // 2
             predicted = 0.0
             for j in brighter:
@@ -248,7 +250,6 @@ class CubeDetector:
             # What is left after the brighter sources' sidelobes (signed: a source on a negative
             # sidelobe gains) must itself be a detection.
             rejected[i] = snr[i] - predicted < 0.5 * self.snr_threshold
-        self.__dict__.pop("_psf_cache", None)
         return rejected
 
     # -- main --------------------------------------------------------------------------------
