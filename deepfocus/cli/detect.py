@@ -1,8 +1,9 @@
-"""``deepfocus detect``: catalogue, regions and plot of a cube."""
+"""``deepfocus detect``: catalogue, regions and plot of a cube, or of many cubes on a cluster."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -15,124 +16,217 @@ examples:
   deepfocus detect cube.fits --output cat.xml --regions cat.reg --plot cat.png
   deepfocus detect cube.fits --output cat.fits --regions cat.crtf --snr-threshold 6 --psf cube.psf.fits
   deepfocus detect cube.fits --output cat.ecsv --model none        (classical stages only)
+
+many cubes (one task per cube; failed cubes are reported, finished ones skipped on a re-run):
+  deepfocus detect 'survey/*.fits' --output-dir catalogs --regions
+  deepfocus detect a.fits b.fits c.fits --output-dir catalogs --workers 2     (local cluster)
+  deepfocus detect 'survey/*.fits' --output-dir catalogs --scheduler tcp://head:8786
 """
+
+#: ``--regions``/``--plot`` given without a file name.
+_AUTO = "auto"
+
+
+def _workers(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (this process) or a positive integer, got {text}")
+    return value
 
 
 def register(subparsers):
     """Add the ``detect`` subcommand."""
     det = subparsers.add_parser(
         "detect",
-        help="find and characterise the sources of a cube: catalogue, regions, plot",
-        description="Find and measure line sources in a spectral cube (FITS, Jy/beam or K, with "
-        "beams, as CASA tclean writes it). Writes a catalogue (ECSV, FITS or VOTable by the "
-        "suffix of --output) and optionally DS9/CRTF regions and a PNG.",
+        help="find and characterise the sources of cubes: catalogues, regions, plots",
+        description="Find and measure line sources in spectral cubes (FITS, Jy/beam or K, with "
+        "beams, as CASA tclean writes them). One cube: writes the catalogue --output (ECSV, FITS "
+        "or VOTable by its suffix) and optionally DS9/CRTF regions and a PNG. Many cubes (files "
+        "or quoted glob patterns) with --output-dir: writes DIR/<stem>.ecsv (and .reg, .png) per "
+        "cube, in this process or as tasks on a dask cluster (--workers, --scheduler); a cube "
+        "that fails is reported and the others go on, and a re-run skips finished cubes.",
         epilog=DETECT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    det.add_argument("cube", type=Path, nargs="?", help="input cube (FITS)")
+    det.add_argument("cubes", nargs="*", metavar="CUBE", help="input cube(s) (FITS) or glob patterns")
     det.add_argument(
         "--example",
         action="store_true",
         help="use the example cube shipped with deepfocus (a simulated ALMA cube with 5 sources)",
     )
-    det.add_argument("--output", type=Path, required=True, help="catalogue: .ecsv, .fits or .xml (VOTable)")
-    det.add_argument("--regions", type=Path, help="region file to write")
+    det.add_argument("--output", type=Path, help="catalogue of one cube: .ecsv, .fits or .xml (VOTable)")
+    det.add_argument("--output-dir", type=Path, help="folder of the outputs of many cubes (<stem>.ecsv, ...)")
     det.add_argument(
-        "--region-format", choices=("ds9", "crtf"), help="default: from the suffix (.reg, .crtf)"
+        "--format",
+        dest="catalog_format",
+        choices=("ecsv", "fits", "votable"),
+        default="ecsv",
+        help="catalogue format with --output-dir (default ecsv)",
     )
-    det.add_argument("--plot", type=Path, help="PNG of the integrated image with the detections")
+    det.add_argument(
+        "--regions",
+        nargs="?",
+        const=_AUTO,
+        metavar="FILE",
+        help="region file to write (with --output-dir: no FILE, DIR/<stem>.reg or .crtf)",
+    )
+    det.add_argument(
+        "--region-format", choices=("ds9", "crtf"), help="default: from the suffix (.reg, .crtf), or ds9"
+    )
+    det.add_argument(
+        "--plot",
+        nargs="?",
+        const=_AUTO,
+        metavar="FILE",
+        help="PNG of the integrated image with the detections (with --output-dir: no FILE)",
+    )
     det.add_argument("--snr-threshold", type=float, default=6.0, help="matched-filter S/N threshold (6)")
-    det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS)")
+    det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS); one cube only")
     det.add_argument(
         "--model",
         default="default",
         help="'default' (shipped networks), 'none' (classical) or a folder with <task>-default.safetensors",
     )
-    det.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    det.add_argument("--quiet", action="store_true", help="no summary")
+    det.add_argument(
+        "--workers",
+        type=_workers,
+        default=0,
+        help="with --output-dir: run on a local dask cluster of N worker processes (0: this process)",
+    )
+    det.add_argument("--scheduler", metavar="ADDRESS", help="with --output-dir: a dask scheduler to run on")
+    det.add_argument(
+        "--threads", type=int, default=1, help="torch threads per cube with --output-dir (default 1)"
+    )
+    det.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (and re-run finished cubes)"
+    )
+    det.add_argument("--quiet", action="store_true", help="no progress bar, no summary (errors still shown)")
+    det.add_argument("-v", "--verbose", action="count", default=0, help="log each cube (-vv: debug)")
     det.set_defaults(func=_run_detect)
 
 
 def _run_detect(args) -> int:
-    import warnings
-
-    from ..exceptions import NoDetectionsWarning
-    from ..io.catalog import write_catalog
-    from ..io.regions import write_regions
-    from ..pipeline import DeepFocus
-
-    if args.example == (args.cube is not None):
-        raise DeepFocusError("give either a CUBE or --example")
     if args.example:
         from importlib import resources
 
-        args.cube = Path(str(resources.files("deepfocus.data") / "example_dirty.fits"))
-    outputs = [p for p in (args.output, args.regions, args.plot) if p is not None]
+        args.cubes = [*args.cubes, str(resources.files("deepfocus.data") / "example_dirty.fits")]
+    if not args.cubes:
+        raise DeepFocusError("give a CUBE (or several with --output-dir), or --example")
+    if (args.output is None) == (args.output_dir is None):
+        raise DeepFocusError("give --output FILE for one cube or --output-dir DIR for many")
+    _configure_logging(args)
+    if args.output_dir is not None:
+        return _run_batch(args)
+    if len(args.cubes) != 1:
+        raise DeepFocusError(f"{len(args.cubes)} cubes given: use --output-dir DIR for several")
+    if args.workers or args.scheduler:
+        raise DeepFocusError("--workers and --scheduler run batches: use --output-dir DIR")
+    return _run_single(args, Path(args.cubes[0]))
+
+
+def _configure_logging(args):
+    level = (
+        logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    )
+    logger = logging.getLogger("deepfocus")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("deepfocus: %(message)s"))
+        logger.addHandler(handler)
+
+
+def _run_single(args, cube) -> int:
+    from ..batch import detect_cube
+    from ..pipeline import DeepFocus
+
+    if args.regions == _AUTO:
+        args.regions = args.output.with_suffix(".crtf" if args.region_format == "crtf" else ".reg")
+    if args.plot == _AUTO:
+        args.plot = args.output.with_suffix(".png")
+    regions = Path(args.regions) if args.regions else None
+    plot = Path(args.plot) if args.plot else None
+    outputs = [p for p in (args.output, regions, plot) if p is not None]
     if not args.overwrite:
         existing = [str(p) for p in outputs if p.exists()]
         if existing:
             raise DeepFocusError(f"output exists: {', '.join(existing)} (use --overwrite)")
-    if not args.cube.exists():
-        raise DeepFocusError(f"no such file: {args.cube}")
+    if not cube.exists():
+        raise DeepFocusError(f"no such file: {cube}")
     model = None if args.model.lower() == "none" else args.model
     pipeline = DeepFocus(args.snr_threshold, model=model)
-    from ..detection.detector import prepare
-
-    prepared = prepare(args.cube, psf=args.psf)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        catalog = pipeline(prepared)
-    if catalog is None:
-        catalog = _empty_catalog()
-        catalog.meta.update(pipeline.detector._meta(prepared))
-        catalog.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
-        print(f"deepfocus detect: no sources found in {args.cube}", file=sys.stderr)
-    write_catalog(catalog, args.output, overwrite=True)
-    if args.regions is not None:
-        write_regions(
-            catalog,
-            args.regions,
-            format=args.region_format,
-            overwrite=True,
-            spectral_axis=prepared.spectral_axis if not prepared.flipped else prepared.spectral_axis[::-1],
-        )
-    if args.plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from ..io.atomic import atomic_path
-        from ..visualization import plot_detections
-
-        figure = plot_detections(prepared, catalog if len(catalog) else None)
-        try:
-            with atomic_path(args.plot) as tmp:
-                figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        finally:
-            plt.close(figure)
+    catalog = detect_cube(
+        cube,
+        args.output,
+        pipeline=pipeline,
+        regions=regions,
+        region_format=args.region_format,
+        plot=plot,
+        psf=args.psf,
+    )
+    if not len(catalog):
+        print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
     if not args.quiet:
         print(f"{len(catalog)} sources -> {args.output}")
     return 0
 
 
-def _empty_catalog():
-    """A catalogue with the contract's columns (and units) and no rows."""
-    import astropy.units as u
-    import numpy as np
-    from astropy.coordinates import SkyCoord
-    from astropy.table import QTable
+def _run_batch(args) -> int:
+    import contextlib
 
-    from ..io.catalog import CATALOG_COLUMNS
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    table = QTable()
-    for name, spec in CATALOG_COLUMNS.items():
-        if name == "sky_centroid":
-            table[name] = SkyCoord([], [], unit=u.deg, frame="icrs")
-        elif name in ("id", "z_min", "z_max", "flags"):
-            table[name] = np.zeros(0, dtype=np.int32 if name == "flags" else np.int64)
-        elif spec.unit is None:
-            table[name] = np.zeros(0)
-        else:
-            table[name] = np.zeros(0) * spec.unit
-    return table
+    from ..batch import detect_many, local_client
+
+    for name in ("regions", "plot"):
+        if getattr(args, name) not in (None, _AUTO):
+            raise DeepFocusError(
+                f"with --output-dir, give --{name} without a file name (written as DIR/<stem>.<suffix>)"
+            )
+    if args.psf is not None:
+        raise DeepFocusError("--psf applies to one cube: use --output FILE")
+    if args.workers and args.scheduler:
+        raise DeepFocusError("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
+    if args.threads < 1:
+        raise DeepFocusError(f"--threads must be a positive integer, got {args.threads}")
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise DeepFocusError(f"--output-dir {args.output_dir} is a file, not a folder")
+    model = None if args.model.lower() == "none" else args.model
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.workers:
+            client = stack.enter_context(local_client(args.workers))
+        elif args.scheduler:
+            client = stack.enter_context(_connect(args.scheduler))
+        stack.enter_context(logging_redirect_tqdm([logging.getLogger("deepfocus")]))
+        summary = detect_many(
+            args.cubes,
+            args.output_dir,
+            client=client,
+            overwrite=args.overwrite,
+            snr_threshold=args.snr_threshold,
+            model=model,
+            catalog_format=args.catalog_format,
+            regions=(args.region_format or "ds9") if args.regions else None,
+            plot=bool(args.plot),
+            threads=args.threads,
+            progress=not args.quiet,
+        )
+    if not args.quiet:
+        print(str(summary).splitlines()[0])
+    if summary.failed:
+        for result in summary.failed:
+            print(f"deepfocus detect: failed: {result.cube}: {result.error}", file=sys.stderr)
+        names = ", ".join(r.cube for r in summary.failed)
+        print(f"deepfocus detect: error: {len(summary.failed)} cube(s) failed: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _connect(address):
+    from distributed import Client
+
+    try:
+        return Client(address, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise DeepFocusError(f"cannot reach the dask scheduler at {address}: {exc}") from None

@@ -1,0 +1,546 @@
+"""Many cubes at once: each cube a task, in this process or on a `dask.distributed` cluster.
+
+`detect_many` runs `~deepfocus.DeepFocus` on every cube of a list (or glob) and writes
+``OUTPUT_DIR/<stem>.ecsv`` (and optionally ``<stem>.reg``/``.crtf`` and ``<stem>.png``) for
+each. A cube that fails (unreadable, corrupt, unsuitable) is reported in the returned
+`BatchSummary` and the others go on; outputs are written atomically, so a crash never leaves a
+partial file under a final name, and a re-run skips the cubes whose outputs all exist.
+
+The same call runs in the current process (``client=None``), on a laptop's
+`~distributed.LocalCluster` or on an HPC cluster through dask-jobqueue: pass a
+`distributed.Client`. Workers load the networks once each and keep them (`_pipeline`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import logging
+import time
+import traceback
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .exceptions import DeepFocusError, InvalidInputError, NoDetectionsWarning
+
+__all__ = [
+    "CubeResult",
+    "BatchSummary",
+    "detect_cube",
+    "detect_many",
+    "expand_cubes",
+    "output_paths",
+    "local_client",
+]
+
+log = logging.getLogger(__name__)
+
+#: Catalogue formats of a batch and the suffix of their files.
+CATALOG_SUFFIXES = {"ecsv": ".ecsv", "fits": ".fits", "votable": ".xml"}
+#: Region formats and the suffix of their files.
+REGION_SUFFIXES = {"ds9": ".reg", "crtf": ".crtf"}
+#: Suffixes dropped from a cube's file name to make the stem of its outputs.
+_CUBE_SUFFIXES = (".gz", ".fz", ".fits", ".fit", ".fts")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass
+class CubeResult:
+    """What happened to one cube of a batch.
+
+    Attributes
+    ----------
+    cube : str
+        The input file.
+    status : {'ok', 'skipped', 'failed'}
+        ``skipped``: all its outputs existed (and ``overwrite`` was False).
+    outputs : list of str
+        The files written (or found, when skipped).
+    n_sources : int or None
+        Sources in the catalogue (None unless ``ok``).
+    seconds : float
+        Wall-clock time of the task (s).
+    error : str or None
+        One-line reason of a failure.
+    """
+
+    cube: str
+    status: str
+    outputs: list = field(default_factory=list)
+    n_sources: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class BatchSummary:
+    """The outcome of `detect_many`: one `CubeResult` per cube, in input order.
+
+    Attributes
+    ----------
+    results : list of `CubeResult`
+    seconds : float
+        Wall-clock time of the whole batch (s).
+    """
+
+    results: list
+    seconds: float = 0.0
+
+    def _with(self, status):
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def ok(self):
+        """Results of the cubes processed (list of `CubeResult`)."""
+        return self._with("ok")
+
+    @property
+    def skipped(self):
+        """Results of the cubes skipped because their outputs existed."""
+        return self._with("skipped")
+
+    @property
+    def failed(self):
+        """Results of the cubes that failed."""
+        return self._with("failed")
+
+    @property
+    def success(self):
+        """True if no cube failed."""
+        return not self.failed
+
+    def to_dict(self):
+        """A JSON-ready dict: counts, seconds and the per-cube results."""
+        return {
+            "n_cubes": len(self.results),
+            "ok": len(self.ok),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "seconds": self.seconds,
+            "results": [asdict(r) for r in self.results],
+        }
+
+    def __str__(self):
+        lines = [
+            f"{len(self.results)} cubes in {self.seconds:.1f} s: {len(self.ok)} done, "
+            f"{len(self.skipped)} skipped (outputs exist), {len(self.failed)} failed"
+        ]
+        lines += [f"  failed: {r.cube}: {r.error}" for r in self.failed]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs and outputs
+
+
+def expand_cubes(items):
+    """File names and glob patterns to a list of cube paths (sorted within a pattern, no repeats).
+
+    A name that exists is taken as is (even with glob characters in it); a pattern that matches
+    nothing raises. Names that do not exist and are no pattern are kept: they fail as cubes
+    (``no such file``) so that the rest of a batch still runs.
+
+    Parameters
+    ----------
+    items : str, path-like or sequence of them
+
+    Returns
+    -------
+    paths : list of `~pathlib.Path`
+
+    Raises
+    ------
+    InvalidInputError
+        A pattern matches no file, or no cube is given.
+    """
+    if isinstance(items, (str, Path)):
+        items = [items]
+    paths = []
+    for item in items:
+        text = str(item)
+        if not Path(text).exists() and _GLOB_CHARS & set(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise InvalidInputError(f"no file matches {text}")
+            paths.extend(Path(m) for m in matches)
+        else:
+            paths.append(Path(text))
+    paths = list(dict.fromkeys(paths))
+    if not paths:
+        raise InvalidInputError("no cube given")
+    return paths
+
+
+def _stem(cube):
+    name = Path(cube).name
+    for suffix in _CUBE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def output_paths(cube, output_dir, *, catalog_format="ecsv", regions=None, plot=False):
+    """The output files of ``cube`` in a batch: ``OUTPUT_DIR/<stem>.<suffix>``.
+
+    The stem is the file name without ``.fits`` (``.fit``, ``.fts``, ``.gz``, ``.fz``):
+    ``obs/src1.image.fits`` gives ``src1.image.ecsv``.
+
+    Parameters
+    ----------
+    cube : path-like
+        Input cube.
+    output_dir : path-like
+        Output folder.
+    catalog_format : {'ecsv', 'fits', 'votable'}
+        Catalogue format.
+    regions : {'ds9', 'crtf'} or None
+        Region file format (None: no region file).
+    plot : bool
+        Also a PNG.
+
+    Returns
+    -------
+    paths : dict
+        ``{"catalog": Path, "regions": Path or None, "plot": Path or None}``.
+    """
+    if catalog_format not in CATALOG_SUFFIXES:
+        raise InvalidInputError(
+            f"catalog_format must be one of {', '.join(CATALOG_SUFFIXES)}, got {catalog_format!r}"
+        )
+    if regions is not None and regions not in REGION_SUFFIXES:
+        raise InvalidInputError(f"regions must be 'ds9', 'crtf' or None, got {regions!r}")
+    base = Path(output_dir) / _stem(cube)
+    return {
+        "catalog": base.with_name(base.name + CATALOG_SUFFIXES[catalog_format]),
+        "regions": base.with_name(base.name + REGION_SUFFIXES[regions]) if regions else None,
+        "plot": base.with_name(base.name + ".png") if plot else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# one cube
+
+
+def empty_catalog():
+    """A catalogue with the contract's columns (and units) and no rows."""
+    import astropy.units as u
+    import numpy as np
+    from astropy.coordinates import SkyCoord
+    from astropy.table import QTable
+
+    from .io.catalog import CATALOG_COLUMNS
+
+    table = QTable()
+    for name, spec in CATALOG_COLUMNS.items():
+        if name == "sky_centroid":
+            table[name] = SkyCoord([], [], unit=u.deg, frame="icrs")
+        elif name in ("id", "z_min", "z_max", "flags"):
+            table[name] = np.zeros(0, dtype=np.int32 if name == "flags" else np.int64)
+        elif spec.unit is None:
+            table[name] = np.zeros(0)
+        else:
+            table[name] = np.zeros(0) * spec.unit
+    return table
+
+
+def detect_cube(
+    cube, catalog, *, pipeline, regions=None, region_format=None, plot=None, psf=None, catalog_format=None
+):
+    """Run ``pipeline`` on one cube and write its catalogue (and regions, plot) atomically.
+
+    Existing outputs are replaced: the caller decides whether to run at all. No detection gives
+    an empty catalogue (with the run's ``meta``), not a missing file.
+
+    Parameters
+    ----------
+    cube : path-like or `~deepfocus.io.cube.PreparedCube`
+        The cube (opened read-only).
+    catalog : path-like
+        Catalogue file (format from the suffix unless ``catalog_format``).
+    pipeline : `~deepfocus.DeepFocus`
+        The configured pipeline.
+    regions, plot : path-like, optional
+        Region file (DS9/CRTF) and PNG to write.
+    region_format : {'ds9', 'crtf'}, optional
+        Overrides the suffix of ``regions``.
+    psf : path-like or array-like, optional
+        The cube's PSF (see `~deepfocus.io.cube.read_cube`).
+    catalog_format : {'ecsv', 'fits', 'votable'}, optional
+        Overrides the suffix of ``catalog``.
+
+    Returns
+    -------
+    catalog : `~astropy.table.QTable`
+        What was written (possibly with no rows).
+    """
+    from .detection.detector import prepare
+    from .io.catalog import write_catalog
+    from .io.regions import write_regions
+
+    prepared = prepare(cube, psf=psf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        table = pipeline(prepared)
+    if table is None:
+        table = empty_catalog()
+        table.meta.update(pipeline.detector._meta(prepared))
+        table.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
+    # Regions and plot first, the catalogue last: a catalogue under its final name marks a
+    # finished cube.
+    if regions is not None:
+        axis = prepared.spectral_axis if not prepared.flipped else prepared.spectral_axis[::-1]
+        write_regions(table, regions, format=region_format, overwrite=True, spectral_axis=axis)
+    if plot is not None:
+        _write_plot(prepared, table, plot)
+    write_catalog(table, catalog, format=catalog_format, overwrite=True)
+    return table
+
+
+def _write_plot(prepared, table, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io.atomic import atomic_path
+    from .visualization import plot_detections
+
+    figure = plot_detections(prepared, table if len(table) else None)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+
+
+@functools.lru_cache(maxsize=4)
+def _pipeline(snr_threshold, model, options):
+    """The `DeepFocus` of these settings, built once per process (each dask worker keeps its own,
+    so the networks are loaded once per worker, not once per cube)."""
+    from .pipeline import DeepFocus
+
+    return DeepFocus(snr_threshold, model=model, **dict(options))
+
+
+def _run_cube(cube, paths, settings):
+    """Worker side: one cube, never raising for a bad cube (the failure is the result)."""
+    begin = time.perf_counter()
+    wanted = [p for p in paths.values() if p is not None]
+    if not settings["overwrite"] and all(Path(p).exists() for p in wanted):
+        return CubeResult(str(cube), "skipped", [str(p) for p in wanted], seconds=0.0)
+    threads = settings["threads"]
+    previous = None
+    try:
+        if threads:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+        pipeline = _pipeline(settings["snr_threshold"], settings["model"], settings["options"])
+        table = detect_cube(
+            cube,
+            paths["catalog"],
+            pipeline=pipeline,
+            regions=paths["regions"],
+            plot=paths["plot"],
+            catalog_format=settings["catalog_format"],
+        )
+    except DeepFocusError as exc:
+        return _failed(cube, exc, begin)
+    except Exception as exc:  # a bug or a library's crash on odd data: report it, keep the batch going
+        log.debug("%s: %s", cube, traceback.format_exc())
+        return _failed(cube, exc, begin, prefix=f"{type(exc).__name__}: ")
+    finally:
+        if previous is not None:
+            torch.set_num_threads(previous)
+    return CubeResult(str(cube), "ok", [str(p) for p in wanted], len(table), time.perf_counter() - begin)
+
+
+def _failed(cube, exc, begin, prefix=""):
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return CubeResult(str(cube), "failed", seconds=time.perf_counter() - begin, error=prefix + message)
+
+
+# --------------------------------------------------------------------------------------------
+# many cubes
+
+
+def detect_many(
+    cubes,
+    output_dir,
+    *,
+    client=None,
+    overwrite=False,
+    snr_threshold=6.0,
+    model="default",
+    catalog_format="ecsv",
+    regions=None,
+    plot=False,
+    threads=1,
+    progress=True,
+    **pipeline_options,
+):
+    """Detect and characterise the sources of many cubes, one task per cube.
+
+    Writes ``OUTPUT_DIR/<stem>.<ecsv|fits|xml>`` per cube (see `output_paths`), plus region
+    files and PNGs if asked. A cube that fails is reported and the others go on; a cube whose
+    outputs all exist is skipped unless ``overwrite``.
+
+    Parameters
+    ----------
+    cubes : str, path-like or sequence of them
+        FITS files or glob patterns (``"obs/*.fits"``), see `expand_cubes`. With a cluster, the
+        workers must see the same paths (a shared file system).
+    output_dir : path-like
+        Output folder (created if needed).
+    client : `distributed.Client`, optional
+        Run the cubes as tasks on this cluster (`~distributed.LocalCluster`, dask-jobqueue's
+        ``SLURMCluster``, ...). None: one after the other in this process.
+    overwrite : bool
+        Re-process cubes whose outputs exist.
+    snr_threshold : float
+        Detection threshold (see `~deepfocus.CubeDetector`).
+    model : str or path-like or None
+        Networks (``"default"``, a folder of weights, or None for the classical stages). Loaded
+        once per worker.
+    catalog_format : {'ecsv', 'fits', 'votable'}
+        Catalogue format.
+    regions : {'ds9', 'crtf'} or None
+        Also write region files.
+    plot : bool
+        Also write a PNG per cube.
+    threads : int or None
+        Torch threads per task (default 1: the parallelism is over cubes, and the same thread
+        count keeps catalogues bit-identical between one process and a cluster). None: leave
+        as is.
+    progress : bool
+        A progress bar over the cubes.
+    **pipeline_options
+        Further `~deepfocus.DeepFocus` options (must be hashable values).
+
+    Returns
+    -------
+    summary : `BatchSummary`
+
+    Raises
+    ------
+    InvalidInputError
+        Bad options, a pattern that matches nothing, or two cubes with the same output stem.
+
+    Examples
+    --------
+    >>> from distributed import Client, LocalCluster  # doctest: +SKIP
+    >>> with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
+    ...     summary = detect_many("obs/*.fits", "catalogs", client=client)
+    >>> print(summary)  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    begin = time.perf_counter()
+    cubes = expand_cubes(cubes)
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise InvalidInputError(f"threads must be a positive integer or None, got {threads!r}")
+    # Absolute paths: workers of a remote cluster do not share this process's directory.
+    output_dir = Path(output_dir).absolute()
+    if model is not None:
+        model = str(Path(model).absolute()) if Path(str(model)).is_dir() else str(model)
+    paths = {
+        c: output_paths(c, output_dir, catalog_format=catalog_format, regions=regions, plot=plot)
+        for c in cubes
+    }
+    by_stem = {}
+    for cube, p in paths.items():
+        by_stem.setdefault(p["catalog"].name, []).append(str(cube))
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        raise InvalidInputError(
+            f"cubes with the same output name in one folder: {', '.join(clashes[0])} "
+            "(rename them or split the batch)"
+        )
+    try:
+        options = tuple(sorted(pipeline_options.items()))
+        hash(options)
+    except TypeError:
+        raise InvalidInputError("pipeline options must be hashable (numbers, strings, tuples)") from None
+    # Built here first: bad options or weights fail before any task is sent (and the
+    # in-process run reuses it).
+    _pipeline(snr_threshold, model, options)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "overwrite": bool(overwrite),
+        "snr_threshold": snr_threshold,
+        "model": model,
+        "options": options,
+        "catalog_format": catalog_format,
+        "threads": threads,
+    }
+    results = {}
+    bar = tqdm(total=len(cubes), unit="cube", desc="deepfocus detect", disable=not progress)
+    with bar:
+        if client is None:
+            for cube in cubes:
+                results[cube] = _record(_run_cube(cube, paths[cube], settings), bar)
+        else:
+            results = _run_on_cluster(client, cubes, paths, settings, bar)
+    return BatchSummary([results[c] for c in cubes], time.perf_counter() - begin)
+
+
+def _record(result, bar):
+    level = logging.WARNING if result.status == "failed" else logging.INFO
+    detail = result.error if result.status == "failed" else f"{result.n_sources} sources"
+    if result.status == "skipped":
+        detail = "outputs exist"
+    log.log(level, "%s: %s (%s, %.1f s)", result.cube, result.status, detail, result.seconds)
+    bar.update(1)
+    return result
+
+
+def _run_on_cluster(client, cubes, paths, settings, bar):
+    from distributed import as_completed
+
+    futures = {}
+    for cube in cubes:
+        future = client.submit(_run_cube, str(Path(cube).absolute()), paths[cube], settings, pure=False)
+        futures[future] = cube
+    results = {}
+    try:
+        for future in as_completed(futures):
+            cube = futures[future]
+            try:
+                result = future.result()
+                result.cube = str(cube)
+            except Exception as exc:  # the worker died (KilledWorker) or the task could not run
+                result = CubeResult(str(cube), "failed", error=f"{type(exc).__name__}: {exc}")
+            results[cube] = _record(result, bar)
+    finally:
+        client.cancel(list(futures))
+    return results
+
+
+@contextlib.contextmanager
+def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_options):
+    """A `distributed.Client` of a new `~distributed.LocalCluster`, closed on exit.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes (each with its own copy of the networks).
+    threads_per_worker : int
+        Tasks each worker runs at once.
+    processes : bool
+        Workers in separate processes (True) or threads of this one.
+    **cluster_options
+        Passed to `~distributed.LocalCluster` (e.g. ``memory_limit``).
+    """
+    from distributed import Client, LocalCluster
+
+    cluster_options.setdefault("dashboard_address", None)
+    with (
+        LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes, **cluster_options
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -1,0 +1,146 @@
+"""Batches of cubes: ``deepfocus.batch.detect_many`` and ``deepfocus detect --output-dir``."""
+
+import os
+
+import pytest
+
+from deepfocus.batch import detect_many, expand_cubes, local_client, output_paths
+from deepfocus.cli import main
+from deepfocus.detection.tests import helpers
+from deepfocus.detection.tests.bad_inputs import write_bad_input
+from deepfocus.exceptions import InvalidInputError
+from deepfocus.io import read_catalog
+
+
+@pytest.fixture(scope="module")
+def cubes(tmp_path_factory):
+    """Three small simulated cubes (different noise and source seeds): ``a``, ``b``, ``c``."""
+    folder = tmp_path_factory.mktemp("cubes")
+    paths = []
+    for name, seed in (("a", 4), ("b", 5), ("c", 6)):
+        files = helpers.write_simulation(helpers.simulation(seed=seed), folder, name)
+        paths.append(files["dirty"])
+    return paths
+
+
+def detect(*args):
+    return main(["detect", *map(str, args)])
+
+
+def test_corrupt_cube_is_reported_and_the_others_finish(cubes, tmp_path, capsys):
+    bad = write_bad_input("truncated", cubes[0], tmp_path)
+    out = tmp_path / "out"
+    code = detect(cubes[0], bad, cubes[1], "--output-dir", out, "--model", "none", "--regions", "--quiet")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "truncated or corrupt" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_dirty.ecsv",
+        "a_dirty.reg",
+        "b_dirty.ecsv",
+        "b_dirty.reg",
+    ]
+    assert len(read_catalog(out / "b_dirty.ecsv")) > 0
+
+
+def test_rerun_skips_finished_cubes_unless_overwrite(cubes, tmp_path):
+    out = tmp_path / "out"
+    first = detect_many(cubes[:2], out, model=None, progress=False)
+    assert [r.status for r in first.results] == ["ok", "ok"]
+    assert all(r.n_sources > 0 for r in first.results)
+    catalog = out / "a_dirty.ecsv"
+    os.utime(catalog, (1, 1))
+    second = detect_many(cubes[:2], out, model=None, progress=False)
+    assert [r.status for r in second.results] == ["skipped", "skipped"]
+    assert catalog.stat().st_mtime == 1
+    # A cube with a missing output (here its region file) is not finished: it runs again.
+    third = detect_many(cubes[:2], out, model=None, regions="crtf", progress=False)
+    assert [r.status for r in third.results] == ["ok", "ok"]
+    assert (out / "a_dirty.crtf").exists()
+    fourth = detect_many(cubes[:2], out, model=None, overwrite=True, progress=False)
+    assert [r.status for r in fourth.results] == ["ok", "ok"]
+    assert catalog.stat().st_mtime > 1
+    assert "2 done, 0 skipped" in str(fourth)
+
+
+def test_cli_rerun_and_overwrite(cubes, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert detect(cubes[0], "--output-dir", out, "--model", "none") == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+    assert detect(cubes[0], "--output-dir", out, "--model", "none") == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert detect(cubes[0], "--output-dir", out, "--model", "none", "--overwrite") == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+
+
+def test_local_cluster_gives_the_same_catalogues(cubes, tmp_path):
+    alone = detect_many(cubes, tmp_path / "alone", model=None, progress=False)
+    with local_client(2, processes=False) as client:
+        spread = detect_many(cubes, tmp_path / "cluster", model=None, client=client, progress=False)
+    assert spread.success and alone.success
+    assert [r.cube for r in spread.results] == [str(c) for c in cubes]
+    for cube in cubes:
+        a = read_catalog(output_paths(cube, tmp_path / "alone")["catalog"])
+        b = read_catalog(output_paths(cube, tmp_path / "cluster")["catalog"])
+        helpers.assert_same_catalog(a, b)
+
+
+def test_cluster_reports_a_failed_cube(cubes, tmp_path):
+    missing = tmp_path / "missing.fits"
+    with local_client(1, processes=False) as client:
+        summary = detect_many(
+            [missing, cubes[2]], tmp_path / "out", model=None, client=client, progress=False
+        )
+    assert [r.status for r in summary.results] == ["failed", "ok"]
+    assert "no such file" in summary.failed[0].error
+    assert str(missing) in str(summary)
+
+
+def test_glob_patterns(cubes, tmp_path):
+    pattern = str(cubes[0].parent / "*_dirty.fits")
+    assert expand_cubes([pattern, cubes[0]]) == sorted(cubes)
+    with pytest.raises(InvalidInputError, match="no file matches"):
+        expand_cubes([str(tmp_path / "*.fits")])
+    summary = detect_many(pattern, tmp_path / "out", model=None, progress=False)
+    assert len(summary.ok) == 3
+
+
+def test_output_names_and_clashes(cubes, tmp_path):
+    paths = output_paths(
+        "obs/src1.image.fits.gz", tmp_path, catalog_format="votable", regions="crtf", plot=True
+    )
+    assert [p.name for p in paths.values()] == ["src1.image.xml", "src1.image.crtf", "src1.image.png"]
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / cubes[0].name
+    twin.write_bytes(cubes[0].read_bytes())
+    with pytest.raises(InvalidInputError, match="same output name"):
+        detect_many([cubes[0], twin], tmp_path / "out", model=None, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--output", "x.ecsv"], "use --output-dir"),
+        (["--output-dir", "d", "--regions", "x.reg"], "without a file name"),
+        (["--output-dir", "d", "--workers", "2", "--scheduler", "tcp://h:1"], "not both"),
+        (["--output-dir", "d", "--output", "x.ecsv"], "--output FILE for one cube"),
+    ],
+)
+def test_cli_usage_errors(cubes, tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert detect(cubes[0], cubes[1], *argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_workers_run_a_local_cluster(cubes, tmp_path):
+    """Two worker processes from the command line (the real thing, not threads)."""
+    out = tmp_path / "out"
+    code = detect(*cubes[:2], "--output-dir", out, "--model", "none", "--workers", "2", "--quiet")
+    assert code == 0
+    for cube in cubes[:2]:
+        helpers.assert_same_catalog(
+            read_catalog(output_paths(cube, out)["catalog"]),
+            read_catalog(detect_many(cube, tmp_path / "ref", model=None, progress=False).ok[0].outputs[0]),
+        )
