@@ -10,6 +10,7 @@ import torch
 from astropy.modeling import fitting, models
 from astropy.table import QTable
 from radio_beam import Beam
+from scipy.ndimage import map_coordinates
 
 from ..exceptions import InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS
@@ -21,6 +22,11 @@ __all__ = ["SourceCharacterizer", "CUTOUT_SIZE"]
 CUTOUT_SIZE = 32
 #: Intrinsic sizes below this fraction of the beam are reported as 0 (unresolved, flag 8).
 UNRESOLVED = 0.25
+#: Pixels per beam major axis of the characterizer's training cubes. Cutouts of cubes sampled
+#: more finely or more coarsely are resampled to the middle of this range first, so that the
+#: network sees sources at the scale it learnt (sizes are in beam units and fluxes in Jy/beam
+#: km/s over the noise, neither of which resampling changes).
+TRAINED_PIXELS_PER_BEAM = (4.0, 6.0)
 
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -39,6 +45,34 @@ def _cutout(image, cx, cy, size):
     ] = part
     padded = part.shape[-2:] != (size, size) or not np.all(np.isfinite(part))
     return np.nan_to_num(out), padded
+
+
+def _zoom(pixels_per_beam):
+    """Cutout pixels per cube pixel that bring ``pixels_per_beam`` into the trained range."""
+    lo, hi = TRAINED_PIXELS_PER_BEAM
+    return 1.0 if lo <= pixels_per_beam <= hi else 0.5 * (lo + hi) / pixels_per_beam
+
+
+def _native_size(zoom):
+    """Side (pixels, even) of the cube cutout that a `CUTOUT_SIZE` cutout at ``zoom`` covers."""
+    return CUTOUT_SIZE if zoom == 1.0 else 2 * int(np.ceil(0.5 * CUTOUT_SIZE / zoom)) + 4
+
+
+def _resample(images, zoom):
+    """`CUTOUT_SIZE` images sampled at ``1 / zoom`` cube pixels, centred like ``images``.
+
+    ``images`` are ``(..., m, m)`` cutouts centred on pixel ``m // 2``; cubic-spline
+    interpolation (the images are smooth on the beam scale, which spans at least 4 pixels of
+    either grid).
+    """
+    if zoom == 1.0:
+        return images
+    m = images.shape[-1]
+    grid = m // 2 + (np.arange(CUTOUT_SIZE) - CUTOUT_SIZE // 2) / zoom
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    flat = images.reshape((-1, m, m))
+    out = [map_coordinates(image, [yy, xx], order=3, mode="nearest") for image in flat]
+    return np.asarray(out, dtype=np.float32).reshape(images.shape[:-2] + (CUTOUT_SIZE, CUTOUT_SIZE))
 
 
 class SourceCharacterizer:
@@ -106,21 +140,25 @@ class SourceCharacterizer:
         table = QTable(catalog, copy=True)
         n = len(table)
         inputs, sigmas, centres, edge, continua, n_off, n_line, beams = [], [], [], [], [], [], [], []
+        zooms = []
         for row in table:
             lo, hi = sorted(self._prepared_channels(prepared, row))
             beams.append(prepared.beams[(lo + hi) // 2])  # the beam of the line (beams vary with channel)
+            zooms.append(_zoom(beams[-1].major.to_value(u.arcsec) / cell))
             sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv)
             cx, cy = int(round(row["x_centroid"].value)), int(round(row["y_centroid"].value))
-            block, _ = _cutout(data, cx, cy, CUTOUT_SIZE)
+            size = _native_size(zooms[-1])
+            block, _ = _cutout(data, cx, cy, size)
             # Near the edge: the cutout leaves the image or reaches pixels blank in every line channel.
             blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 0.0, np.nan)
-            _, padded = _cutout(blank, cx, cy, CUTOUT_SIZE)
+            _, padded = _cutout(blank, cx, cy, size)
             # The continuum: per-pixel median over the channels outside the line.
             off = channel_has_data.copy()
             off[lo : hi + 1] = False
             continuum = np.median(block[off], axis=0) if off.sum() >= 3 else np.zeros(block.shape[1:])
-            inputs.append(block[lo : hi + 1].sum(axis=0) * dv / sigma)
-            continua.append(continuum)
+            line_image = block[lo : hi + 1].sum(axis=0) * dv / sigma
+            inputs.append(_resample(line_image, zooms[-1]))
+            continua.append(_resample(continuum, zooms[-1]))
             n_off.append(int(off.sum()))
             n_line.append(hi - lo + 1)
             sigmas.append(sigma)
@@ -130,6 +168,7 @@ class SourceCharacterizer:
         continua, n_line = np.asarray(continua, np.float32), np.asarray(n_line)
         sigmas, centres = np.asarray(sigmas), np.asarray(centres, dtype=float)
         beam_major = np.array([b.major.to_value(u.arcsec) for b in beams])
+        zooms = np.asarray(zooms)
         if self._network is not None:
             # The network was trained on cutouts with the continuum left in (it measures the line).
             scaled, log_scale = scale_cutouts(inputs)
@@ -147,14 +186,15 @@ class SourceCharacterizer:
         else:
             # The fit measures the line alone: the continuum comes off the line-integrated image.
             line_only = inputs[:, 0] * sigmas[:, None, None] - continua * (n_line * dv)[:, None, None]
-            measured = _gaussian_fits(line_only, beams, cell)
+            measured = _gaussian_fits(line_only, beams, cell / zooms)
         major = np.maximum(measured["major"], measured["minor"])
         minor = np.minimum(measured["major"], measured["minor"])
         unresolved = major < UNRESOLVED * beam_major
         major = np.where(unresolved, 0.0, major)
         minor = np.where(unresolved, 0.0, minor)
-        x = centres[:, 0] + measured["dx"]
-        y = centres[:, 1] + measured["dy"]
+        # Offsets are in cutout pixels: 1 / zoom cube pixels each.
+        x = centres[:, 0] + measured["dx"] / zooms
+        y = centres[:, 1] + measured["dy"] / zooms
         table["x_centroid"] = x * u.pix
         table["y_centroid"] = y * u.pix
         table["sky_centroid"] = prepared.pixel_to_world(x, y)
@@ -164,8 +204,8 @@ class SourceCharacterizer:
         table["flux"] = measured["flux"] * u.Jy * u.km / u.s
         table["continuum_flux"] = self._continuum(
             continua,
-            x - (centres[:, 0] - CUTOUT_SIZE // 2),
-            y - (centres[:, 1] - CUTOUT_SIZE // 2),
+            CUTOUT_SIZE // 2 + measured["dx"],
+            CUTOUT_SIZE // 2 + measured["dy"],
             major,
             minor,
             measured["pa"],
@@ -233,13 +273,15 @@ def _blended(table, beam_major_pix):
 
 def _gaussian_fits(cutouts, beams, cell):
     """Elliptical Gaussian fits (astropy.modeling) of cutouts in Jy/beam km/s, each with its
-    beam (one per cutout) deconvolved."""
+    beam (one per cutout) deconvolved; ``cell`` is the cutouts' pixel size in arcsec (one value,
+    or one per cutout)."""
     n = cutouts.shape[-1]
     yy, xx = np.mgrid[:n, :n]
     out = {k: np.zeros(len(cutouts)) for k in ("dx", "dy", "major", "minor", "pa", "flux")}
-    for i, (image, beam) in enumerate(zip(cutouts, beams, strict=True)):
-        beam_area_pix = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
-        s0 = beam.major.to_value(u.arcsec) / cell / _FWHM
+    cells = np.broadcast_to(np.asarray(cell, dtype=float), (len(cutouts),))
+    for i, (image, beam, pixel) in enumerate(zip(cutouts, beams, cells, strict=True)):
+        beam_area_pix = float((beam.sr / (pixel * u.arcsec) ** 2).to_value(u.one))
+        s0 = beam.major.to_value(u.arcsec) / pixel / _FWHM
         init = models.Gaussian2D(
             amplitude=max(image[n // 2, n // 2], 1e-9),
             x_mean=n // 2,
@@ -260,7 +302,9 @@ def _gaussian_fits(cutouts, beams, cell):
         if sx < sy:
             sx, sy, theta = sy, sx, theta + np.pi / 2
         pa = np.degrees(np.pi / 2 + theta) % 180
-        observed = Beam(major=_FWHM * sx * cell * u.arcsec, minor=_FWHM * sy * cell * u.arcsec, pa=pa * u.deg)
+        observed = Beam(
+            major=_FWHM * sx * pixel * u.arcsec, minor=_FWHM * sy * pixel * u.arcsec, pa=pa * u.deg
+        )
         try:
             intrinsic = observed.deconvolve(beam, failure_returns_pointlike=True)
             major, minor = intrinsic.major.to_value(u.arcsec), intrinsic.minor.to_value(u.arcsec)
