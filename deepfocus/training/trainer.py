@@ -125,7 +125,7 @@ class Trainer:
             result.update(self.metrics_fn(torch.cat(predictions), torch.cat(targets)))
         return result
 
-    def fit(self, train: Dataset, validation: Dataset, *, checkpoint=None, resume=False):
+    def fit(self, train: Dataset, validation: Dataset, *, checkpoint=None, resume=False, callback=None):
         """Train with early stopping on the validation loss; keep the best weights.
 
         Parameters
@@ -140,6 +140,10 @@ class Trainer:
             interrupted run resumed with the same settings ends with the same weights as an
             uninterrupted one. The schedule spans ``epochs``, so ``epochs``, ``batch_size``,
             ``learning_rate`` and ``weight_decay`` must be those of the checkpoint.
+        callback : callable, optional
+            ``callback(record)`` after each epoch (and its checkpoint), with the epoch's record
+            (``epoch``, ``train_loss``, ``val_loss``, ``val_<metric>``, ...). An exception it raises
+            (e.g. ``optuna.TrialPruned``) ends the fit and reaches the caller.
 
         Returns
         -------
@@ -242,6 +246,8 @@ class Trainer:
                         },
                         tmp,
                     )
+            if callback is not None:
+                callback(record)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         if writer is not None:
