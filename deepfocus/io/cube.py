@@ -369,7 +369,9 @@ def read_cube(source, *, psf=None) -> PreparedCube:
     return _prepare(raw, psf)
 
 
-def _read_fits(path: Path) -> _Raw:
+def _read_fits(path: Path, region=None) -> _Raw:
+    """Read ``path``; ``region``: optional ``(channels, y, x)`` slices of the cube (spectral axis in
+    the file's order) read through ``section`` without loading the rest (out-of-core tiles)."""
     label = str(path)
     if not path.exists():
         raise InvalidInputError(f"{label}: no such file")
@@ -381,7 +383,7 @@ def _read_fits(path: Path) -> _Raw:
         warnings.simplefilter("always")
         try:
             with fits.open(path, mode="readonly", memmap=True) as hdul:
-                raw = _read_hdul(hdul, label, path)
+                raw = _read_hdul(hdul, label, path, region)
         except InvalidInputError:
             raise
         except _FITS_READ_ERRORS as exc:
@@ -422,25 +424,30 @@ def _image_hdu(hdul, label):
     raise InvalidInputError(f"{label}: no image data in any HDU")
 
 
-def _read_hdul(hdul, label, path) -> _Raw:
+def _read_hdul(hdul, label, path, region=None) -> _Raw:
     hdu = _image_hdu(hdul, label)
     header = hdu.header
-    data = hdu.data
-    if data is None:
+    # A region is read through `section` (only its bytes, even for scaled integer data).
+    data = hdu.data if region is None else hdu.section
+    if region is None and data is None:
         raise InvalidInputError(f"{label}: no image data in any HDU")
-    shape = data.shape
-    if data.ndim < 2:
-        raise InvalidInputError(f"{label}: deepfocus needs a spectral cube (3-D); got {data.ndim}-D data")
-    if data.ndim == 2:
+    shape = data.shape if region is None else hdu.shape
+    ndim = len(shape)
+    if ndim < 2:
+        raise InvalidInputError(f"{label}: deepfocus needs a spectral cube (3-D); got {ndim}-D data")
+    if ndim == 2:
         raise InvalidInputError(f"{label}: deepfocus needs a spectral cube (3-D); got a 2-D image")
-    wcs = _parse_wcs(header, data.ndim, label)
+    wcs = _parse_wcs(header, ndim, label)
     lng, lat, spec, stokes = _axes(wcs, label)
-    index = [slice(None)] * data.ndim
+    index = [slice(None)] * ndim
+    if region is not None:
+        for axis, part in zip((spec, lat, lng), region, strict=True):
+            index[ndim - 1 - axis] = slice(*part.indices(shape[ndim - 1 - axis])[:2])
     stokes_index = 0
-    for i in range(data.ndim):  # WCSAXES may be smaller than NAXIS: axes without keywords
+    for i in range(ndim):  # WCSAXES may be smaller than NAXIS: axes without keywords
         if i in (lng, lat, spec):
             continue
-        ax = data.ndim - 1 - i
+        ax = ndim - 1 - i
         ctype = (wcs.wcs.ctype[i] if i < wcs.naxis else "") or "(none)"
         if i == stokes:
             stokes_index = _stokes_index(wcs, i, shape[ax], label)
@@ -457,7 +464,13 @@ def _read_hdul(hdul, label, path) -> _Raw:
     selected = data[tuple(index)]
     cube = np.array(np.transpose(selected, (position[spec], position[lat], position[lng])), dtype=np.float32)
     wcs3 = wcs.sub([lng + 1, lat + 1, spec + 1])
-    beams = _beams_from_hdul(hdul, header, cube.shape[0], stokes_index, label)
+    beams = _beams_from_hdul(hdul, header, shape[ndim - 1 - spec], stokes_index, label)
+    if region is not None:  # pixel (0, 0, 0) of the region is (x0, y0, z0) of the file
+        z0, y0, x0 = (index[ndim - 1 - a].start for a in (spec, lat, lng))
+        wcs3.wcs.crpix = wcs3.wcs.crpix - np.array([x0, y0, z0], dtype=float)
+        wcs3.wcs.set()
+        if beams is not None and len(beams) > 1:
+            beams = beams[z0 : z0 + cube.shape[0]]
     return _Raw(cube, wcs3, header.copy(), header.get("BUNIT", ""), beams, label, path)
 
 
@@ -733,7 +746,9 @@ def _beam_list(raw, n_chan, data):
     return Beams(major=major, minor=minor, pa=pa)
 
 
-def _prepare(raw: _Raw, psf) -> PreparedCube:
+def _prepare(raw: _Raw, psf, channel_noise=None) -> PreparedCube:
+    """``channel_noise``: optional per-channel noise in the input's channel order and unit (a
+    whole-cube estimate given to a tile of it), used instead of estimating it from ``raw``."""
     label = raw.label
     data = raw.data
     n_chan, ny, nx = data.shape
@@ -808,7 +823,11 @@ def _prepare(raw: _Raw, psf) -> PreparedCube:
         data[zero] = np.nan
         valid[zero] = False
 
-    noise = robust_channel_noise(data, valid) * JY_PER_BEAM
+    if channel_noise is None:
+        noise = robust_channel_noise(data, valid) * JY_PER_BEAM
+    else:
+        noise = np.asarray(channel_noise, dtype=float)[::-1] if flipped else np.asarray(channel_noise, float)
+        noise = noise * np.abs(factors) * JY_PER_BEAM
     dv = (const.c * np.median(np.abs(np.diff(freqs))) / rest).to(u.km / u.s)
     ppb = float((beams[n_chan // 2].major / cell).decompose())
 
