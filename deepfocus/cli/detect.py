@@ -80,6 +80,13 @@ def register(subparsers):
         metavar="FILE",
         help="PNG of the integrated image with the detections (with --output-dir: no FILE)",
     )
+    det.add_argument(
+        "--plot-sources",
+        type=Path,
+        metavar="DIR",
+        help="one cube: a PNG per source in DIR (source_<id>.png: line image with its ellipse, spectrum "
+        "with its line window and the denoised spectrum)",
+    )
     det.add_argument("--snr-threshold", type=float, default=6.0, help="matched-filter S/N threshold (6)")
     det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS); one cube only")
     det.add_argument(
@@ -121,6 +128,8 @@ def _run_detect(args) -> int:
         raise DeepFocusError(f"{len(args.cubes)} cubes given: use --output-dir DIR for several")
     if args.workers or args.scheduler:
         raise DeepFocusError("--workers and --scheduler run batches: use --output-dir DIR")
+    if args.plot_sources is not None and args.plot_sources.exists() and not args.plot_sources.is_dir():
+        raise DeepFocusError(f"--plot-sources {args.plot_sources} is a file, not a folder")
     return _run_single(args, Path(args.cubes[0]))
 
 
@@ -147,6 +156,8 @@ def _run_single(args, cube) -> int:
     regions = Path(args.regions) if args.regions else None
     plot = Path(args.plot) if args.plot else None
     outputs = [p for p in (args.output, regions, plot) if p is not None]
+    if args.plot_sources is not None and args.plot_sources.is_dir():
+        outputs += sorted(args.plot_sources.glob("source_*.png"))
     if not args.overwrite:
         existing = [str(p) for p in outputs if p.exists()]
         if existing:
@@ -166,9 +177,25 @@ def _run_single(args, cube) -> int:
     )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
+    if args.plot_sources is not None:
+        _plot_sources(cube, catalog, args.plot_sources, model)
     if not args.quiet:
         print(f"{len(catalog)} sources -> {args.output}")
     return 0
+
+
+def _plot_sources(cube, catalog, folder, model):
+    """Write ``folder/source_<id>.png`` for every source of ``catalog``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..detection.detector import prepare
+    from ..visualization import plot_source, save_figure
+
+    prepared = prepare(cube)
+    for source in catalog["id"]:
+        figure = plot_source(prepared, catalog, int(source), model=model)
+        save_figure(figure, folder / f"source_{int(source)}.png")
 
 
 def _run_batch(args) -> int:
@@ -185,6 +212,8 @@ def _run_batch(args) -> int:
             )
     if args.psf is not None:
         raise DeepFocusError("--psf applies to one cube: use --output FILE")
+    if args.plot_sources is not None:
+        raise DeepFocusError("--plot-sources applies to one cube: use --output FILE")
     if args.workers and args.scheduler:
         raise DeepFocusError("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
     if args.threads < 1:

@@ -14,7 +14,8 @@ def register(subparsers):
         description="Match a catalogue to the truth one to one (within half a beam and the line "
         "width) and report completeness per S/N bin, purity, F1 and measurement accuracy.",
         epilog="examples:\n"
-        "  deepfocus evaluate --truth sim0_truth.ecsv --catalog cat.ecsv --json scores.json\n",
+        "  deepfocus evaluate --truth sim0_truth.ecsv --catalog cat.ecsv --json scores.json\n"
+        "  deepfocus evaluate --truth sim0_truth.ecsv --catalog cat.ecsv --plot diagnostics.png\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ev.add_argument(
@@ -22,6 +23,11 @@ def register(subparsers):
     )
     ev.add_argument("--catalog", type=Path, required=True, help="catalogue to score")
     ev.add_argument("--json", type=Path, help="also write the metrics as JSON")
+    ev.add_argument(
+        "--plot",
+        type=Path,
+        help="PNG of completeness and purity against S/N and measured against true flux, FWHM, PA",
+    )
     ev.add_argument("--quiet", action="store_true", help="no printed table")
     ev.set_defaults(func=_run_evaluate)
 
@@ -30,6 +36,22 @@ def _run_evaluate(args) -> int:
     from ..evaluation import evaluate_files, format_report
 
     metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
+    if args.plot is not None:
+        _plot(args.truth, args.catalog, args.plot)
     if not args.quiet:
         print(format_report(metrics))
     return 0
+
+
+def _plot(truth_path, catalog_path, output):
+    """Write the diagnostics figure of a catalogue against the truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..evaluation import read_catalog
+    from ..evaluation.report import TRUTH_REQUIRED
+    from ..visualization import plot_diagnostics, save_figure
+
+    truth = read_catalog(truth_path, what="truth catalogue", required=TRUTH_REQUIRED)
+    catalog = read_catalog(catalog_path, what="detected catalogue", allow_empty=True)
+    save_figure(plot_diagnostics(truth, catalog), output)

@@ -16,6 +16,8 @@ examples:
       a seconds-long run that checks a set-up end to end
   deepfocus train --task spectral --data casa_cubes --output mine
       train on cubes made elsewhere (deepfocus simulate --engine casa writes this layout)
+  deepfocus train --task spectral --preset tiny --output /tmp/check --plot
+      also draw the training curves as /tmp/check/spectral-tiny.png
 """
 
 
@@ -41,6 +43,12 @@ def register(subparsers):
     tr.add_argument("--config", type=Path, help="network config JSON (e.g. from deepfocus optimize)")
     tr.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     tr.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    tr.add_argument(
+        "--plot",
+        action="store_true",
+        help="also draw each task's training curves (losses, validation metrics, learning rate) as "
+        "OUTPUT/<task>-<preset>.png",
+    )
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_run_train)
 
@@ -63,6 +71,15 @@ def _run_train(args) -> int:
         progress=not args.quiet,
         command=command,
     )
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from ..visualization import plot_training_log, save_figure
+
+        for task in cards:
+            weights = args.output / f"{task}-{args.preset}.safetensors"  # as train() names them
+            save_figure(plot_training_log(weights.with_suffix(".csv")), weights.with_suffix(".png"))
     if not args.quiet:
         for task, card in cards.items():
             metrics = ", ".join(f"{k[4:]}={v:.4g}" for k, v in card["metrics"].items())

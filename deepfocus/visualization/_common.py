@@ -1,0 +1,134 @@
+"""Helpers shared by the plot modules: figures, sky axes, image scaling and saving."""
+
+from __future__ import annotations
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+
+from ..exceptions import InvalidInputError
+
+__all__ = ["new_figure", "sky_axes", "label_sky_axes", "image_norm", "as_image", "save_figure"]
+
+
+def new_figure(figsize):
+    """A new pyplot figure (pyplot, so that notebooks show it; `save_figure` closes it)."""
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=figsize)
+
+
+def _frame_names(wcs):
+    """Axis labels of a celestial WCS: ``("RA (ICRS)", "Dec (ICRS)")`` or Galactic names."""
+    ctype = [str(c).upper() for c in list(wcs.wcs.ctype)[:2]]
+    if ctype[0].startswith("GLON"):
+        return "Galactic longitude", "Galactic latitude"
+    frame = (wcs.wcs.radesys or "ICRS").strip().upper() or "ICRS"
+    return f"RA ({frame})", f"Dec ({frame})"
+
+
+def label_sky_axes(ax, wcs):
+    """Name the celestial axes of a `~astropy.visualization.wcsaxes.WCSAxes` after ``wcs``'s frame."""
+    xlabel, ylabel = _frame_names(wcs)
+    ax.coords[0].set_axislabel(xlabel)
+    ax.coords[1].set_axislabel(ylabel)
+
+
+def sky_axes(figure, wcs, *args):
+    """Add a `~astropy.visualization.wcsaxes.WCSAxes` subplot (``figure.add_subplot(*args)``) on ``wcs``.
+
+    Without a WCS (None) a plain pixel subplot is added, labelled in pixels.
+    """
+    if wcs is None:
+        ax = figure.add_subplot(*args)
+        ax.set_xlabel("x (pix)")
+        ax.set_ylabel("y (pix)")
+        return ax
+    ax = figure.add_subplot(*args, projection=wcs)
+    label_sky_axes(ax, wcs)
+    return ax
+
+
+def image_norm(image, *, percentile=99.8, stretch="asinh", symmetric=False):
+    """A colour normalisation of ``image`` that ignores NaNs (asinh or linear stretch).
+
+    ``symmetric`` makes the range ``[-v, v]`` with ``v`` the ``percentile`` of ``|image|``
+    (residual maps).
+    """
+    from astropy.visualization import AsinhStretch, ImageNormalize, LinearStretch, PercentileInterval
+
+    finite = np.asarray(image, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return ImageNormalize(vmin=0.0, vmax=1.0)
+    if symmetric:
+        vmax = float(np.percentile(np.abs(finite), percentile)) or 1.0
+        return ImageNormalize(vmin=-vmax, vmax=vmax, stretch=LinearStretch())
+    chosen = AsinhStretch(0.1) if stretch == "asinh" else LinearStretch()
+    vmin, vmax = PercentileInterval(percentile).get_limits(finite)
+    if not vmax > vmin:
+        vmin, vmax = vmin - 0.5, vmax + 0.5
+    return ImageNormalize(vmin=vmin, vmax=vmax, stretch=chosen)
+
+
+def as_image(image, name, wcs=None):
+    """``(array, unit, celestial_wcs)`` of a 2-D `~spectral_cube.Projection`, Quantity or array.
+
+    Parameters
+    ----------
+    image : `~spectral_cube.Projection`, `~astropy.units.Quantity` or array-like
+        A 2-D image.
+    name : str
+        How to call it in error messages.
+    wcs : `~astropy.wcs.WCS`, optional
+        Used when ``image`` carries none (its celestial part if it has more axes).
+
+    Raises
+    ------
+    InvalidInputError
+        If the image is not 2-D or the WCS is not celestial.
+    """
+    unit = None
+    own_wcs = getattr(image, "wcs", None)
+    if isinstance(image, u.Quantity):
+        unit = image.unit
+        array = np.asarray(image.value, dtype=float)
+    else:
+        try:
+            array = np.asarray(image, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{name} must be a 2-D image (array, Quantity or Projection)") from exc
+    if array.ndim != 2:
+        raise InvalidInputError(f"{name} must be a 2-D image, got shape {array.shape}")
+    chosen = own_wcs if own_wcs is not None else wcs
+    if chosen is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chosen = chosen.celestial
+        if chosen.naxis != 2 or not chosen.has_celestial:
+            raise InvalidInputError(f"the WCS of {name} has no celestial axes")
+    return array, unit, chosen
+
+
+def save_figure(figure, path, *, dpi=120):
+    """Write ``figure`` as a PNG atomically (`~deepfocus.io.atomic.atomic_path`) and close it.
+
+    Parameters
+    ----------
+    figure : `matplotlib.figure.Figure`
+        The figure; closed afterwards (also when writing fails).
+    path : str or path-like
+        PNG file name.
+    dpi : int
+        Resolution (dots per inch).
+    """
+    import matplotlib.pyplot as plt
+
+    from ..io.atomic import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(figure)
