@@ -2,7 +2,14 @@
 
 from .version import __version__
 
-__all__ = ["__version__", "CubeDetector", "SourceCharacterizer", "DeepFocus", "catalog_to_regions"]
+__all__ = [
+    "__version__",
+    "CubeDetector",
+    "SourceCharacterizer",
+    "DeepFocus",
+    "Deconvolver",
+    "catalog_to_regions",
+]
 
 
 def __getattr__(name):
@@ -19,6 +26,10 @@ def __getattr__(name):
         from .pipeline import DeepFocus
 
         return DeepFocus
+    if name == "Deconvolver":
+        from .deconvolution.deconvolver import Deconvolver
+
+        return Deconvolver
     if name == "catalog_to_regions":
         from .io.regions import catalog_to_regions
 

@@ -18,7 +18,7 @@ from ..version import __version__
 __all__ = ["main", "build_parser", "SUBCOMMANDS"]
 
 #: Subcommand modules of this package, in the order ``deepfocus --help`` lists them.
-SUBCOMMANDS = ("simulate", "train", "detect", "evaluate")
+SUBCOMMANDS = ("simulate", "train", "optimize", "detect", "deconvolve", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,96 @@
+"""``deepfocus deconvolve``: the sky estimate of a cube (network or Högbom CLEAN) as FITS."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..exceptions import DeepFocusError
+
+EXAMPLES = """\
+examples:
+  deepfocus deconvolve cube.fits --output sky.fits                  (integrated image, Jy/pixel km/s)
+  deepfocus deconvolve cube.fits --output sky_cube.fits --mode cube (every channel, Jy/pixel)
+  deepfocus deconvolve cube.fits --output sky.fits --psf cube.psf.fits --residual r.fits --restored s.fits
+  deepfocus deconvolve cube.fits --output clean.fits --method clean --psf cube.psf.fits --threshold 3
+"""
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def register(subparsers):
+    """Add the ``deconvolve`` subcommand."""
+    parser = subparsers.add_parser(
+        "deconvolve",
+        help="deconvolve a cube: sky estimate (and residual, restored) as FITS",
+        description="Deconvolve a spectral cube (FITS in Jy/beam with beams, as CASA tclean writes it) "
+        "with the shipped network (default) or Högbom CLEAN. Writes the sky estimate --output in the "
+        "input's WCS: the band-integrated image in Jy/pixel km/s (--mode image) or every channel in "
+        "Jy/pixel (--mode cube). The residual and restored images need the PSF (--psf, tclean's .psf "
+        "exported to FITS); so does CLEAN.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("cube", metavar="CUBE", type=Path, help="input cube (FITS)")
+    parser.add_argument("--output", type=Path, required=True, help="FITS file of the sky estimate")
+    parser.add_argument("--mode", choices=("image", "cube"), default="image", help="image (default) or cube")
+    parser.add_argument(
+        "--method", choices=("network", "clean"), default="network", help="network (default) or Högbom CLEAN"
+    )
+    parser.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS)")
+    parser.add_argument("--residual", type=Path, metavar="FILE", help="also write the residual (needs --psf)")
+    parser.add_argument(
+        "--restored", type=Path, metavar="FILE", help="also write the restored image (needs --psf)"
+    )
+    parser.add_argument(
+        "--model", default="default", help="network: 'default' or a .safetensors file with its model card"
+    )
+    parser.add_argument("--gain", type=float, default=0.1, help="CLEAN loop gain (0.1)")
+    parser.add_argument("--threshold", type=float, default=3.0, help="CLEAN threshold in noise units (3)")
+    parser.add_argument(
+        "--niter", type=_positive_int, default=10_000, help="CLEAN maximum iterations per plane"
+    )
+    parser.add_argument("--threads", type=_positive_int, help="torch threads for the network")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--quiet", action="store_true", help="no summary line (errors still shown)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    outputs = [p for p in (args.output, args.residual, args.restored) if p is not None]
+    if len({p.resolve() for p in outputs}) != len(outputs):
+        raise DeepFocusError("--output, --residual and --restored must be different files")
+    if not args.overwrite:
+        for path in outputs:
+            if path.exists():
+                raise DeepFocusError(f"{path} exists (pass --overwrite to replace it)")
+    if not args.cube.is_file():
+        raise DeepFocusError(f"{args.cube}: no such file")
+    if args.method == "clean":
+        from ..deconvolution import HogbomClean
+
+        method = HogbomClean(mode=args.mode, gain=args.gain, threshold=args.threshold, max_iter=args.niter)
+    else:
+        from ..deconvolution import Deconvolver
+
+        method = Deconvolver(args.model, mode=args.mode, threads=args.threads)
+    result = method(
+        args.cube,
+        psf=args.psf,
+        residual=args.residual is not None or args.restored is not None,
+        restored=args.restored is not None,
+    )
+    result.write(args.output, residual=args.residual, restored=args.restored, overwrite=args.overwrite)
+    if not args.quiet:
+        print(
+            f"deepfocus deconvolve: {args.cube} -> {', '.join(map(str, outputs))} "
+            f"({args.method}, {args.mode}, {result.meta['seconds']:.1f} s)",
+            file=sys.stderr,
+        )
+    return 0

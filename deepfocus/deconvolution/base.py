@@ -1,0 +1,233 @@
+"""What every deconvolution method shares: reading the cube, the planes it works on, the PSF,
+residual and restored images, and packaging the results with units and the input's WCS.
+
+A method (`~deepfocus.deconvolution.Deconvolver`, `~deepfocus.deconvolution.HogbomClean`)
+only implements ``_deconvolve(planes, sigma, psf)``: a stack of 2-D dirty images in Jy/beam
+(or Jy/beam km/s) with the noise of each, to the sky estimate in Jy/pixel (or Jy/pixel km/s).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import astropy.units as u
+import numpy as np
+
+from ..exceptions import InvalidInputError
+from ..version import __version__
+from .products import JY_PER_BEAM, JY_PER_PIXEL, KMS, DeconvolutionResult, convolve_centred
+
+__all__ = ["BaseDeconvolver", "MODES"]
+
+#: ``"image"``: one integrated (moment-0) image over the band; ``"cube"``: every channel.
+MODES = ("image", "cube")
+
+
+class BaseDeconvolver:
+    """Shared call logic of the deconvolution methods (not used directly).
+
+    Parameters
+    ----------
+    mode : {'image', 'cube'}
+        Deconvolve the line image integrated over the band (a 2-D
+        `~spectral_cube.Projection` in Jy/pixel km/s) or every channel (a
+        `~spectral_cube.SpectralCube` in Jy/pixel).
+    """
+
+    #: Whether the method itself needs the PSF (CLEAN does; the network does not).
+    needs_psf = False
+    method = "base"
+
+    def __init__(self, *, mode="image"):
+        if mode not in MODES:
+            raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+
+    def _deconvolve(self, planes, sigma, psf):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _parameters(self):
+        return {"mode": self.mode}
+
+    def __call__(self, cube, *, psf=None, residual=False, restored=False):
+        """Deconvolve a cube.
+
+        Parameters
+        ----------
+        cube : str, path-like, `~spectral_cube.SpectralCube` or `~deepfocus.io.cube.PreparedCube`
+            A spectral cube in Jy/beam (or a unit convertible to it) with a beam per channel
+            (``BMAJ``/``BMIN``/``BPA`` or a ``BEAMS`` table), as ``tclean`` writes it.
+        psf : str, path-like or array-like, optional
+            The PSF: a FITS file (``exportfits`` of ``tclean``'s ``.psf``) or an array
+            ``(n_chan, ny, nx)`` or ``(ny, nx)``, peak 1 at the centre pixel
+            ``(ny // 2, nx // 2)``, in the input's channel order. Needed by CLEAN and for the
+            residual and restored images; never replaced by a Gaussian.
+        residual : bool
+            Also compute the residual image (input minus the sky convolved with the PSF).
+        restored : bool
+            Also compute the restored image (sky convolved with the restoring beam, plus the
+            residual).
+
+        Returns
+        -------
+        result : `~deepfocus.deconvolution.DeconvolutionResult`
+            ``.sky`` (and ``.residual``, ``.restored`` when requested) in the input's pixel
+            grid and channel order.
+
+        Raises
+        ------
+        deepfocus.exceptions.InvalidInputError
+            Unreadable cube, no beam, a PSF of the wrong shape or not peaked at its centre, or a
+            PSF missing where it is needed.
+        """
+        from ..detection.detector import prepare
+
+        start = time.perf_counter()
+        prepared = prepare(cube, psf=psf)
+        if prepared.psf is None and psf is not None:  # a PreparedCube passed with a separate psf
+            from dataclasses import replace
+
+            from ..io.cube import _prepare_psf
+
+            array = _prepare_psf(psf, "the cube", prepared.n_channels, prepared.cell, prepared.flipped)
+            prepared = replace(prepared, psf=array)
+        want_psf = self.needs_psf or residual or restored
+        if want_psf and prepared.psf is None:
+            need = "CLEAN" if self.needs_psf else "the residual and restored images"
+            raise InvalidInputError(
+                f"{need} need the PSF: pass psf= (tclean's .psf exported to FITS, or an array); "
+                "deepfocus does not substitute a Gaussian"
+            )
+        psf_cube = _check_psf(prepared) if prepared.psf is not None else None
+        planes, sigma, valid, unit = self._planes(prepared)
+        psf_planes = None
+        if psf_cube is not None:
+            psf_planes = psf_cube if self.mode == "cube" else _mean_psf(psf_cube, prepared)
+        sky = np.asarray(self._deconvolve(planes, sigma, psf_planes), dtype=np.float64)
+        sky[~np.isfinite(sigma)] = 0.0
+        res = rest = None
+        if residual or restored:
+            res = planes - convolve_centred(sky, psf_planes)
+        if restored:
+            rest = convolve_centred(sky, self._beam_kernels(prepared)) + res
+        seconds = time.perf_counter() - start
+        meta = {
+            "method": self.method,
+            "parameters": self._parameters(),
+            "noise": sigma.tolist() if self.mode == "image" else None,
+            "version": __version__,
+            "seconds": seconds,
+            "source": str(prepared.source_path) if prepared.source_path else "in-memory cube",
+        }
+        meta.update(self._extra_meta())
+        pack = _Packer(prepared, self.mode, valid)
+        return DeconvolutionResult(
+            sky=pack(sky, JY_PER_PIXEL * unit, beams=False),
+            residual=None if res is None else pack(res, JY_PER_BEAM * unit, beams=True),
+            restored=None if rest is None else pack(rest, JY_PER_BEAM * unit, beams=True),
+            mode=self.mode,
+            meta=meta,
+        )
+
+    def _extra_meta(self):
+        return {}
+
+    def _planes(self, prepared):
+        """The 2-D dirty images to deconvolve (NaN set to 0), their noise and valid areas."""
+        data = np.nan_to_num(prepared.data.astype(np.float64), nan=0.0)
+        noise = prepared.noise.to_value(JY_PER_BEAM).astype(float)
+        if self.mode == "cube":
+            return data, noise, prepared.valid, u.one
+        dv = prepared.channel_velocity_width.to_value(KMS)
+        good = np.isfinite(noise)
+        image = data[good].sum(axis=0) * dv
+        sigma = np.sqrt(np.sum(noise[good] ** 2)) * dv
+        return image[None], np.array([sigma]), prepared.valid.any(axis=0)[None], KMS
+
+    def _beam_kernels(self, prepared):
+        """Restoring-beam kernels (peak 1) of the planes: per channel, or the middle channel's."""
+        cell = prepared.cell
+        beams = prepared.beams if self.mode == "cube" else [prepared.beams[prepared.n_channels // 2]]
+        kernels = [b.as_kernel(cell).array for b in beams]
+        size = max(k.shape[0] for k in kernels) | 1
+        out = np.zeros((len(kernels), size, size))
+        for i, k in enumerate(kernels):
+            oy, ox = (size - k.shape[0]) // 2, (size - k.shape[1]) // 2
+            out[i, oy : oy + k.shape[0], ox : ox + k.shape[1]] = k / k.max()
+        return out
+
+
+def _check_psf(prepared):
+    """The PSF cube, checked against the image and normalised to 1 at each centre pixel."""
+    psf = np.asarray(prepared.psf, dtype=np.float64)
+    n, ny, nx = prepared.shape
+    py, px = psf.shape[1:]
+    if py < 3 or px < 3 or py > 2 * ny + 1 or px > 2 * nx + 1:
+        raise InvalidInputError(
+            f"the PSF planes are {py} x {px} pixels; they must be between 3 x 3 and twice the "
+            f"image ({ny} x {nx}), centred at pixel (ny // 2, nx // 2) as tclean writes them"
+        )
+    centre = psf[:, py // 2, px // 2]
+    good = np.isfinite(centre) & (centre != 0)
+    if not good.any():
+        raise InvalidInputError("the PSF is zero or not finite at its centre pixel in every channel")
+    peak = np.nanmax(np.abs(psf[good]), axis=(1, 2))
+    if np.any(np.abs(centre[good]) < 0.99 * peak):
+        raise InvalidInputError(
+            f"the PSF does not peak at its centre pixel ({py // 2}, {px // 2}) in every channel: "
+            "a PSF of another image size or an off-centre PSF?"
+        )
+    psf = np.nan_to_num(psf, nan=0.0)
+    if not good.all():  # blank channels: the nearest good channel's PSF
+        idx = np.flatnonzero(good)
+        for k in np.flatnonzero(~good):
+            psf[k] = psf[idx[np.abs(idx - k).argmin()]]
+            centre[k] = centre[idx[np.abs(idx - k).argmin()]]
+    return psf / centre[:, None, None]
+
+
+def _mean_psf(psf_cube, prepared):
+    """The PSF of the band-integrated image: the mean of the channels' PSFs (exact when the
+    PSFs are equal; for a line narrower than the band it is the mean over the band)."""
+    good = np.isfinite(prepared.noise.value)
+    return psf_cube[good].mean(axis=0)[None]
+
+
+class _Packer:
+    """Arrays of the prepared cube's order to SpectralCube/Projection in the input's order."""
+
+    def __init__(self, prepared, mode, valid):
+        self.prepared = prepared
+        self.mode = mode
+        self.valid = valid
+
+    def __call__(self, array, unit, *, beams):
+        from astropy.wcs import FITSFixedWarning
+        from spectral_cube import Projection, SpectralCube, VaryingResolutionSpectralCube
+        from spectral_cube.masks import BooleanArrayMask
+
+        prepared = self.prepared
+        data = np.where(self.valid, array, np.nan).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            if self.mode == "image":
+                beam = prepared.beams[prepared.n_channels // 2] if beams else None
+                return Projection(data[0], unit=unit, wcs=prepared.wcs.celestial, beam=beam)
+            wcs = prepared.wcs
+            b = prepared.beams
+            if prepared.flipped:
+                from ..io.cube import _flip_spectral_wcs
+
+                data = data[::-1].copy()
+                wcs = _flip_spectral_wcs(wcs, prepared.n_channels)
+                b = b[::-1]
+            quantity = u.Quantity(data, unit, copy=False)
+            mask = BooleanArrayMask(np.isfinite(data), wcs)
+            meta = {"BUNIT": unit.to_string("fits")}
+            if not beams:
+                return SpectralCube(data=quantity, wcs=wcs, mask=mask, meta=meta)
+            same = np.all(b.major == b.major[0]) and np.all(b.minor == b.minor[0]) and np.all(b.pa == b.pa[0])
+            if same:
+                return SpectralCube(data=quantity, wcs=wcs, mask=mask, meta=meta, beam=b[0])
+            return VaryingResolutionSpectralCube(data=quantity, wcs=wcs, mask=mask, meta=meta, beams=b)

@@ -1,0 +1,156 @@
+"""Run a network with group normalisation on tiles as if it saw the whole image.
+
+``torch.nn.GroupNorm`` normalises each feature map by its mean and variance over the whole
+input. On a tile those statistics are the tile's, so a network run tile by tile gives a
+different answer than on the whole image (on the shipped deconvolver, up to 20 % in total flux
+between 128- and 192-pixel views of one image). `ImageWideNorm` makes every ``GroupNorm`` use
+statistics gathered over all tiles of an image instead, layer by layer in the order the network
+runs them: pass ``p`` normalises the first ``p`` layers with their image-wide statistics and
+records those of layer ``p`` over all tiles (weighted by the tiles' blending weights, so each
+pixel counts once), stopping the network there. After one pass per layer, a last pass gives the
+output. (A cheaper fixed-point iteration, recording all layers in every pass, diverged.) The
+cost, about ``n_layers / 2 + 1`` full passes, is paid only for images larger than one tile.
+
+Written here: PyTorch has no tiled inference with shared normalisation statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ImageWideNorm"]
+
+
+class _Stop(Exception):
+    """Raised by the hook of the layer being calibrated: the rest of the network is not needed."""
+
+
+class ImageWideNorm:
+    """Context manager that replaces every ``GroupNorm``'s statistics by image-wide ones.
+
+    Parameters
+    ----------
+    model : `torch.nn.Module`
+        The network (its ``GroupNorm`` layers are hooked while the context is active).
+    n_images : int
+        Number of images in the stack being processed (statistics are kept per image).
+
+    Notes
+    -----
+    For each layer in `order`: `calibrate` it, run every tile through `forward` (which stops
+    after that layer), then `end_pass`. Then run every tile through `forward` once more. Before
+    each batch, `set_batch` gives the batch's image indices and blending weights.
+    """
+
+    def __init__(self, model, n_images):
+        import torch
+
+        self._torch = torch
+        self.model = model
+        self.n_images = n_images
+        self.norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+        self.frozen = {}  # {layer index: (mean, var)} arrays (n_images, groups)
+        self.target = None
+        self._sums = {}
+        self.order = self._execution_order()
+        self._handles = []
+        self._ids = None
+        self._weights = None
+
+    def __enter__(self):
+        for index, norm in enumerate(self.norms):
+            self._handles.append(norm.register_forward_hook(self._hook(index)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def _execution_order(self):
+        """Indices of the ``GroupNorm`` layers in the order a forward pass runs them."""
+        torch = self._torch
+        seen = []
+        handles = [
+            norm.register_forward_hook(lambda *a, i=i: seen.append(i) if i not in seen else None)
+            for i, norm in enumerate(self.norms)
+        ]
+        try:
+            with torch.no_grad():
+                dims = getattr(getattr(self.model, "config", None), "dims", 2)
+                self.model(torch.zeros((1, 1) + (16,) * dims))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return seen
+
+    def calibrate(self, index):
+        """Record the statistics of layer ``index`` in the next pass (and stop there)."""
+        self.target = index
+
+    def forward(self, batch):
+        """The network on ``batch`` (a tensor); None when it stopped at the calibrated layer."""
+        try:
+            return self.model(batch)
+        except _Stop:
+            return None
+
+    def set_batch(self, ids, weights):
+        """Image index ``(m,)`` and blending weight ``(m, h, w)`` of every tile of the next batch."""
+        self._ids = np.asarray(ids)
+        self._weights = self._torch.as_tensor(np.asarray(weights, np.float32))[:, None]
+
+    def end_pass(self):
+        """Turn the statistics recorded in this pass into those used by the next one."""
+        for index, (s0, s1, s2) in self._sums.items():
+            mean = s1 / np.maximum(s0, 1e-30)
+            self.frozen[index] = (mean, np.maximum(s2 / np.maximum(s0, 1e-30) - mean**2, 0.0))
+        self._sums = {}
+        self.target = None
+
+    def _level_weights(self, shape):
+        """Blending weights pooled to a feature map of spatial ``shape`` (padded input)."""
+        torch = self._torch
+        w = self._weights
+        h, width = w.shape[-2:]
+        # The network pads its input to a multiple of its size multiple: pad the weights with 0.
+        factor = max(1, int(round(np.ceil(h / shape[0]))))
+        ph, pw = shape[0] * factor - h, shape[1] * factor - width
+        if ph > 0 or pw > 0:
+            w = torch.nn.functional.pad(w, (0, max(pw, 0), 0, max(ph, 0)))
+        if factor > 1:
+            w = torch.nn.functional.avg_pool2d(w, factor)
+        return w[..., : shape[0], : shape[1]]
+
+    def _hook(self, index):
+        torch = self._torch
+
+        def hook(module, inputs, output):
+            x = inputs[0]
+            b, c = x.shape[:2]
+            g = module.num_groups
+            xg = x.reshape(b, g, -1)
+            if index in self.frozen:
+                mean, var = self.frozen[index]
+                mean = torch.as_tensor(mean[self._ids], dtype=x.dtype)[:, :, None]
+                std = torch.sqrt(torch.as_tensor(var[self._ids], dtype=x.dtype)[:, :, None] + module.eps)
+                y = ((xg - mean) / std).reshape(x.shape)
+                if module.affine:
+                    shape = (1, c) + (1,) * (x.ndim - 2)
+                    y = y * module.weight.reshape(shape) + module.bias.reshape(shape)
+                return y
+            if index != self.target:
+                return output
+            w = self._level_weights(x.shape[2:])  # (b, 1, H, W)
+            wg = w.reshape(b, 1, -1).expand(b, c, -1).reshape(b, g, -1)
+            s0 = (wg.sum(-1)).double().numpy()
+            s1 = ((wg * xg).sum(-1)).double().numpy()
+            s2 = ((wg * xg * xg).sum(-1)).double().numpy()
+            acc = self._sums.setdefault(index, [np.zeros((self.n_images, g)) for _ in range(3)])
+            for k, a, b1, c2 in zip(self._ids, s0, s1, s2, strict=True):
+                acc[0][k] += a
+                acc[1][k] += b1
+                acc[2][k] += c2
+            raise _Stop
+
+        return hook
