@@ -743,6 +743,15 @@ def _beam_list(raw, n_chan, data):
             )
         major, minor, pa = major.copy(), minor.copy(), pa.copy()
         major[bad_idx], minor[bad_idx], pa[bad_idx] = major[nearest], minor[nearest], pa[nearest]
+    swapped = minor > major
+    if swapped.any():  # BMIN > BMAJ: the same ellipse is BMAJ <-> BMIN with the PA turned by 90 deg
+        warnings.warn(
+            f"{raw.label}: BMIN > BMAJ in {int(swapped.sum())} channel(s); axes swapped, PA + 90 deg",
+            DeepFocusWarning,
+            stacklevel=4,
+        )
+        major, minor = np.where(swapped, minor, major), np.where(swapped, major, minor)
+        pa = np.where(swapped, pa + 90 * u.deg, pa)
     return Beams(major=major, minor=minor, pa=pa)
 
 
@@ -830,6 +839,12 @@ def _prepare(raw: _Raw, psf, channel_noise=None) -> PreparedCube:
         noise = noise * np.abs(factors) * JY_PER_BEAM
     dv = (const.c * np.median(np.abs(np.diff(freqs))) / rest).to(u.km / u.s)
     ppb = float((beams[n_chan // 2].major / cell).decompose())
+    widest = float((beams.major.max() / cell).decompose())
+    if widest > max(ny, nx):  # the filters would need kernels larger than the image (and memory)
+        raise InvalidInputError(
+            f"{label}: the beam ({beams.major.max().to_value(u.arcsec):.4g} arcsec) is wider than the image "
+            f"({max(ny, nx)} pixels of {cell.to_value(u.arcsec):.4g} arcsec): wrong BMAJ/BMIN (degrees)?"
+        )
 
     psf_array = _prepare_psf(psf, label, n_chan, cell, flipped) if psf is not None else None
     return PreparedCube(
