@@ -1,0 +1,96 @@
+"""The plot options of the command line: ``evaluate --plot``, ``train --plot``, ``detect --plot-sources``."""
+
+from importlib import resources
+
+import pytest
+import torch
+from astropy.table import QTable
+
+from deepfocus.cli import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXAMPLE_TRUTH = resources.files("deepfocus.data") / "example_truth.ecsv"
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One torch thread (the commands may change it; restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _png(path):
+    return path.is_file() and path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_evaluate_plot(tmp_path, capsys):
+    catalog = QTable.read(EXAMPLE_TRUTH)[:3]
+    catalog.write(tmp_path / "cat.ecsv")
+    plot = tmp_path / "out" / "diagnostics.png"
+    args = ["evaluate", "--truth", str(EXAMPLE_TRUTH), "--catalog", str(tmp_path / "cat.ecsv")]
+    assert main([*args, "--plot", str(plot), "--quiet"]) == 0
+    assert _png(plot)
+    assert capsys.readouterr().out == ""
+    assert not [p for p in plot.parent.iterdir() if p.name.endswith(".part")]  # written atomically
+
+
+def test_evaluate_plot_bad_truth(tmp_path, capsys):
+    plot = tmp_path / "d.png"
+    args = ["evaluate", "--truth", str(tmp_path / "none.ecsv"), "--catalog", str(EXAMPLE_TRUTH)]
+    assert main([*args, "--plot", str(plot)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert not plot.exists()
+
+
+def _toy_train(tasks, output_dir, *, preset="default", **kwargs):
+    """Stands in for `deepfocus.training.train` (seconds of simulation and training saved): a real
+    `Trainer` fits a linear model and writes ``<task>-<preset>.csv`` as ``train`` does."""
+    from pathlib import Path
+
+    from deepfocus.training import Trainer, TrainingSettings
+
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x, x.sum(dim=1, keepdim=True))
+    cards = {}
+    for task in [tasks] if isinstance(tasks, str) else tasks:
+        log = Path(output_dir) / f"{task}-{preset}.csv"
+        settings = TrainingSettings(epochs=3, batch_size=8)
+        Trainer(
+            torch.nn.Linear(2, 1), torch.nn.functional.mse_loss, settings, log_path=log, progress=False
+        ).fit(data, data)
+        cards[task] = {"metrics": {}, "training": {"training_seconds": 0.0}}
+    return cards
+
+
+def test_train_plot(tmp_path, monkeypatch):
+    import deepfocus.training
+
+    monkeypatch.setattr(deepfocus.training, "train", _toy_train)
+    args = ["train", "--task", "spectral", "--preset", "tiny", "--output", str(tmp_path), "--quiet"]
+    assert main([*args, "--threads", "1", "--plot"]) == 0
+    assert _png(tmp_path / "spectral-tiny.png")
+    (tmp_path / "spectral-tiny.png").unlink()
+    assert main([*args, "--threads", "1"]) == 0  # without --plot, no figure
+    assert not (tmp_path / "spectral-tiny.png").exists()
+
+
+def test_detect_plot_sources(tmp_path, capsys):
+    folder = tmp_path / "sources"
+    args = ["detect", "--example", "--output", str(tmp_path / "cat.ecsv"), "--model", "none", "--quiet"]
+    assert main([*args, "--plot-sources", str(folder)]) == 0
+    catalog = QTable.read(tmp_path / "cat.ecsv")
+    assert len(catalog) > 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"source_{i}.png" for i in catalog["id"])
+    assert all(_png(p) for p in folder.iterdir())
+    # Existing source plots are outputs: not replaced without --overwrite.
+    (tmp_path / "cat.ecsv").unlink()
+    assert main([*args, "--plot-sources", str(folder)]) == 1
+    assert "source_1.png" in capsys.readouterr().err
+
+
+def test_detect_plot_sources_needs_one_cube(tmp_path, capsys):
+    args = ["detect", "--example", "--output-dir", str(tmp_path / "o"), "--plot-sources", str(tmp_path / "s")]
+    assert main(args) == 1
+    assert "--plot-sources applies to one cube" in capsys.readouterr().err
