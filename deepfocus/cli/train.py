@@ -18,6 +18,8 @@ examples:
       train on cubes made elsewhere (deepfocus simulate --engine casa writes this layout)
   deepfocus train --task spectral --preset tiny --output /tmp/check --plot
       also draw the training curves as /tmp/check/spectral-tiny.png
+  torchrun --standalone --nproc-per-node 2 -m deepfocus train --task deconvolver --output weights
+      data-parallel training in 2 processes (DDP; gloo on CPU, NCCL on GPUs); rank 0 writes
 """
 
 
@@ -56,21 +58,29 @@ def register(subparsers):
 def _run_train(args) -> int:
     import torch
 
-    from ..training import train
+    from ..training import ddp, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
     command = " ".join(["deepfocus", *sys.argv[1:]]) if sys.argv[1:2] == ["train"] else None
-    cards = train(
-        args.task,
-        args.output,
-        preset=args.preset,
-        seed=args.seed,
-        data_dir=args.data,
-        config=args.config,
-        progress=not args.quiet,
-        command=command,
-    )
+    distributed = ddp.init_from_env()  # under torchrun: one of WORLD_SIZE data-parallel processes
+    main = ddp.is_main_process()
+    try:
+        cards = train(
+            args.task,
+            args.output,
+            preset=args.preset,
+            seed=args.seed,
+            data_dir=args.data,
+            config=args.config,
+            progress=not args.quiet,
+            command=command,
+        )
+    finally:
+        if distributed:
+            ddp.shutdown()
+    if not main:  # rank 0 wrote the files and reports
+        return 0
     if args.plot:
         import matplotlib
 

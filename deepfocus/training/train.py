@@ -15,6 +15,7 @@ from ..exceptions import InvalidInputError
 from ..io.atomic import atomic_path
 from ..models import NetworkConfig, build_network, save_weights
 from ..version import __version__
+from . import ddp
 from .data import TASKS, read_cube_triplets, simulate_cubes, task_arrays, training_observations
 from .presets import get_preset
 from .tasks import get_task
@@ -241,7 +242,7 @@ def train_task(
     if task == "deconvolver" and crop:
         train_arrays = random_crops(train_arrays, crop, 2, seed)
     log = output.with_suffix(".csv")
-    if log.exists():
+    if log.exists() and ddp.is_main_process():
         log.unlink()
     trainer = Trainer(
         model, definition.loss, settings, metrics_fn=definition.metrics, log_path=log, progress=progress
@@ -270,7 +271,8 @@ def train_task(
         "data": recipe,
         "metrics": {k: v for k, v in best.items() if k.startswith("val_")},
     }
-    save_weights(model, output, card=card)
+    if ddp.is_main_process():  # under torchrun every rank ends with these weights; rank 0 writes them
+        save_weights(model, output, card=card)
     return card
 
 
@@ -297,9 +299,18 @@ def train(
         config = _resolve_config(tasks[0], config)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    data, recipe = _load_or_prepare(
-        tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
-    )
+    # Under torchrun, rank 0 simulates (and caches) the data; the other ranks then read the cache.
+    main = ddp.is_main_process()
+    progress = progress and main
+    if main:
+        data, recipe = _load_or_prepare(
+            tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
+        )
+    ddp.barrier()
+    if not main:
+        data, recipe = _load_or_prepare(
+            tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=False
+        )
     cards = {}
     for task in tasks:
         cards[task] = train_task(
@@ -313,10 +324,11 @@ def train(
             progress=progress,
             command=command,
         )
-    (output_dir / f"training-{preset}.json").write_text(
-        json.dumps(
-            {t: c["metrics"] | {"seconds": c["training"]["training_seconds"]} for t, c in cards.items()},
-            indent=1,
+    if main:
+        (output_dir / f"training-{preset}.json").write_text(
+            json.dumps(
+                {t: c["metrics"] | {"seconds": c["training"]["training_seconds"]} for t, c in cards.items()},
+                indent=1,
+            )
         )
-    )
     return cards

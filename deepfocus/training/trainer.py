@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from ..exceptions import InvalidInputError
 from ..io.atomic import atomic_path
+from . import ddp
 
 __all__ = ["TrainingSettings", "Trainer"]
 
@@ -85,6 +86,15 @@ class Trainer:
         ``tensorboard`` is installed).
     progress : bool
         Show a progress bar.
+
+    Notes
+    -----
+    Under ``torchrun`` (a `torch.distributed` process group initialised, e.g. by
+    `~deepfocus.training.ddp.init_from_env`), `fit` trains data-parallel: the model is wrapped
+    in `~torch.nn.parallel.DistributedDataParallel`, each rank sees its share of the training
+    set (`~torch.utils.data.DistributedSampler`, ``batch_size`` per rank), validation is split
+    over the ranks and its loss and metrics are computed on the gathered whole, and only rank 0
+    writes the log and the checkpoint. Every rank ends with the same weights.
     """
 
     def __init__(
@@ -107,20 +117,33 @@ class Trainer:
         self.best_state = None
         self.best_loss = float("inf")
 
-    def _loader(self, dataset, shuffle, generator=None):
+    def _loader(self, dataset, shuffle, generator=None, sampler=None):
+        if sampler is not None:
+            return DataLoader(dataset, batch_size=self.settings.batch_size, sampler=sampler)
         return DataLoader(dataset, batch_size=self.settings.batch_size, shuffle=shuffle, generator=generator)
 
     def evaluate(self, dataset: Dataset):
-        """Mean loss and metrics of the model on ``dataset`` (no gradients)."""
+        """Mean loss and metrics of the model on ``dataset`` (no gradients).
+
+        Distributed: each rank evaluates every ``world_size``-th sample, and the loss and
+        metrics are those of all the ranks' predictions together (the same on every rank).
+        """
         self.model.eval()
+        world = ddp.world_size()
+        part = dataset if world == 1 else Subset(dataset, range(ddp.rank(), len(dataset), world))
         losses, predictions, targets = [], [], []
         with torch.no_grad():
-            for x, y in self._loader(dataset, False):
+            for x, y in self._loader(part, False):
                 out = self.model(x)
                 losses.append(float(self.loss_fn(out, y)) * len(x))
                 predictions.append(out)
                 targets.append(y)
-        result = {"loss": float(np.sum(losses) / len(dataset))}
+        total = float(np.sum(losses))
+        if world > 1:
+            total = _all_sum(total)
+            if self.metrics_fn is not None:
+                predictions, targets = _all_gather(predictions), _all_gather(targets)
+        result = {"loss": total / len(dataset)}
         if self.metrics_fn is not None:
             result.update(self.metrics_fn(torch.cat(predictions), torch.cat(targets)))
         return result
@@ -163,7 +186,13 @@ class Trainer:
         optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=s.learning_rate, weight_decay=s.weight_decay
         )
-        steps_per_epoch = max(1, int(np.ceil(len(train) / s.batch_size)))
+        world, main = ddp.world_size(), ddp.is_main_process()
+        sampler = None
+        if world > 1:
+            sampler = DistributedSampler(
+                train, num_replicas=world, rank=ddp.rank(), shuffle=True, seed=s.seed
+            )
+        steps_per_epoch = max(1, int(np.ceil(len(sampler or train) / s.batch_size)))
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=s.learning_rate, epochs=s.epochs, steps_per_epoch=steps_per_epoch
         )
@@ -195,29 +224,36 @@ class Trainer:
             self.best_state = state["best_model"]
             self.best_loss = float(state["best_loss"])
             start_epoch, stale = int(state["epoch"]) + 1, int(state["stale"])
-        writer = self._tensorboard()
+        # Wrapped after a resume: DDP broadcasts rank 0's weights when it is built.
+        net = torch.nn.parallel.DistributedDataParallel(self.model) if world > 1 else self.model
+        writer = self._tensorboard() if main else None
         for epoch in range(start_epoch, s.epochs):
             if stale >= s.patience:
                 break
             begin = time.perf_counter()
             self.model.train()
-            total = 0.0
+            total, seen = 0.0, 0
+            if sampler is not None:
+                sampler.set_epoch(epoch)
             batches = tqdm(
-                self._loader(train, True, generator),
+                self._loader(train, True, generator, sampler),
                 desc=f"epoch {epoch + 1}/{s.epochs}",
                 leave=False,
-                disable=not self.progress,
+                disable=not (self.progress and main),
             )
             for x, y in batches:
                 optimizer.zero_grad(set_to_none=True)
-                loss = self.loss_fn(self.model(x), y)
+                loss = self.loss_fn(net(x), y)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
                 optimizer.step()
                 if scheduler.last_epoch < scheduler.total_steps - 1:
                     scheduler.step()
                 total += float(loss.detach()) * len(x)
-            record = {"epoch": epoch + 1, "train_loss": total / len(train)}
+                seen += len(x)
+            if world > 1:
+                total, seen = _all_sum(total), _all_sum(seen)
+            record = {"epoch": epoch + 1, "train_loss": total / seen}
             record.update({f"val_{k}": v for k, v in self.evaluate(validation).items()})
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["seconds"] = time.perf_counter() - begin
@@ -227,8 +263,9 @@ class Trainer:
                 self.best_state = copy.deepcopy(self.model.state_dict())
             else:
                 stale += 1
-            self._log(record, writer)
-            if checkpoint is not None:
+            if main:
+                self._log(record, writer)
+            if checkpoint is not None and main:
                 with atomic_path(checkpoint) as tmp:
                     torch.save(
                         {
@@ -276,3 +313,17 @@ class Trainer:
             for key, value in record.items():
                 if key != "epoch":
                     writer.add_scalar(key, value, record["epoch"])
+
+
+def _all_sum(value):
+    """``value`` summed over the ranks (float64)."""
+    tensor = torch.tensor([float(value)], dtype=torch.float64)
+    torch.distributed.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def _all_gather(tensors):
+    """Every rank's list of tensors, concatenated in rank order (a list of tensors)."""
+    gathered = [None] * ddp.world_size()
+    torch.distributed.all_gather_object(gathered, [t.cpu() for t in tensors])
+    return [t for part in gathered for t in part]
