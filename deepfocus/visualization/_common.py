@@ -9,7 +9,22 @@ import numpy as np
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["new_figure", "sky_axes", "label_sky_axes", "image_norm", "as_image", "save_figure"]
+__all__ = ["new_figure", "sky_axes", "label_sky_axes", "image_norm", "as_image", "unit_label", "save_figure"]
+
+#: How the usual units of radio images are written on axes (astropy would write "Jy km / (beam s)").
+_UNIT_TEXT = {"Jy/beam": u.Jy / u.beam, "Jy/pixel": u.Jy / u.pix, "Jy": u.Jy, "K": u.K}
+
+
+def unit_label(unit, default=""):
+    """Axis text of ``unit``: ``"Jy/beam km/s"``, ``"Jy/pixel"``, ... or astropy's string."""
+    if unit is None:
+        return default
+    for text, base in _UNIT_TEXT.items():
+        if unit == base:
+            return text
+        if unit == base * u.km / u.s:
+            return f"{text} km/s"
+    return unit.to_string()
 
 
 def new_figure(figsize):

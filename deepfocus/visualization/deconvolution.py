@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from ..exceptions import InvalidInputError
-from ._common import as_image, image_norm, new_figure, sky_axes
+from ._common import as_image, image_norm, new_figure, sky_axes, unit_label
 
 __all__ = ["plot_deconvolution"]
-
-
-def _unit_label(unit, default):
-    return default if unit is None else unit.to_string()
 
 
 def plot_deconvolution(
@@ -99,7 +95,7 @@ def plot_deconvolution(
             default_unit = "image units"
         shown = ax.imshow(array, origin="lower", cmap=colours, norm=norm)
         ax.set_title(titles[k])
-        figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label=_unit_label(unit, default_unit))
+        figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.03, label=unit_label(unit, default_unit))
         if image_wcs is not None:
             ax.coords[0].set_ticks(number=3)
         if k > 0 and image_wcs is not None:  # the images share their Dec axis

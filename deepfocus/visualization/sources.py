@@ -206,10 +206,12 @@ def _prepared_channel(cube, z_input):
 
 
 def _cutout(prepared, x, y, size, lo, hi):
-    """Continuum-free line image (Jy/beam km/s) of channels ``lo..hi`` around ``(x, y)``, as a Cutout2D."""
-    from astropy.nddata import Cutout2D
+    """Continuum-free line image (Jy/beam km/s) of channels ``lo..hi`` around ``(x, y)``, as a Cutout2D.
 
-    from ..detection.matched_filter import estimate_continuum
+    The continuum is taken off as the characterizer does it: the per-pixel median over the
+    channels outside the line (none if fewer than 3 are left).
+    """
+    from astropy.nddata import Cutout2D
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -223,11 +225,13 @@ def _cutout(prepared, x, y, size, lo, hi):
     sub[:, cut.slices_cutout[0], cut.slices_cutout[1]] = prepared.data[
         :, cut.slices_original[0], cut.slices_original[1]
     ]
-    continuum = estimate_continuum(sub, _noise(prepared))
+    off = np.ones(n_chan, dtype=bool)
+    off[lo : hi + 1] = False
     dv = prepared.channel_velocity_width.to_value(u.km / u.s)
-    window = sub[lo : hi + 1] - continuum[None]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels outside the image
+        continuum = np.nanmedian(sub[off], axis=0) if off.sum() >= 3 else np.zeros(cut.shape)
+        window = sub[lo : hi + 1] - np.nan_to_num(continuum)[None]
         image = np.nansum(window, axis=0) * dv
     image[~np.isfinite(window).any(axis=0)] = np.nan
     cut.data = image

@@ -12,8 +12,11 @@ from .conftest import is_celestial, render
 
 @pytest.fixture(scope="module")
 def moment0(example_cube):
-    """The example cube's moment-0 as a `~spectral_cube.Projection` (its own WCS and unit)."""
-    return example_cube.spectral_cube().moment0()
+    """The example cube's moment-0 (Jy/beam km/s) as a `~spectral_cube.Projection` (own WCS and unit)."""
+    cube = example_cube.spectral_cube().with_spectral_unit(
+        u.km / u.s, velocity_convention="radio", rest_value=example_cube.rest_frequency
+    )
+    return cube.moment0()
 
 
 def _image_axes(figure):
@@ -30,7 +33,8 @@ def test_projections(moment0):
     assert all(is_celestial(ax) for ax in panels)
     assert np.allclose(panels[1].images[0].get_array(), sky.value, equal_nan=True)
     colour_bars = [ax.get_ylabel() for ax in figure.axes if not ax.images]
-    assert colour_bars == [moment0.unit.to_string()] * 3
+    assert moment0.unit == u.Jy / u.beam * u.km / u.s
+    assert colour_bars == ["Jy/beam km/s"] * 3
     # The residual is drawn on a symmetric scale.
     norm = panels[2].images[0].norm
     assert norm.vmin == pytest.approx(-norm.vmax)
@@ -46,7 +50,7 @@ def test_arrays_with_wcs_and_truth(moment0, example_cube):
     assert all(is_celestial(ax) for ax in panels)
     # The true sky shares the deconvolved image's colour scale.
     assert panels[2].images[0].norm is panels[1].images[0].norm
-    assert [ax.get_ylabel() for ax in figure.axes if not ax.images] == ["image units", "Jy / pix", "Jy / pix"]
+    assert [ax.get_ylabel() for ax in figure.axes if not ax.images] == ["image units", "Jy/pixel", "Jy/pixel"]
 
 
 def test_plain_arrays_are_in_pixels():
