@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from .characterization import SourceCharacterizer
@@ -23,6 +24,16 @@ class DeepFocus:
     model : str, path-like or None
         ``"default"``: the shipped networks; None: the classical stages only (matched filters,
         Gaussian line and source fits).
+    memory_limit : int or str, optional
+        Tile budget (bytes, or a size such as ``"2 GiB"``). A FITS cube whose working memory
+        would exceed it is processed out of core, in overlapping spatial tiles read from the
+        memory-mapped file (`~deepfocus.detection.tiled.TiledPipeline`), with the same catalogue
+        as a single pass. None (default): always one pass in memory.
+    max_in_flight : int
+        With ``memory_limit``: tiles processed at once (they share the budget).
+    executor : object, optional
+        With ``memory_limit``: where tiles run, anything with a ``concurrent.futures``-style
+        ``submit`` (a thread pool, a ``dask.distributed.Client``); default threads.
     **detector_options
         Further `CubeDetector` options.
 
@@ -30,17 +41,44 @@ class DeepFocus:
     --------
     >>> from deepfocus import DeepFocus
     >>> catalog = DeepFocus()("cube.fits")  # doctest: +SKIP
+    >>> catalog = DeepFocus(memory_limit="2 GiB")("big_cube.fits")  # doctest: +SKIP
     """
 
-    def __init__(self, snr_threshold=6.0, *, model="default", **detector_options):
+    def __init__(
+        self,
+        snr_threshold=6.0,
+        *,
+        model="default",
+        memory_limit=None,
+        max_in_flight=1,
+        executor=None,
+        **detector_options,
+    ):
+        from .io.tiles import parse_memory
+
         self.detector = CubeDetector(snr_threshold, model=model, **detector_options)
         self.characterizer = SourceCharacterizer(model=model)
+        self.memory_limit = None if memory_limit is None else parse_memory(memory_limit)
+        self.max_in_flight = max_in_flight
+        self.executor = executor
 
     def __call__(self, cube, *, mask=None, psf=None):
         """Detect and characterise; returns a `~astropy.table.QTable` or None (with a
-        `~deepfocus.exceptions.NoDetectionsWarning`)."""
+        `~deepfocus.exceptions.NoDetectionsWarning`).
+
+        With ``memory_limit``, a FITS path whose working memory exceeds it is processed in tiles
+        (``meta["tiling"]`` records the plan).
+        """
         from .detection.detector import prepare
 
+        if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):
+            from .detection.tiled import TiledPipeline
+
+            tiled = TiledPipeline(
+                self, memory_limit=self.memory_limit, max_in_flight=self.max_in_flight, executor=self.executor
+            )
+            if len(tiled.plan(cube)) > 1:
+                return tiled(cube, mask=mask, psf=psf)
         prepared = prepare(cube, psf=psf)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)

@@ -90,6 +90,12 @@ def register(subparsers):
     det.add_argument("--snr-threshold", type=float, default=6.0, help="matched-filter S/N threshold (6)")
     det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS); one cube only")
     det.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="one cube: process it out of core in overlapping tiles whose working memory stays within "
+        "SIZE (e.g. 2GiB); no --plot/--plot-sources",
+    )
+    det.add_argument(
         "--model",
         default="default",
         help="'default' (shipped networks), 'none' (classical) or a folder with <task>-default.safetensors",
@@ -165,16 +171,32 @@ def _run_single(args, cube) -> int:
     if not cube.exists():
         raise DeepFocusError(f"no such file: {cube}")
     model = None if args.model.lower() == "none" else args.model
-    pipeline = DeepFocus(args.snr_threshold, model=model)
-    catalog = detect_cube(
-        cube,
-        args.output,
-        pipeline=pipeline,
-        regions=regions,
-        region_format=args.region_format,
-        plot=plot,
-        psf=args.psf,
-    )
+    pipeline = DeepFocus(args.snr_threshold, model=model, memory_limit=args.memory_limit)
+    if args.memory_limit is not None:
+        from ..detection.tiled import detect_cube_tiled
+
+        if plot is not None or args.plot_sources is not None:
+            raise DeepFocusError(
+                "--plot and --plot-sources need the whole cube in memory: not with --memory-limit"
+            )
+        catalog = detect_cube_tiled(
+            cube,
+            args.output,
+            pipeline=pipeline,
+            regions=regions,
+            region_format=args.region_format,
+            psf=args.psf,
+        )
+    else:
+        catalog = detect_cube(
+            cube,
+            args.output,
+            pipeline=pipeline,
+            regions=regions,
+            region_format=args.region_format,
+            plot=plot,
+            psf=args.psf,
+        )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
     if args.plot_sources is not None:
@@ -212,6 +234,8 @@ def _run_batch(args) -> int:
             )
     if args.psf is not None:
         raise DeepFocusError("--psf applies to one cube: use --output FILE")
+    if args.memory_limit is not None:
+        raise DeepFocusError("--memory-limit applies to one cube: use --output FILE")
     if args.plot_sources is not None:
         raise DeepFocusError("--plot-sources applies to one cube: use --output FILE")
     if args.workers and args.scheduler:

@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..io.tiles import channel_noise, crop_psf, cube_layout, plan_tiles, read_tile
 
-__all__ = ["TiledPipeline", "default_halo"]
+__all__ = ["TiledPipeline", "default_halo", "detect_cube_tiled", "input_spectral_axis"]
 
 log = logging.getLogger(__name__)
 
@@ -290,4 +290,73 @@ def _stitch(tables, beam_pix):
     table = table[np.argsort(-np.asarray(table[key], dtype=float), kind="stable")]
     table.remove_columns(["_depth", "_tile"])
     table["id"] = np.arange(1, len(table) + 1)
+    return table
+
+
+def input_spectral_axis(path):
+    """Channel frequencies (GHz) of a FITS cube in the file's channel order, from its header and
+    one pixel's spectrum (for region files of a cube that is never loaded whole)."""
+    from ..io import cube as _cube
+
+    raw = _cube._read_fits(Path(path), region=(slice(None), slice(0, 1), slice(0, 1)))
+    _, freqs, _ = _cube._to_frequency(raw.wcs, raw.data.shape[0], raw.label)
+    return (freqs * u.Hz).to(u.GHz)
+
+
+def detect_cube_tiled(
+    cube, catalog, *, pipeline, regions=None, region_format=None, psf=None, catalog_format=None
+):
+    """Run a `~deepfocus.DeepFocus` with a ``memory_limit`` on a FITS cube and write its outputs.
+
+    The out-of-core counterpart of `deepfocus.batch.detect_cube` (which loads the cube): the
+    catalogue (and regions) are written atomically, the catalogue last; no detection gives an
+    empty catalogue with the run's ``meta``. No plot (it would need the whole cube).
+
+    Parameters
+    ----------
+    cube : path-like
+        FITS cube.
+    catalog : path-like
+        Catalogue file (format from the suffix unless ``catalog_format``).
+    pipeline : `~deepfocus.DeepFocus`
+        With ``memory_limit`` set.
+    regions : path-like, optional
+        Region file (DS9 or CRTF by suffix or ``region_format``).
+    psf : path-like or array-like, optional
+        The cube's PSF.
+
+    Returns
+    -------
+    catalog : `~astropy.table.QTable`
+        What was written (possibly with no rows).
+    """
+    from ..batch import empty_catalog
+    from ..io.catalog import write_catalog
+    from ..io.regions import write_regions
+
+    if getattr(pipeline, "memory_limit", None) is None:
+        raise InvalidInputError("detect_cube_tiled needs a DeepFocus with a memory_limit")
+    tiled = TiledPipeline(
+        pipeline,
+        memory_limit=pipeline.memory_limit,
+        max_in_flight=pipeline.max_in_flight,
+        executor=pipeline.executor,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        table = tiled(cube, psf=psf)
+    if table is None:
+        plan = tiled.plan(cube)
+        table = empty_catalog()
+        table.meta["source"] = str(cube)
+        table.meta["tiling"] = {
+            "n_tiles": len(plan),
+            "halo_pix": plan.halo,
+            "memory_limit_bytes": plan.memory_limit,
+        }
+    if regions is not None:
+        write_regions(
+            table, regions, format=region_format, overwrite=True, spectral_axis=input_spectral_axis(cube)
+        )
+    write_catalog(table, catalog, format=catalog_format, overwrite=True)
     return table

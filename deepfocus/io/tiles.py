@@ -76,6 +76,8 @@ def parse_memory(value):
 
     if isinstance(value, bool):
         raise InvalidInputError(f"memory limit must be a size such as '2 GiB', got {value!r}")
+    if isinstance(value, str) and not any(c.isdigit() for c in value):  # parse_bytes("") and ("kB") give 1000
+        raise InvalidInputError(f"memory limit must be a size such as '2 GiB', got {value!r}")
     try:
         size = int(value) if isinstance(value, (int, float, np.integer, np.floating)) else parse_bytes(value)
     except (ValueError, TypeError, KeyError):
@@ -250,27 +252,27 @@ def plan_tiles(shape, *, memory_limit, halo, max_in_flight=1, bytes_per_voxel=BY
             )
             + "; raise the memory limit"
         )
+
+    def outer(n, parts):  # the longest outer extent of `parts` cores along an axis of n pixels
+        return max(min(n, c.stop + halo) - max(0, c.start - halo) for c in _edges(n, parts))
+
     best = None
-    for parts_y in range(1, math.ceil(ny / MIN_CORE) + 1):
-        core_y = math.ceil(ny / parts_y)
-        outer_y = min(ny, core_y + 2 * halo)
-        # The widest core that fits next to this height.
-        max_outer_x = per_tile / (per_pixel * outer_y)
-        if max_outer_x < min(nx, MIN_CORE + 2 * halo):
-            continue
-        if max_outer_x >= nx:
-            parts_x = 1
-        else:
-            core_x = max(MIN_CORE, int(max_outer_x) - 2 * halo)
-            parts_x = math.ceil(nx / core_x)
-        outer_x = min(nx, math.ceil(nx / parts_x) + 2 * halo)
-        if need(outer_y, outer_x) > per_tile:
+    for parts_y in range(1, max(1, ny // MIN_CORE) + 1):
+        outer_y = outer(ny, parts_y)
+        parts_x = 1
+        while parts_x <= max(1, nx // MIN_CORE) and need(outer_y, outer(nx, parts_x)) > per_tile:
             parts_x += 1
-        count = parts_y * parts_x
+        if need(outer_y, outer(nx, parts_x)) > per_tile:
+            continue
         # Fewest tiles; among equals the squarest cores (least halo).
-        key = (count, abs(math.log((ny / parts_y) / (nx / parts_x))))
+        key = (parts_y * parts_x, abs(math.log((ny / parts_y) / (nx / parts_x))))
         if best is None or key < best[0]:
             best = (key, parts_y, parts_x)
+    if best is None:
+        raise InvalidInputError(
+            f"memory limit {_human(limit)} is too small for tiles of at least {MIN_CORE} pixels with a "
+            f"{halo}-pixel halo over {n_chan} channels; raise the memory limit"
+        )
     _, parts_y, parts_x = best
     tiles = []
     for core_y in _edges(ny, parts_y):

@@ -1,0 +1,150 @@
+"""Tests of out-of-core cube access: tile plans, tiles read from disk, whole-cube noise."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from deepfocus.detection.tests import helpers
+from deepfocus.exceptions import InvalidInputError
+from deepfocus.io.cube import read_cube
+from deepfocus.io.tiles import (
+    BYTES_PER_VOXEL,
+    Tile,
+    channel_noise,
+    crop_psf,
+    cube_layout,
+    parse_memory,
+    plan_tiles,
+    read_tile,
+)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The bright 96 x 96 x 48 simulation as written, and as CASA writes it (Stokes axis, BEAMS
+    table, NaN border, descending frequency)."""
+    folder = tmp_path_factory.mktemp("tiles")
+    paths = helpers.write_simulation(helpers.simulation(), folder)
+    casa = helpers.casa_style(paths["dirty"], folder / "casa.fits")
+    return {"plain": paths["dirty"], "casa": casa}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2 GiB", 2 * 2**30), ("2GiB", 2 * 2**30), ("500MB", 500 * 10**6), (1024, 1024), (1.5e9, 1_500_000_000)],
+)
+def test_parse_memory(value, expected):
+    assert parse_memory(value) == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "", -5, 0, True, "2 parsecs"])
+def test_parse_memory_refuses(value):
+    with pytest.raises(InvalidInputError, match="memory limit"):
+        parse_memory(value)
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_plan_cores_partition_the_image_and_respect_the_budget(in_flight):
+    shape = (64, 300, 500)
+    limit = 40 * 2**20
+    plan = plan_tiles(shape, memory_limit=limit, halo=20, max_in_flight=in_flight)
+    assert len(plan) > 1
+    owner = np.zeros(shape[1:], dtype=int)
+    for tile in plan:
+        owner[tile.core] += 1
+        # The outer box is the core plus the halo, clipped to the image.
+        for core, outer, n in zip(tile.core, tile.outer, shape[1:], strict=True):
+            assert outer.start == max(0, core.start - 20) and outer.stop == min(n, core.stop + 20)
+        assert BYTES_PER_VOXEL * shape[0] * np.prod(tile.shape) <= limit / in_flight
+    assert np.all(owner == 1)  # every pixel in exactly one core
+    assert plan.tile_bytes <= limit / in_flight
+
+
+def test_plan_more_tiles_in_flight_means_smaller_tiles():
+    shape = (64, 400, 400)
+    one = plan_tiles(shape, memory_limit="64 MiB", halo=16)
+    four = plan_tiles(shape, memory_limit="64 MiB", halo=16, max_in_flight=4)
+    assert len(four) > len(one)
+
+
+def test_plan_whole_cube_when_it_fits():
+    plan = plan_tiles((32, 100, 100), memory_limit="1 GiB", halo=30)
+    assert len(plan) == 1
+    assert plan.tiles[0].core == plan.tiles[0].outer == (slice(0, 100), slice(0, 100))
+
+
+def test_plan_budget_too_small():
+    with pytest.raises(InvalidInputError, match="too small.*needs"):
+        plan_tiles((512, 1024, 1024), memory_limit="10 MiB", halo=32)
+    with pytest.raises(InvalidInputError, match="max_in_flight"):
+        plan_tiles((8, 100, 100), memory_limit="1 MiB", halo=4, max_in_flight=0)
+
+
+def test_tile_depth_ignores_image_borders():
+    tile = Tile(0, (slice(0, 50), slice(50, 100)), (slice(0, 60), slice(40, 100)))
+    image = (100, 100)
+    # Near the image's top-right corner only the inner edges count.
+    assert tile.depth(99.0, 0.0, image) == pytest.approx(49.5)
+    # On the core edge bordering the tile at x < 50 (pixel edge 49.5).
+    assert tile.depth(49.5, 20.0, image) == pytest.approx(0.0)
+    assert tile.depth(47.5, 20.0, image) == pytest.approx(-2.0)
+    assert tile.depth(70.0, 49.5, image) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("which", ["plain", "casa"])
+def test_channel_noise_is_the_whole_cube_estimate(files, which):
+    whole = read_cube(files[which])
+    noise = channel_noise(files[which], block_bytes=5 * 4 * 96 * 96)  # blocks of 5 channels
+    expected = whole.noise.value[::-1] if whole.flipped else whole.noise.value
+    np.testing.assert_allclose(noise, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["plain", "casa"])
+def test_read_tile_matches_the_whole_cube(files, which):
+    whole = read_cube(files[which])
+    layout = cube_layout(files[which])
+    assert layout.shape == whole.shape
+    assert layout.pixels_per_beam == pytest.approx(whole.pixels_per_beam, rel=1e-3)
+    noise = channel_noise(files[which])
+    tile = Tile(0, (slice(30, 60), slice(20, 50)), (slice(10, 80), slice(5, 70)))
+    part = read_tile(files[which], tile, noise=noise)
+    ys, xs = tile.outer
+    np.testing.assert_array_equal(part.data, whole.data[:, ys, xs])
+    np.testing.assert_array_equal(part.valid, whole.valid[:, ys, xs])
+    np.testing.assert_allclose(part.noise.value, whole.noise.value, rtol=1e-6)
+    assert part.flipped == whole.flipped
+    np.testing.assert_allclose(part.spectral_axis.value, whole.spectral_axis.value)
+    np.testing.assert_allclose(part.beams.major.value, whole.beams.major.value)
+    # The tile's WCS is the cube's shifted to the tile.
+    sky_tile = part.pixel_to_world(np.array([0.0, 12.3]), np.array([0.0, 40.7]))
+    sky_whole = whole.pixel_to_world(np.array([5.0, 17.3]), np.array([10.0, 50.7]))
+    assert np.all(sky_tile.separation(sky_whole).arcsec < 1e-6)
+
+
+def test_read_tile_outside_the_valid_area(files):
+    noise = channel_noise(files["casa"])
+    corner = Tile(0, (slice(0, 8), slice(0, 8)), (slice(0, 8), slice(0, 8)))
+    assert read_tile(files["casa"], corner, noise=noise) is None
+
+
+def test_crop_psf(tmp_path):
+    rng = np.random.default_rng(1)
+    psf = rng.normal(size=(3, 41, 41)).astype(np.float32)
+    psf[:, 20, 20] = 2.0
+    out = crop_psf(psf, 5)
+    assert out.shape == (3, 11, 11)
+    np.testing.assert_allclose(out[:, 5, 5], 1.0)
+    np.testing.assert_allclose(out * 2.0, psf[:, 15:26, 15:26], rtol=1e-6)
+    assert crop_psf(psf, 100).shape == (3, 41, 41)
+    # From a file (a Stokes axis, as exportfits writes it), read through a memory map.
+    header = fits.Header()
+    header.update(
+        CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CTYPE3="FREQ", CTYPE4="STOKES", CDELT1=-1e-5, CDELT2=1e-5
+    )
+    header.update(CRPIX1=21, CRPIX2=21, CRVAL1=10.0, CRVAL2=-30.0, CDELT3=1e6, CRVAL3=1e11, CDELT4=1.0)
+    fits.PrimaryHDU(psf[None], header).writeto(tmp_path / "psf.fits")
+    from_file = crop_psf(tmp_path / "psf.fits", 5, cell=0.036 * u.arcsec)
+    np.testing.assert_allclose(from_file, out, rtol=1e-6)
+    with pytest.raises(InvalidInputError, match="pixels"):
+        crop_psf(tmp_path / "psf.fits", 5, cell=0.1 * u.arcsec)
