@@ -9,7 +9,16 @@ import numpy as np
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["new_figure", "sky_axes", "label_sky_axes", "image_norm", "as_image", "unit_label", "save_figure"]
+__all__ = [
+    "new_figure",
+    "sky_axes",
+    "label_sky_axes",
+    "image_norm",
+    "as_image",
+    "unit_label",
+    "plain_log_ticks",
+    "save_figure",
+]
 
 #: How the usual units of radio images are written on axes (astropy would write "Jy km / (beam s)").
 _UNIT_TEXT = {"Jy/beam": u.Jy / u.beam, "Jy/pixel": u.Jy / u.pix, "Jy": u.Jy, "K": u.K}
@@ -124,6 +133,15 @@ def as_image(image, name, wcs=None):
         if chosen.naxis != 2 or not chosen.has_celestial:
             raise InvalidInputError(f"the WCS of {name} has no celestial axes")
     return array, unit, chosen
+
+
+def plain_log_ticks(axis):
+    """Ticks at 1, 2, 5 x 10^n written as plain numbers (``0.2``, ``5``) on a log axis."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def save_figure(figure, path, *, dpi=120):

@@ -11,7 +11,7 @@ import numpy as np
 from astropy.table import QTable
 
 from ..exceptions import InvalidInputError
-from ._common import new_figure
+from ._common import new_figure, plain_log_ticks
 
 __all__ = ["completeness_purity", "plot_completeness", "plot_measurements", "plot_diagnostics"]
 
@@ -195,15 +195,6 @@ def _applicable(pairs, quantity):
     return keep
 
 
-def _plain_log_ticks(axis):
-    """Ticks at 1, 2, 5 x 10^n written as plain numbers on a log axis."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
 def _draw_measurement(ax, pairs, quantity, metrics, snr_min, colorbar=True):
     label, unit = MEASUREMENTS[quantity]
     unit_text = unit.to_string()
@@ -236,8 +227,8 @@ def _draw_measurement(ax, pairs, quantity, metrics, snr_min, colorbar=True):
     if quantity in ("flux", "line_width") and lo > 0:
         ax.set_xscale("log")
         ax.set_yscale("log")
-        _plain_log_ticks(ax.xaxis)
-        _plain_log_ticks(ax.yaxis)
+        plain_log_ticks(ax.xaxis)
+        plain_log_ticks(ax.yaxis)
         lo, hi = lo / 1.3, hi * 1.3
         grid = np.geomspace(lo, hi, 50)
     else:
@@ -262,7 +253,7 @@ def _draw_measurement(ax, pairs, quantity, metrics, snr_min, colorbar=True):
     ax.set_title(f"{label}: {_fmt(metrics.get(key))} within {within} (S/N ≥ {snr_min:g})", fontsize=9)
     if colorbar:
         bar = ax.figure.colorbar(points, ax=ax, fraction=0.046, pad=0.03, label="true S/N")
-        _plain_log_ticks(bar.ax.yaxis)
+        plain_log_ticks(bar.ax.yaxis)
 
 
 def plot_measurements(

@@ -14,7 +14,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..exceptions import InvalidInputError
-from ._common import new_figure
+from ._common import new_figure, plain_log_ticks
 
 __all__ = ["read_training_log", "training_curves", "plot_training_log"]
 
@@ -163,6 +163,7 @@ def plot_training_log(log, *, figure=None, title=None, ncols=3):
             ax.plot(epoch, values, style, marker="o", ms=3, label=name, gid="curve")
         if quantity in ("loss", "lr") and positive:
             ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
         if best is not None:
             ax.axvline(best, color="0.5", ls=":", lw=1.0, gid="best-epoch")
         ax.set_xlabel("epoch")
