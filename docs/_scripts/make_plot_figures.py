@@ -80,7 +80,7 @@ def deconvolution_figure(output):
         wcs=sim.dirty.wcs,
         titles=["dirty", f"CLEAN model ({clean.iterations} components)", "residual", "true sky"],
     )
-    save_figure(figure, output / "plot_deconvolution.png", dpi=90)
+    save_figure(figure, output / "plot_deconvolution.png", dpi=80)
 
 
 def diagnostics_figure(output, n_cubes):
