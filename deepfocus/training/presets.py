@@ -27,6 +27,11 @@ class Preset:
     crop : int or None
         The deconvolver trains on two random crops of this size per image (whole images are
         validated).
+    data_from : str or None
+        For a tuning preset: take the data of this (larger) preset, so that its cache serves
+        and its validation set is the one the final model is judged on.
+    train_fraction : float
+        With ``data_from``: the fraction of the training samples used (a seeded random subset).
     """
 
     n_train_cubes: int
@@ -36,6 +41,8 @@ class Preset:
     n_channels: int
     settings: dict = field(default_factory=dict)
     crop: int | None = None
+    data_from: str | None = None
+    train_fraction: float = 1.0
 
     def training_settings(self, task: str, seed: int) -> TrainingSettings:
         """The `TrainingSettings` of ``task``."""
@@ -56,6 +63,23 @@ PRESETS = {
             "characterizer": {"epochs": 30, "batch_size": 64, "learning_rate": 2e-3, "patience": 6},
         },
         crop=64,
+    ),
+    # Trials of `deepfocus optimize`: a tenth of the default training samples, the default
+    # validation set and fewer epochs (about a minute per characterizer trial on one CPU thread).
+    "tune": Preset(
+        n_train_cubes=160,
+        n_validation_cubes=200,
+        n_observations=16,
+        npix=128,
+        n_channels=64,
+        settings={
+            "deconvolver": {"epochs": 4, "batch_size": 16, "learning_rate": 2e-3, "patience": 2},
+            "spectral": {"epochs": 8, "batch_size": 64, "learning_rate": 3e-3, "patience": 3},
+            "characterizer": {"epochs": 6, "batch_size": 64, "learning_rate": 2e-3, "patience": 3},
+        },
+        crop=64,
+        data_from="default",
+        train_fraction=0.1,
     ),
     # Seconds: for tests and for checking a set-up end to end.
     "tiny": Preset(

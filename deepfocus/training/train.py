@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,9 @@ from ..models import NetworkConfig, build_network, save_weights
 from ..version import __version__
 from . import ddp
 from .data import TASKS, read_cube_triplets, simulate_cubes, task_arrays, training_observations
+from .loss_weights import check_loss_weights, weighted_loss
 from .presets import get_preset
+from .search_spaces import TUNABLE_SETTINGS
 from .tasks import get_task
 from .trainer import Trainer
 
@@ -79,23 +81,52 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
     return data, recipe
 
 
+def _read_config(config):
+    """``config`` as given: a `NetworkConfig`, None, or the dict of a dict or JSON file."""
+    if config is None or isinstance(config, (NetworkConfig, dict)):
+        return config
+    try:
+        text = Path(config).read_text()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read network config {config}: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"network config {config} is not valid JSON: {exc}") from None
+
+
+def _tuned_extras(task, config):
+    """Training-setting overrides and loss weights (all terms) of ``config``: those of a tuned
+    config (``deepfocus optimize``'s ``best-<task>.json``: ``{"network": ..., "training": ...,
+    "loss_weights": ...}``), none and the task's defaults otherwise."""
+    config = _read_config(config)
+    if not isinstance(config, dict) or "network" not in config:
+        return {}, check_loss_weights(task, None)
+    training = dict(config.get("training") or {})
+    unknown = sorted(set(training) - set(TUNABLE_SETTINGS))
+    if unknown:
+        raise InvalidInputError(
+            f"the config's training settings {', '.join(unknown)} cannot be set; "
+            f"only {', '.join(TUNABLE_SETTINGS)}"
+        )
+    return training, check_loss_weights(task, config.get("loss_weights"))
+
+
 def _resolve_config(task, config):
     """The `NetworkConfig` to train for ``task``: its default, a config, a dict or a JSON file.
+
+    The dict or file holds a `NetworkConfig`'s fields, or a tuned config with them under
+    ``"network"`` (as ``deepfocus optimize`` writes).
 
     Raises `InvalidInputError` for an unreadable file or a config whose mode, dimensions or
     channels do not fit the task's data.
     """
     definition = get_task(task)
+    config = _read_config(config)
     if config is None:
         return definition.config
     if isinstance(config, dict):
-        config = NetworkConfig.from_dict(config)
-    elif not isinstance(config, NetworkConfig):
-        try:
-            text = Path(config).read_text()
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read network config {config}: {exc}") from None
-        config = NetworkConfig.from_json(text)
+        config = NetworkConfig.from_dict(config["network"] if "network" in config else config)
     wrong = [
         f"{k}={getattr(config, k)!r} (needs {getattr(definition.config, k)!r})"
         for k in ("mode", "dims", "in_channels", "out_channels")
@@ -229,8 +260,9 @@ def train_task(
         The model card written.
     """
     definition = get_task(task)
+    overrides, loss_weights = _tuned_extras(task, config)
     config = _resolve_config(task, config)
-    settings = get_preset(preset).training_settings(task, seed)
+    settings = replace(get_preset(preset).training_settings(task, seed), **overrides)
     output = Path(output)
     torch.manual_seed(seed)
     model = build_network(config)
@@ -245,7 +277,12 @@ def train_task(
     if log.exists() and ddp.is_main_process():
         log.unlink()
     trainer = Trainer(
-        model, definition.loss, settings, metrics_fn=definition.metrics, log_path=log, progress=progress
+        model,
+        weighted_loss(task, loss_weights),
+        settings,
+        metrics_fn=definition.metrics,
+        log_path=log,
+        progress=progress,
     )
     start = time.perf_counter()
     history = trainer.fit(_dataset(train_arrays), _dataset(validation_arrays))
@@ -259,6 +296,7 @@ def train_task(
             "preset": preset,
             "seed": seed,
             "settings": asdict(settings),
+            "loss_weights": loss_weights,
             "epochs_run": len(history),
             "training_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(),
@@ -296,7 +334,9 @@ def train(
     if config is not None and len(tasks) != 1:
         raise InvalidInputError("--config applies to one task at a time")
     if config is not None:  # checked before the (long) data preparation
-        config = _resolve_config(tasks[0], config)
+        config = _read_config(config)
+        _resolve_config(tasks[0], config)
+        _tuned_extras(tasks[0], config)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # Under torchrun, rank 0 simulates (and caches) the data; the other ranks then read the cache.

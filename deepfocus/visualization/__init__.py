@@ -7,6 +7,8 @@
 - `plot_diagnostics` (`plot_completeness`, `plot_measurements`, `completeness_purity`): a
   catalogue against the truth;
 - `plot_training_log` (`read_training_log`, `training_curves`): training curves.
+- `plot_optimization_history`, `plot_param_importances`, `plot_intermediate_values`
+  (`save_study_plots`): a hyper-parameter study (``deepfocus optimize``).
 
 Sky images are drawn on `~astropy.visualization.wcsaxes.WCSAxes` (RA/Dec); nothing calls
 ``pyplot.show``, so every function works with the non-interactive Agg backend.
@@ -16,6 +18,12 @@ from ._common import save_figure
 from .deconvolution import plot_deconvolution
 from .detections import plot_detections
 from .diagnostics import completeness_purity, plot_completeness, plot_diagnostics, plot_measurements
+from .optimization import (
+    plot_intermediate_values,
+    plot_optimization_history,
+    plot_param_importances,
+    save_study_plots,
+)
 from .sources import plot_source, plot_source_cutout, plot_source_spectrum, source_spectrum
 from .training import plot_training_log, read_training_log, training_curves
 
@@ -34,4 +42,8 @@ __all__ = [
     "read_training_log",
     "training_curves",
     "save_figure",
+    "plot_optimization_history",
+    "plot_param_importances",
+    "plot_intermediate_values",
+    "save_study_plots",
 ]

@@ -1,0 +1,471 @@
+"""Hyper-parameter optimisation of the networks with Optuna: local, resumable, shared by workers.
+
+A study lives in an Optuna storage (SQLite by default, any SQLAlchemy URL such as PostgreSQL for
+several machines). Each trial trains one network of the task with a point of the task's search
+space (`deepfocus.training.search_spaces`) on a tuning preset's data, reports the validation
+objective after every epoch (bad trials are pruned by a median rule) and records the config it
+trained. ``n_trials`` is the number of *finished* trials of the study in total: workers running
+the same command share them out, and a re-run after a kill continues where the study stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from ..exceptions import DeepFocusError, InvalidInputError
+from ..io.atomic import atomic_path
+from ..models import NetworkConfig, build_network
+from .loss_weights import weighted_loss
+from .presets import get_preset
+from .search_spaces import load_search_space
+from .tasks import get_task
+from .train import _dataset, _load_or_prepare, _scaled, mirrored, random_crops
+from .trainer import Trainer
+
+__all__ = [
+    "OBJECTIVES",
+    "DEFAULT_STORAGE",
+    "objective_metrics",
+    "tuning_data",
+    "run_trial",
+    "open_study",
+    "optimize",
+    "best_config",
+    "write_best_config",
+    "write_trials",
+]
+
+#: Where a study is kept unless ``storage`` says otherwise.
+DEFAULT_STORAGE = "sqlite:///deepfocus-study.db"
+
+#: The validation metric each task's search maximises (DESIGN section 6): the deconvolver's
+#: PSNR (dB), the spectral finder's line-extent IoU, and for the characterizer the mean of the
+#: fractions of sources with flux within 10 % and (resolved, elongated sources) PA within 10 deg.
+OBJECTIVES = {
+    "deconvolver": "val_psnr",
+    "spectral": "val_iou",
+    "characterizer": "val_flux_pa_score",
+}
+
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+_CLAIMED = (*_FINISHED, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+
+
+def _pa_within_10deg(prediction, target):
+    """Fraction of resolved, elongated sources (intrinsic major >= 0.5 beam, ellipticity >= 0.2)
+    whose predicted PA is within 10 deg of the truth (PA from ``atan2(sin 2PA, cos 2PA) / 2``)."""
+    ellipticity = torch.hypot(target[:, 4], target[:, 5])
+    resolved = (ellipticity >= 0.2) & (target[:, 2] >= 0.5)
+    if not resolved.any():
+        return 0.0
+    pa_true = 0.5 * torch.atan2(target[:, 4], target[:, 5])
+    pa_pred = 0.5 * torch.atan2(prediction[:, 4], prediction[:, 5])
+    diff = torch.remainder(pa_pred - pa_true, math.pi)
+    diff = torch.minimum(diff, math.pi - diff)
+    return float((diff[resolved] < math.radians(10)).float().mean())
+
+
+def objective_metrics(task):
+    """``metrics(prediction, target) -> dict``: the task's validation metrics plus what its
+    objective needs (characterizer: ``pa_within_10deg`` and ``flux_pa_score``)."""
+    metrics = get_task(task).metrics
+    if task != "characterizer":
+        return metrics
+
+    def characterizer_metrics(prediction, target):
+        result = metrics(prediction, target)
+        result["pa_within_10deg"] = _pa_within_10deg(prediction, target)
+        result["flux_pa_score"] = 0.5 * (result["flux_within_10pct"] + result["pa_within_10deg"])
+        return result
+
+    return characterizer_metrics
+
+
+def tuning_data(task, *, preset="tune", seed=0, cache_dir=".", data_dir=None, progress=True):
+    """Training and validation arrays of ``task`` for trials, ready for `run_trial`.
+
+    A preset with ``data_from`` (e.g. ``tune``) takes that preset's data -- from its cache
+    ``data-<preset>-seed<N>-*.npz`` in ``cache_dir`` when there is one, else simulated and
+    cached there -- and keeps a seeded random ``train_fraction`` of the training samples and
+    the whole validation set.
+
+    Returns
+    -------
+    dict
+        ``{"train": {"inputs", "targets"}, "validation": {...}}`` in the units the networks
+        see (characterizer cutouts at unit peak and mirrored, deconvolver crops).
+    """
+    get_task(task)
+    p = get_preset(preset)
+    source = p.data_from or preset
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    data, _ = _load_or_prepare(
+        [task], cache_dir, preset=source, seed=seed, data_dir=data_dir, progress=progress
+    )
+    train, validation = data["train"][task], data["validation"][task]
+    if p.train_fraction < 1:
+        n = len(train["inputs"])
+        keep = max(1, int(round(p.train_fraction * n)))
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(23,)))
+        index = np.sort(rng.choice(n, keep, replace=False))
+        train = {key: value[index] for key, value in train.items()}
+    train, validation = _scaled(task, train), _scaled(task, validation)
+    if task == "characterizer":
+        train = mirrored(train)
+    if task == "deconvolver" and p.crop:
+        train = random_crops(train, p.crop, 2, seed)
+    return {"train": train, "validation": validation}
+
+
+def run_trial(task, tuned, data, *, preset="tune", seed=0, callback=None, progress=False):
+    """Train one network with a tuned config and return its validation record.
+
+    Parameters
+    ----------
+    task : str
+        Task name.
+    tuned : dict
+        ``{"network": ..., "training": ..., "loss_weights": ...}`` as
+        `SearchSpace.apply <deepfocus.training.search_spaces.SearchSpace.apply>` returns.
+    data : dict
+        `tuning_data`'s arrays.
+    preset : str
+        Epochs, patience and the default optimisation settings.
+    seed : int
+        Seed of the weights and batch order: the same ``tuned`` gives the same result.
+    callback : callable, optional
+        Passed to `Trainer.fit <deepfocus.training.Trainer.fit>` (``callback(record)`` each epoch).
+
+    Returns
+    -------
+    best : dict
+        The record of the epoch whose weights are kept (lowest validation loss), with the
+        objective's metrics; ``best["epochs_run"]`` and ``best["train_seconds"]`` added.
+    """
+    settings = replace(get_preset(preset).training_settings(task, seed), **tuned.get("training", {}))
+    torch.manual_seed(seed)
+    model = build_network(NetworkConfig.from_dict(tuned["network"]))
+    trainer = Trainer(
+        model,
+        weighted_loss(task, tuned.get("loss_weights")),
+        settings,
+        metrics_fn=objective_metrics(task),
+        progress=progress,
+    )
+    start = time.perf_counter()
+    history = trainer.fit(_dataset(data["train"]), _dataset(data["validation"]), callback=callback)
+    best = dict(min(history, key=lambda r: r["val_loss"]))
+    best["epochs_run"] = len(history)
+    best["train_seconds"] = round(time.perf_counter() - start, 1)
+    return best
+
+
+class _TrialSeededTPE(optuna.samplers.TPESampler):
+    """TPE whose random draws are seeded by ``seed`` and the trial number.
+
+    Optuna's seeded samplers draw from one generator per process, so a re-run (or a second
+    worker) with the same seed would repeat the first trials' parameters. Seeding each trial
+    from its number -- unique in the storage -- keeps runs reproducible and workers apart.
+    The generators are private attributes of Optuna's samplers (checked at construction).
+    """
+
+    def __init__(self, seed, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        self._base_seed = int(seed)
+        if not (hasattr(self, "_rng") and hasattr(getattr(self, "_random_sampler", None), "_rng")):
+            raise DeepFocusError(
+                f"optuna {optuna.__version__}: TPESampler internals changed; update deepfocus"
+            )
+
+    def before_trial(self, study, trial):
+        seed = (self._base_seed * 1_000_003 + trial.number) % 2**32
+        self._rng.rng.seed(seed)
+        self._random_sampler._rng.rng.seed(seed + 1)
+        super().before_trial(study, trial)
+
+
+@contextlib.contextmanager
+def _quiet_optuna():
+    """Hide Optuna's "experimental feature" warnings (heartbeats, stale-trial handling)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _safe_url(storage):
+    """The storage URL with any password hidden (for files and logs)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: nothing to hide
+        return str(storage)
+
+
+def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_startup_trials=6, heartbeat=30):
+    """Create or load the study ``study_name`` (default ``deepfocus-<task>``) in ``storage``.
+
+    Parameters
+    ----------
+    storage : str
+        SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://user@host/db``, ...).
+    heartbeat : int
+        Seconds between a running trial's heartbeats; a trial silent for twice as long (its
+        worker was killed) is marked failed and its parameters queued again.
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        An unusable URL, or a study of that name made for another task.
+    """
+    study_name = study_name or f"deepfocus-{task}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with _quiet_optuna():
+            rdb = optuna.storages.RDBStorage(
+                storage,
+                heartbeat_interval=int(heartbeat),
+                grace_period=2 * int(heartbeat),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except Exception as exc:  # SQLAlchemy and Optuna raise many kinds for a bad URL
+        raise InvalidInputError(f"cannot open study storage {_safe_url(storage)}: {exc}") from None
+    study = optuna.create_study(
+        storage=rdb,
+        study_name=study_name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=_TrialSeededTPE(seed, n_startup_trials=n_startup_trials),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+    )
+    made_for = study.user_attrs.get("task")
+    if made_for is None:
+        study.set_user_attr("task", task)
+        study.set_user_attr("objective", OBJECTIVES[task])
+    elif made_for != task:
+        raise InvalidInputError(
+            f"study {study_name!r} in {_safe_url(storage)} is for task {made_for!r}, not {task!r}"
+        )
+    return study
+
+
+class _Surplus(Exception):
+    """A trial created after the study already had its trials (see `optimize`)."""
+
+
+def _count(trials, states, below=None):
+    return sum(t.state in states and (below is None or t.number < below) for t in trials)
+
+
+def optimize(
+    task,
+    n_trials,
+    *,
+    storage=DEFAULT_STORAGE,
+    study_name=None,
+    timeout=None,
+    preset="tune",
+    seed=0,
+    output_dir=".",
+    space=None,
+    data_dir=None,
+    heartbeat=30,
+    progress=True,
+    log=print,
+):
+    """Run trials of ``task`` until its study has ``n_trials`` finished ones; write the results.
+
+    Parameters
+    ----------
+    task : {'deconvolver', 'spectral', 'characterizer'}
+        Network to tune.
+    n_trials : int
+        Finished (complete or pruned) trials the study must have in total, over all workers
+        and runs: a re-run of a finished study does nothing, a killed run's re-run continues.
+    storage : str
+        SQLAlchemy URL of the study's database (default ``sqlite:///deepfocus-study.db``).
+    study_name : str, optional
+        Default ``deepfocus-<task>``.
+    timeout : float, optional
+        Seconds after which this worker starts no new trial.
+    preset : str
+        Data and epochs of a trial (default ``tune``).
+    seed : int
+        Seed of the data, the weights and the sampler.
+    output_dir : path-like
+        Data cache, ``best-<task>.json`` (the best trial's config, for
+        ``deepfocus train --config``) and ``trials-<task>.csv``.
+    space : dict or path-like, optional
+        Search space (default: the task's shipped one).
+    data_dir : path-like, optional
+        FITS triplets to use instead of simulated data.
+    heartbeat : int
+        Seconds between heartbeats of a running trial (see `open_study`).
+    log : callable or None
+        Receives one line per trial.
+
+    Returns
+    -------
+    study : `optuna.study.Study`
+    """
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise InvalidInputError(f"n_trials must be a positive integer, got {n_trials!r}")
+    if timeout is not None and not timeout > 0:
+        raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    search = load_search_space(task, space)
+    get_preset(preset)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(
+        storage,
+        study_name,
+        task=task,
+        seed=seed,
+        n_startup_trials=min(10, max(3, n_trials // 3)),
+        heartbeat=heartbeat,
+    )
+    objective_key = OBJECTIVES[task]
+    data = None
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def objective(trial):
+        # A trial counts only if fewer than n_trials trials numbered before it are finished,
+        # running or queued: two workers then never finish more than n_trials between them
+        # (trial numbers are unique in the storage), whatever the timing.
+        earlier = _count(study.get_trials(deepcopy=False), _CLAIMED, below=trial.number)
+        if earlier >= n_trials:
+            trial.set_user_attr("surplus", True)
+            raise _Surplus
+        tuned = search.apply(search.suggest(trial))
+        trial.set_user_attr("config", {k: v for k, v in tuned.items() if k != "params"})
+
+        def report(record):
+            trial.report(record[objective_key], record["epoch"] - 1)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
+
+        best = run_trial(task, tuned, data, preset=preset, seed=seed, callback=report)
+        trial.set_user_attr("metrics", {k: v for k, v in best.items() if k.startswith("val_")})
+        trial.set_user_attr("epochs_run", best["epochs_run"])
+        trial.set_user_attr("train_seconds", best["train_seconds"])
+        return best[objective_key]
+
+    failures = 0
+    while True:
+        with _quiet_optuna():
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        finished = _count(trials, _FINISHED)
+        if finished >= n_trials or (deadline is not None and time.monotonic() > deadline):
+            break
+        waiting = _count(trials, (optuna.trial.TrialState.WAITING,))
+        running = _count(trials, (optuna.trial.TrialState.RUNNING,))
+        if not waiting and finished + running >= n_trials:
+            # Other workers hold the last trials: wait for them to finish (or to go stale,
+            # in which case their trials are queued again and picked up here).
+            time.sleep(min(5.0, heartbeat / 2))
+            continue
+        if data is None:
+            data = tuning_data(
+                task, preset=preset, seed=seed, cache_dir=output_dir, data_dir=data_dir, progress=progress
+            )
+        done = []
+        study.optimize(
+            objective,
+            n_trials=1,
+            catch=(_Surplus,),
+            gc_after_trial=True,
+            callbacks=[lambda s, t, keep=done.append: keep(t)],
+        )
+        if not done:
+            continue
+        trial = done[0]
+        failures = (
+            failures + 1
+            if trial.state == optuna.trial.TrialState.FAIL and not trial.user_attrs.get("surplus")
+            else 0
+        )
+        if failures >= 3:
+            raise DeepFocusError(f"3 trials in a row failed in study {study.study_name!r}; see the log above")
+        if log is not None and not trial.user_attrs.get("surplus"):
+            value = "" if trial.value is None else f" {objective_key}={trial.value:.4g}"
+            log(
+                f"trial {trial.number}: {trial.state.name.lower()}{value} "
+                f"({_count(study.get_trials(deepcopy=False), _FINISHED)}/{n_trials} finished)"
+            )
+    if _count(study.get_trials(deepcopy=False), (optuna.trial.TrialState.COMPLETE,)):
+        write_best_config(study, output_dir / f"best-{task}.json", preset=preset, seed=seed, storage=storage)
+    write_trials(study, output_dir / f"trials-{task}.csv")
+    return study
+
+
+def best_config(study, *, preset=None, seed=None, storage=None):
+    """The best complete trial's config as ``deepfocus train --config`` reads it.
+
+    Returns
+    -------
+    dict
+        ``{"task", "network", "training", "loss_weights", "params", "objective", "study"}``.
+    """
+    best = study.best_trial
+    task = study.user_attrs.get("task")
+    config = best.user_attrs["config"]
+    return {
+        "task": task,
+        "network": config["network"],
+        "training": config["training"],
+        "loss_weights": config["loss_weights"],
+        "params": best.params,
+        "objective": {"name": OBJECTIVES.get(task), "value": best.value, "direction": "maximize"},
+        "validation_metrics": best.user_attrs.get("metrics", {}),
+        "study": {
+            "name": study.study_name,
+            "storage": None if storage is None else _safe_url(storage),
+            "trial": best.number,
+            "n_complete": _count(study.get_trials(deepcopy=False), (optuna.trial.TrialState.COMPLETE,)),
+            "preset": preset,
+            "seed": seed,
+        },
+    }
+
+
+def write_best_config(study, path, **kwargs):
+    """Write `best_config` as JSON to ``path`` (atomically); returns the dict."""
+    config = best_config(study, **kwargs)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(config, indent=1) + "\n")
+    return config
+
+
+def write_trials(study, path):
+    """Write one CSV row per trial (number, state, value, seconds, parameters, metrics), atomically.
+
+    Written with the csv module: `optuna.study.Study.trials_dataframe` needs pandas, which
+    deepfocus does not depend on.
+    """
+    trials = study.get_trials(deepcopy=False)
+    params = sorted({p for t in trials for p in t.params})
+    metrics = sorted({m for t in trials for m in t.user_attrs.get("metrics", {})})
+    fields = ["number", "state", "value", "epochs_run", "duration_s", *params, *metrics]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=fields)
+        out.writeheader()
+        for t in trials:
+            duration = None if t.duration is None else round(t.duration.total_seconds(), 1)
+            row = {"number": t.number, "state": t.state.name, "value": t.value, "duration_s": duration}
+            row["epochs_run"] = t.user_attrs.get("epochs_run", len(t.intermediate_values) or None)
+            row.update(t.params)
+            row.update(t.user_attrs.get("metrics", {}))
+            out.writerow(row)
