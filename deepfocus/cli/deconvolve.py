@@ -49,6 +49,12 @@ def register(subparsers):
         "--restored", type=Path, metavar="FILE", help="also write the restored image (needs --psf)"
     )
     parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE",
+        help="PNG of dirty | deconvolved (| residual with --psf); cube mode: the brightest channel",
+    )
+    parser.add_argument(
         "--model", default="default", help="network: 'default' or a .safetensors file with its model card"
     )
     parser.add_argument("--gain", type=float, default=0.1, help="CLEAN loop gain (0.1)")
@@ -63,7 +69,7 @@ def register(subparsers):
 
 
 def _run(args) -> int:
-    outputs = [p for p in (args.output, args.residual, args.restored) if p is not None]
+    outputs = [p for p in (args.output, args.residual, args.restored, args.plot) if p is not None]
     if len({p.resolve() for p in outputs}) != len(outputs):
         raise DeepFocusError("--output, --residual and --restored must be different files")
     if not args.overwrite:
@@ -83,10 +89,12 @@ def _run(args) -> int:
     result = method(
         args.cube,
         psf=args.psf,
-        residual=args.residual is not None or args.restored is not None,
+        residual=args.residual is not None or args.restored is not None or (args.plot and args.psf),
         restored=args.restored is not None,
     )
     result.write(args.output, residual=args.residual, restored=args.restored, overwrite=args.overwrite)
+    if args.plot is not None:
+        _plot(result, args.plot, args.overwrite)
     if not args.quiet:
         print(
             f"deepfocus deconvolve: {args.cube} -> {', '.join(map(str, outputs))} "
@@ -94,3 +102,21 @@ def _run(args) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _plot(result, path, overwrite):
+    """Dirty | deconvolved (| residual) with `deepfocus.visualization.plot_deconvolution`."""
+    import numpy as np
+
+    from ..io.atomic import atomic_path
+    from ..visualization import plot_deconvolution
+
+    images = [result.dirty, result.sky, result.residual]
+    titles = ["dirty", f"deconvolved ({result.meta['method']})", "residual"]
+    if result.mode == "cube":  # the channel where the sky estimate peaks
+        k = int(np.nanargmax(np.nanmax(result.sky.filled_data[:].value, axis=(1, 2))))
+        images = [None if c is None else c[k] for c in images]
+        titles = [f"{t}, channel {k}" for t in titles]
+    figure = plot_deconvolution(images[0], images[1], images[2], titles=titles[: 2 + (images[2] is not None)])
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)

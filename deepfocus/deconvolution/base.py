@@ -127,6 +127,7 @@ class BaseDeconvolver:
             residual=None if res is None else pack(res, JY_PER_BEAM * unit, beams=True),
             restored=None if rest is None else pack(rest, JY_PER_BEAM * unit, beams=True),
             mode=self.mode,
+            dirty=pack(planes, JY_PER_BEAM * unit, beams=True),
             meta=meta,
         )
 

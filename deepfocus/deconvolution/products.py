@@ -70,6 +70,9 @@ class DeconvolutionResult:
         per channel), plus the residual: Jy/beam or Jy/beam km/s.
     mode : str
         ``"cube"`` or ``"image"``.
+    dirty : same type, or None
+        The dirty image that was deconvolved (Jy/beam, or Jy/beam km/s: the band-integrated
+        image in image mode), for plots and comparisons.
     meta : dict
         Method, its parameters, the noise used to normalise, version and timing (s).
     """
@@ -78,6 +81,7 @@ class DeconvolutionResult:
     residual: object = None
     restored: object = None
     mode: str = "image"
+    dirty: object = None
     meta: dict = field(default_factory=dict)
 
     def write(self, path, *, residual=None, restored=None, overwrite=False):

@@ -101,7 +101,7 @@ def test_channel_order_and_wcs_of_a_descending_cube():
 def test_network_image_units_wcs_and_products(sim, network):
     result = network(sim.dirty, psf=sim.psf, residual=True, restored=True)
     assert isinstance(result, DeconvolutionResult)
-    assert isinstance(result.sky, Projection)
+    assert isinstance(result.sky, Projection) and isinstance(result.dirty, Projection)
     assert result.sky.unit == u.Jy * u.km / u.s / u.pix
     assert result.residual.unit == u.Jy * u.km / u.s / u.beam
     assert result.sky.wcs.wcs.compare(sim.dirty.wcs.celestial.wcs, tolerance=1e-10)
@@ -187,7 +187,9 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     assert "exists" in capsys.readouterr().err
     out_cube = tmp_path / "sky_cube.fits"
     argv = ["deconvolve", str(cube_path), "--output", str(out_cube), "--mode", "cube", "--method", "clean"]
-    assert main([*argv, "--psf", str(psf_path), "--quiet"]) == 0
+    png = tmp_path / "sky.png"
+    assert main([*argv, "--psf", str(psf_path), "--quiet", "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with fits.open(out_cube) as hdul:
         assert hdul[0].data.shape == sim.dirty.shape
         assert u.Unit(hdul[0].header["BUNIT"]) == u.Jy / u.pix
