@@ -44,10 +44,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Peak working memory of detection + characterisation per voxel of a tile (bytes), measured
-#: with ``benchmarks/scale.py`` (peak RSS growth over the tile's float32 size, 256 x 256 x 512
-#: tiles, shipped networks); it bounds what one tile in flight may hold.
-BYTES_PER_VOXEL = 64
+#: Peak working memory of detection + characterisation per voxel of a tile (bytes): 71 measured
+#: by ``benchmarks/scale.py`` (peak RSS growth over the voxels of the largest tile, shipped
+#: networks, 512 x 512 x 128 cube in 8 tiles, channel-noise pass included), plus a margin.
+BYTES_PER_VOXEL = 80
 
 #: Smallest core side (pixels) a plan may use.
 MIN_CORE = 16

@@ -47,7 +47,7 @@ def test_parse_memory_refuses(value):
 @pytest.mark.parametrize("in_flight", [1, 3])
 def test_plan_cores_partition_the_image_and_respect_the_budget(in_flight):
     shape = (64, 300, 500)
-    limit = 40 * 2**20
+    limit = 80 * 2**20
     plan = plan_tiles(shape, memory_limit=limit, halo=20, max_in_flight=in_flight)
     assert len(plan) > 1
     owner = np.zeros(shape[1:], dtype=int)

@@ -1,0 +1,216 @@
+"""Tiled (out-of-core) detection: sources on tile edges found exactly once, same catalogue as
+a single pass, bounded concurrency, the DeepFocus switch."""
+
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.table import QTable
+
+from deepfocus import DeepFocus
+from deepfocus.characterization.characterizer import CUTOUT_SIZE
+from deepfocus.detection import tiled as tiled_module
+from deepfocus.detection.tiled import TiledPipeline, default_halo
+from deepfocus.evaluation import match_catalogs
+from deepfocus.exceptions import InvalidInputError, NoDetectionsWarning
+from deepfocus.io.tiles import BYTES_PER_VOXEL
+from deepfocus.simulation import Interferometer, Observation, simulate
+from deepfocus.simulation.catalog import flux_for_snr
+
+NPIX, N_CHANNELS, HALO = 192, 48, 33
+#: A budget for 2 x 2 tiles of 96-pixel cores (+ halo): core edges at pixel 95.5 in x and y.
+LIMIT_2X2 = int(BYTES_PER_VOXEL * N_CHANNELS * (96 + HALO) ** 2 * 1.01)
+
+#: (x, y, z, major / beam, minor / beam, PA, line FWHM channels, peak S/N): sources exactly on
+#: the core edges (x or y = 95.5), a bright extended one on the corner of all four tiles, one
+#: a pixel off an edge, and two well inside cores.
+SOURCES = (
+    (95.5, 40.0, 12.0, 0.0, 0.0, 0.0, 6.0, 15.0),
+    (40.0, 95.5, 30.0, 0.8, 0.5, 40.0, 6.0, 15.0),
+    (95.5, 95.5, 22.0, 1.5, 1.0, 120.0, 8.0, 30.0),
+    (96.0, 150.0, 20.0, 0.0, 0.0, 0.0, 5.0, 12.0),
+    (150.0, 95.0, 35.0, 0.0, 0.0, 0.0, 7.0, 12.0),
+    (140.0, 140.0, 16.0, 0.5, 0.5, 0.0, 6.0, 20.0),
+    (50.0, 150.0, 25.0, 0.0, 0.0, 0.0, 6.0, 10.0),
+)
+
+
+@pytest.fixture(scope="module")
+def edge_cube(tmp_path_factory):
+    """A 192 x 192 x 48 simulated cube with `SOURCES`; its dirty FITS path and truth."""
+    itf = Interferometer(Observation(npix=NPIX, n_channels=N_CHANNELS, tsys=60 * u.K))
+    rows = np.array(SOURCES)
+    beam = itf.beam.major.to(u.arcsec)
+    dv = itf.observation.channel_velocity_width
+    table = QTable()
+    table["x_centroid"] = rows[:, 0] * u.pix
+    table["y_centroid"] = rows[:, 1] * u.pix
+    table["z_centroid"] = rows[:, 2]
+    table["fwhm_major"] = rows[:, 3] * beam
+    table["fwhm_minor"] = rows[:, 4] * beam
+    table["position_angle"] = rows[:, 5] * u.deg
+    table["line_width"] = rows[:, 6] * dv
+    table["continuum_flux"] = np.zeros(len(rows)) * u.Jy
+    table["flux"] = flux_for_snr(
+        rows[:, 7],
+        table,
+        beam=itf.beam,
+        noise_rms=itf.noise_rms[N_CHANNELS // 2],
+        channel_velocity_width=dv,
+        n_channels=N_CHANNELS,
+    )
+    sim = simulate(catalog=table, seed=3, interferometer=itf)
+    paths = sim.write(tmp_path_factory.mktemp("edges"), "edge")
+    return paths["dirty"], sim.truth
+
+
+@pytest.fixture(scope="module")
+def classical():
+    return DeepFocus(model=None)
+
+
+@pytest.fixture(scope="module")
+def single(edge_cube, classical):
+    return classical(edge_cube[0])
+
+
+@pytest.fixture(scope="module")
+def tiled(edge_cube, classical):
+    return TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(edge_cube[0])
+
+
+def test_plan_puts_sources_on_core_edges(edge_cube, classical):
+    plan = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO).plan(edge_cube[0])
+    assert plan.grid == (2, 2)
+    assert {t.core[1].start for t in plan.tiles} == {0, 96}
+    assert {t.core[0].start for t in plan.tiles} == {0, 96}
+
+
+def test_edge_sources_found_exactly_once(edge_cube, tiled):
+    _, truth = edge_cube
+    match = match_catalogs(truth, tiled)
+    assert len(match.truth_index) == len(SOURCES)  # none lost
+    assert len(match.unmatched_catalog) == 0  # none twice (a duplicate would be unmatched)
+    assert len(tiled) == len(SOURCES)
+    np.testing.assert_array_equal(tiled["id"], np.arange(1, len(tiled) + 1))
+    assert tiled.meta["tiling"]["n_tiles"] == 4
+
+
+def test_tiled_catalogue_equals_single_pass(single, tiled):
+    assert len(tiled) == len(single)
+    match = match_catalogs(single, tiled)
+    assert len(match.truth_index) == len(single)
+    a, b = single[match.truth_index], tiled[match.catalog_index]
+    for column in ("x_centroid", "y_centroid"):
+        np.testing.assert_allclose(b[column].value, a[column].value, atol=1e-3)
+    np.testing.assert_allclose(b["z_centroid"], a["z_centroid"], atol=1e-3)
+    np.testing.assert_allclose(b["flux"].value, a["flux"].value, rtol=1e-4)
+    np.testing.assert_allclose(b["fwhm_major"].value, a["fwhm_major"].value, rtol=1e-3, atol=1e-4)
+    np.testing.assert_array_equal(b["flags"], a["flags"])
+    assert np.all(b["sky_centroid"].separation(a["sky_centroid"]).arcsec < 1e-3)
+
+
+def test_threads_and_custom_executors_give_the_same_catalogue(edge_cube, classical, tiled):
+    class CountingExecutor:
+        """A thread pool that records how many tiles were pending at once."""
+
+        def __init__(self):
+            self.pool = ThreadPoolExecutor(4)
+            self.pending = 0
+            self.most = 0
+            self.lock = threading.Lock()
+
+        def submit(self, fn, *args):
+            with self.lock:
+                self.pending += 1
+                self.most = max(self.most, self.pending)
+            future = self.pool.submit(fn, *args)
+            future.add_done_callback(self._done)
+            return future
+
+        def _done(self, _):
+            with self.lock:
+                self.pending -= 1
+
+    executor = CountingExecutor()
+    limit = 2 * LIMIT_2X2
+    out = TiledPipeline(
+        classical, memory_limit=limit, halo=HALO, max_in_flight=2, executor=executor, progress=False
+    )(edge_cube[0])
+    executor.pool.shutdown()
+    assert executor.most <= 2
+    np.testing.assert_allclose(out["x_centroid"].value, tiled["x_centroid"].value, atol=1e-6)
+    np.testing.assert_allclose(out["flux"].value, tiled["flux"].value, rtol=1e-6)
+
+
+def test_deepfocus_switches_to_tiles_above_the_budget(edge_cube, single):
+    big = DeepFocus(model=None, memory_limit=LIMIT_2X2)(edge_cube[0])
+    assert big.meta["tiling"]["n_tiles"] == 4
+    assert len(big) == len(single)
+    small = DeepFocus(model=None, memory_limit="4 GiB")(edge_cube[0])
+    assert "tiling" not in small.meta
+    assert len(small) == len(single)
+
+
+@pytest.mark.slow
+def test_shipped_networks_tiled_equal_single_pass(edge_cube):
+    pipeline = DeepFocus()
+    one = pipeline(edge_cube[0])
+    out = TiledPipeline(pipeline, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(edge_cube[0])
+    match = match_catalogs(one, out)
+    assert len(out) == len(one) == len(match.truth_index)
+    a, b = one[match.truth_index], out[match.catalog_index]
+    np.testing.assert_allclose(b["x_centroid"].value, a["x_centroid"].value, atol=1e-3)
+    np.testing.assert_allclose(b["flux"].value, a["flux"].value, rtol=1e-3)
+
+
+def test_empty_cube_warns_once(edge_cube, classical):
+    strict = DeepFocus(500.0, model=None)
+    with pytest.warns(NoDetectionsWarning) as record:
+        out = TiledPipeline(strict, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(edge_cube[0])
+    assert out is None
+    assert len([w for w in record if issubclass(w.category, NoDetectionsWarning)]) == 1
+
+
+def test_budget_too_small_and_bad_options(edge_cube, classical):
+    with pytest.raises(InvalidInputError, match="too small"):
+        TiledPipeline(classical, memory_limit="1 MiB").plan(edge_cube[0])
+    with pytest.raises(InvalidInputError, match="max_in_flight"):
+        TiledPipeline(classical, memory_limit="1 GiB", max_in_flight=0)
+    with pytest.raises(InvalidInputError, match="memory limit"):
+        TiledPipeline(classical, memory_limit="plenty")
+    with pytest.raises(TypeError, match="submit"):
+        TiledPipeline(classical, memory_limit="1 GiB", executor=object())
+    with pytest.raises(TypeError, match="FITS file"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            TiledPipeline(classical, memory_limit="1 GiB")(np.zeros((4, 4, 4)))
+
+
+def test_stitch_keeps_the_deepest_copy():
+    def table(x, tile, depth):
+        t = QTable()
+        t["id"] = [1]
+        t["x_centroid"] = [x] * u.pix
+        t["y_centroid"] = [50.0] * u.pix
+        t["z_min"], t["z_max"] = [10], [14]
+        t["snr"] = [10.0]
+        t["_tile"], t["_depth"] = [tile], [depth]
+        return t
+
+    # The same source from two tiles (a hair apart), and a distinct one far away.
+    out = tiled_module._stitch(
+        [table(95.49, 0, 0.01), table(95.5, 1, -0.01), table(20.0, 0, 40.0)], beam_pix=5.0
+    )
+    assert len(out) == 2
+    assert sorted(out["x_centroid"].value.round(2)) == [20.0, 95.49]
+    assert "_tile" not in out.colnames
+
+
+def test_halo_covers_the_characterizer_cutouts():
+    assert tiled_module._CUTOUT_SIZE == CUTOUT_SIZE
+    assert default_halo(5.0) >= CUTOUT_SIZE // 2 + 2 * 5
+    assert default_halo(20.0) > default_halo(5.0)
