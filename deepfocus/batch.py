@@ -339,14 +339,13 @@ def _run_cube(cube, paths, settings):
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
         pipeline = _pipeline(settings["snr_threshold"], settings["model"], settings["options"])
-        table = detect_cube(
-            cube,
-            paths["catalog"],
-            pipeline=pipeline,
-            regions=paths["regions"],
-            plot=paths["plot"],
-            catalog_format=settings["catalog_format"],
-        )
+        write = detect_cube
+        if pipeline.memory_limit is not None:  # out of core, in tiles (no plot: checked before)
+            from .detection.tiled import detect_cube_tiled as write
+        outputs = {"regions": paths["regions"], "catalog_format": settings["catalog_format"]}
+        if paths["plot"] is not None:
+            outputs["plot"] = paths["plot"]
+        table = write(cube, paths["catalog"], pipeline=pipeline, **outputs)
     except DeepFocusError as exc:
         return _failed(cube, exc, begin)
     except Exception as exc:  # a bug or a library's crash on odd data: report it, keep the batch going
@@ -379,6 +378,7 @@ def detect_many(
     regions=None,
     plot=False,
     threads=1,
+    memory_limit=None,
     progress=True,
     **pipeline_options,
 ):
@@ -415,6 +415,9 @@ def detect_many(
         Torch threads per task (default 1: the parallelism is over cubes, and the same thread
         count keeps catalogues bit-identical between one process and a cluster). None: leave
         as is.
+    memory_limit : int or str, optional
+        Process each cube out of core, in tiles whose working memory stays within this many
+        bytes (or a size such as ``"2 GiB"``); see `~deepfocus.DeepFocus`. Not with ``plot``.
     progress : bool
         A progress bar over the cubes.
     **pipeline_options
@@ -459,6 +462,10 @@ def detect_many(
             f"cubes with the same output name in one folder: {', '.join(clashes[0])} "
             "(rename them or split the batch)"
         )
+    if memory_limit is not None:
+        if plot:
+            raise InvalidInputError("plots need the whole cube in memory: not with memory_limit")
+        pipeline_options["memory_limit"] = memory_limit
     try:
         options = tuple(sorted(pipeline_options.items()))
         hash(options)

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 from deepfocus.batch import detect_many, expand_cubes, local_client, output_paths
@@ -134,6 +135,7 @@ def test_cli_usage_errors(cubes, tmp_path, monkeypatch, capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # processes start in ~5 s; the fast version: test_local_cluster_gives_the_same_catalogues
 def test_cli_workers_run_a_local_cluster(cubes, tmp_path):
     """Two worker processes from the command line (the real thing, not threads)."""
     out = tmp_path / "out"
@@ -144,3 +146,19 @@ def test_cli_workers_run_a_local_cluster(cubes, tmp_path):
             read_catalog(output_paths(cube, out)["catalog"]),
             read_catalog(detect_many(cube, tmp_path / "ref", model=None, progress=False).ok[0].outputs[0]),
         )
+
+
+def test_memory_limit_processes_each_cube_in_tiles(cubes, tmp_path, capsys):
+    tiled = detect_many(cubes[0], tmp_path / "tiled", model=None, memory_limit="30 MiB", progress=False)
+    whole = detect_many(cubes[0], tmp_path / "whole", model=None, progress=False)
+    a, b = read_catalog(tiled.ok[0].outputs[0]), read_catalog(whole.ok[0].outputs[0])
+    assert a.meta["tiling"]["n_tiles"] > 1
+    assert len(a) == len(b) > 0
+    assert np.allclose(a["x_centroid"].value, b["x_centroid"].value)
+    assert np.allclose(a["flux"].value, b["flux"].value)
+    with pytest.raises(InvalidInputError, match="not with memory_limit"):
+        detect_many(cubes[0], tmp_path / "p", model=None, memory_limit="30 MiB", plot=True)
+    code = detect(
+        cubes[0], "--output-dir", tmp_path / "cli", "--model", "none", "--memory-limit", "30MiB", "--quiet"
+    )
+    assert code == 0 and read_catalog(output_paths(cubes[0], tmp_path / "cli")["catalog"]).meta["tiling"]

@@ -92,7 +92,7 @@ def register(subparsers):
     det.add_argument(
         "--memory-limit",
         metavar="SIZE",
-        help="one cube: process it out of core in overlapping tiles whose working memory stays within "
+        help="process each cube out of core in overlapping tiles whose working memory stays within "
         "SIZE (e.g. 2GiB); no --plot/--plot-sources",
     )
     det.add_argument(
@@ -234,8 +234,8 @@ def _run_batch(args) -> int:
             )
     if args.psf is not None:
         raise DeepFocusError("--psf applies to one cube: use --output FILE")
-    if args.memory_limit is not None:
-        raise DeepFocusError("--memory-limit applies to one cube: use --output FILE")
+    if args.memory_limit is not None and args.plot:
+        raise DeepFocusError("--plot needs the whole cube in memory: not with --memory-limit")
     if args.plot_sources is not None:
         raise DeepFocusError("--plot-sources applies to one cube: use --output FILE")
     if args.workers and args.scheduler:
@@ -263,6 +263,7 @@ def _run_batch(args) -> int:
             regions=(args.region_format or "ds9") if args.regions else None,
             plot=bool(args.plot),
             threads=args.threads,
+            memory_limit=args.memory_limit,
             progress=not args.quiet,
         )
     if not args.quiet:
