@@ -207,7 +207,8 @@ def _draw_measurement(ax, pairs, quantity, metrics, snr_min, colorbar=True):
         keep &= np.isfinite(true) & np.isfinite(det)
         true, det = true[keep], det[keep]
     if not keep.any():
-        ax.text(0.5, 0.5, "no matched sources to compare", ha="center", va="center", transform=ax.transAxes)
+        text = f"no {label} in both catalogues" if len(pairs) and not has else "no matched sources to compare"
+        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
         ax.set_title(label, fontsize=10)
         return
     snr = np.asarray(pairs["true_snr"], dtype=float)[keep]

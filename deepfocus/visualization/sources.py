@@ -157,7 +157,10 @@ def plot_source_spectrum(cube, catalog, source, *, model="default", ax=None):
         the line window as a shaded span labelled ``"line window"``; the line centre as a dotted
         vertical line. x: frequency (GHz), y: mJy/beam.
     """
-    spectrum = source_spectrum(cube, catalog, source, model=model)
+    from ..detection.detector import prepare
+
+    prepared = prepare(cube)
+    spectrum = source_spectrum(prepared, catalog, source, model=model)
     if ax is None:
         ax = new_figure((6.4, 3.6)).add_subplot()
     frequency = spectrum["frequency"].to_value(u.GHz)
@@ -185,7 +188,7 @@ def plot_source_spectrum(cube, catalog, source, *, model="default", ax=None):
     )  # fmt: skip
     row, _ = _row(catalog, source)
     if "z_centroid" in catalog.colnames and np.isfinite(float(row["z_centroid"])):
-        prepared_z = _prepared_channel(cube, float(row["z_centroid"]))
+        prepared_z = float(prepared.to_input_channel(float(row["z_centroid"])))  # its own inverse
         centre = np.interp(prepared_z, np.arange(len(frequency)), frequency)
         ax.axvline(centre, color="tab:cyan", ls=":", lw=1.0)
     ax.axhline(0.0, color="0.6", lw=0.6)
@@ -197,12 +200,6 @@ def plot_source_spectrum(cube, catalog, source, *, model="default", ax=None):
         f"source {source}: spectrum at pixel ({spectrum.meta['x']}, {spectrum.meta['y']})", fontsize=10
     )
     return ax.figure
-
-
-def _prepared_channel(cube, z_input):
-    from ..detection.detector import prepare
-
-    return float(prepare(cube).to_input_channel(z_input))  # the mapping is its own inverse
 
 
 def _cutout(prepared, x, y, size, lo, hi):

@@ -122,6 +122,15 @@ def test_nothing_detected(example_truth):
     assert texts.count("no matched sources to compare") == 3
 
 
+def test_unmeasured_quantity(example_truth, detected):
+    catalog = detected.copy()
+    del catalog["flux"]
+    figure = plot_measurements(example_truth, catalog, quantities=("flux", "fwhm_major"))
+    render(figure)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["no line flux in both catalogues"]
+    assert [c.get_gid() for c in figure.axes[1].collections] == ["pairs", None]  # the pairs, the band
+
+
 def test_bad_input(example_truth, detected):
     with pytest.raises(InvalidInputError, match="quantities"):
         plot_measurements(example_truth, detected, quantities=("colour",))
