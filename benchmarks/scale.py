@@ -8,7 +8,7 @@
    budget, with 1, 2 and 4 tiles in flight (threads), each in a fresh subprocess whose peak RSS
    is measured (psutil polling of the subprocess, and its own ``ru_maxrss``).
 3. Equivalence: a 384 x 384 x 128 cube small enough for both is processed in one pass in memory
-   and in tiles (a budget that forces a 3 x 3 grid); the catalogues are matched one-to-one
+   and in tiles (a budget that forces a 2 x 4 grid); the catalogues are matched one-to-one
    (`deepfocus.evaluation.match_catalogs`) and their positions and fluxes compared.
 
 Writes ``benchmarks/results/scale.json`` and ``docs/_generated/scale.rst``; deletes the 2 GiB cube.
@@ -208,7 +208,7 @@ def equivalence(workdir):
 
     cube = make_small_cube(workdir / "small.fits")
     single = run_child(cube, catalog=workdir / "small_single.ecsv")
-    # A budget that forces a 3 x 3 grid of 128-pixel cores plus halos.
+    # A budget that forces tiles of about 100 x 200 pixels (2 x 4) for a 34-pixel halo.
     limit = int(BYTES_PER_VOXEL * 128 * (128 + 2 * 33) ** 2 * 1.05)
     tiled = run_child(cube, memory_limit=limit, catalog=workdir / "small_tiled.ecsv")
     a = read_catalog(workdir / "small_single.ecsv")
