@@ -1,4 +1,4 @@
-"""Deconvolution: the network `Deconvolver` and the classical baseline `HogbomClean`.
+"""Deconvolution: the network `~deepfocus.Deconvolver` and the classical baseline `HogbomClean`.
 
 Both take a cube (FITS path or `~spectral_cube.SpectralCube`) and return a
 `DeconvolutionResult` with the sky estimate (and optionally residual and restored images) in

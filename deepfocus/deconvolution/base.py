@@ -1,7 +1,7 @@
 """What every deconvolution method shares: reading the cube, the planes it works on, the PSF,
 residual and restored images, and packaging the results with units and the input's WCS.
 
-A method (`~deepfocus.deconvolution.Deconvolver`, `~deepfocus.deconvolution.HogbomClean`)
+A method (`~deepfocus.Deconvolver`, `~deepfocus.deconvolution.HogbomClean`)
 only implements ``_deconvolve(planes, sigma, psf)``: a stack of 2-D dirty images in Jy/beam
 (or Jy/beam km/s) with the noise of each, to the sky estimate in Jy/pixel (or Jy/pixel km/s).
 """

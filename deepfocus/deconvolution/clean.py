@@ -100,9 +100,9 @@ def restore(result: CleanResult, beam_kernel):
 
 
 class HogbomClean(BaseDeconvolver):
-    """Högbom CLEAN of a spectral cube: the classical counterpart of `Deconvolver`.
+    """Högbom CLEAN of a spectral cube: the classical counterpart of `~deepfocus.Deconvolver`.
 
-    Same call and products as `~deepfocus.deconvolution.Deconvolver`; the sky estimate is
+    Same call and products as `~deepfocus.Deconvolver`; the sky estimate is
     the CLEAN model (components, Jy/pixel or Jy/pixel km/s). Each plane (the band-integrated
     image, or every channel) is cleaned down to ``threshold`` times its own robust noise, with
     components allowed only where the input is valid. The PSF (``psf=``, e.g. ``tclean``'s
