@@ -44,6 +44,7 @@ __all__ = [
     "best_config",
     "write_best_config",
     "write_trials",
+    "score_model",
 ]
 
 #: Where a study is kept unless ``storage`` says otherwise.
@@ -172,6 +173,46 @@ def run_trial(task, tuned, data, *, preset="tune", seed=0, callback=None, progre
     return best
 
 
+def score_model(task, model, *, preset="default", seed=0, cache_dir=".", data_dir=None, batch_size=256):
+    """Validation metrics of a trained network on a preset's validation set, with its score.
+
+    Compares a retrained (tuned) network with the shipped one on the same data: e.g.
+    ``score_model("characterizer", "characterizer-default")`` and
+    ``score_model("characterizer", "tuned/characterizer-default.safetensors")``.
+
+    Parameters
+    ----------
+    task : str
+        Task name.
+    model : str, path-like or `torch.nn.Module`
+        A shipped model's name, a weights file (`deepfocus.models.load_model`) or a network.
+    preset, seed, cache_dir, data_dir
+        Which validation set (as for `tuning_data`; the cache in ``cache_dir`` is reused).
+
+    Returns
+    -------
+    dict
+        ``val_<metric>`` of the task's metrics and of its score (`OBJECTIVES`).
+    """
+    from ..models import load_model
+
+    if not isinstance(model, torch.nn.Module):
+        model, _ = load_model(model)
+    p = get_preset(preset)
+    data, _ = _load_or_prepare(
+        [task], Path(cache_dir), preset=p.data_from or preset, seed=seed, data_dir=data_dir, progress=False
+    )
+    validation = _scaled(task, data["validation"][task])
+    trainer = Trainer(
+        model,
+        get_task(task).loss,
+        replace(p.training_settings(task, seed), batch_size=batch_size),
+        metrics_fn=objective_metrics(task),
+        progress=False,
+    )
+    return {f"val_{k}": v for k, v in trainer.evaluate(_dataset(validation)).items()}
+
+
 class _TrialSeededTPE(optuna.samplers.TPESampler):
     """TPE whose random draws are seeded by ``seed`` and the trial number.
 
@@ -236,6 +277,11 @@ def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_star
         with _quiet_optuna():
             rdb = optuna.storages.RDBStorage(
                 storage,
+                # SQLite locks the whole file per write: let workers wait for one another
+                # (the default 5 s is short on a loaded machine) rather than fail.
+                engine_kwargs={"connect_args": {"timeout": 60}}
+                if str(storage).startswith("sqlite")
+                else None,
                 heartbeat_interval=int(heartbeat),
                 grace_period=2 * int(heartbeat),
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),

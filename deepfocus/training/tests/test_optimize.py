@@ -21,7 +21,14 @@ from deepfocus.cli import main
 from deepfocus.exceptions import InvalidInputError
 from deepfocus.training import get_task, train
 from deepfocus.training.loss_weights import LOSS_WEIGHTS, weighted_loss
-from deepfocus.training.optimize import OBJECTIVES, _pa_within_10deg, objective_metrics, open_study, optimize
+from deepfocus.training.optimize import (
+    OBJECTIVES,
+    _pa_within_10deg,
+    objective_metrics,
+    open_study,
+    optimize,
+    score_model,
+)
 from deepfocus.training.search_spaces import load_search_space
 from deepfocus.training.train import _resolve_config
 
@@ -248,6 +255,11 @@ def test_optimize_resumes_and_writes_a_config_train_accepts(data_dir, tmp_path):
     assert card["training"]["loss_weights"] == best["loss_weights"]
     written = json.loads((data_dir / "spectral-tiny.json").read_text())
     assert written["config"]["widths"] == best["network"]["widths"]
+    # score_model measures the written weights on the same validation set as the card.
+    scores = score_model(
+        "spectral", data_dir / "spectral-tiny.safetensors", preset="tiny", cache_dir=data_dir
+    )
+    assert scores["val_iou"] == pytest.approx(card["metrics"]["val_iou"], abs=1e-6)
     rows = (data_dir / "trials-spectral.csv").read_text().splitlines()
     assert rows[0].startswith("number,state,value") and len(rows) == 1 + len(study.trials)
 
@@ -305,7 +317,8 @@ def test_killed_study_continues(data_dir, tmp_path):
         process.wait()
     before = {t.number: (t.params, t.value) for t in _finished(storage)}
     assert 1 <= len(before) < n_trials, "the kill came too late to test a resume"
-    subprocess.run(command, env=_env(), check=True, capture_output=True, timeout=120)
+    rerun = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
     study = optuna.load_study(study_name="deepfocus-spectral", storage=storage)
     finished = [t for t in study.trials if t.state in FINISHED]
     assert len(finished) == n_trials
@@ -324,17 +337,17 @@ def test_two_workers_share_one_study(data_dir, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     command = _command(data_dir, n_trials, storage)
     workers = [
-        subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    outputs = [w.communicate(timeout=120)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0]
+    outputs, errors = zip(*(w.communicate(timeout=180) for w in workers), strict=True)
+    assert [w.returncode for w in workers] == [0, 0], errors
     ran = [
         {int(line.split()[1].rstrip(":")) for line in out.splitlines() if line.startswith("trial ")}
         for out in outputs
     ]
     finished = _finished(storage)
     assert len(finished) == n_trials
-    assert ran[0].isdisjoint(ran[1])
-    assert ran[0] | ran[1] == {t.number for t in finished}
+    assert ran[0].isdisjoint(ran[1]), outputs
+    assert ran[0] | ran[1] == {t.number for t in finished}, (outputs, errors)
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == n_trials
