@@ -3,7 +3,8 @@ residual and restored images, and packaging the results with units and the input
 
 A method (`~deepfocus.Deconvolver`, `~deepfocus.deconvolution.HogbomClean`)
 only implements ``_deconvolve(planes, sigma, psf)``: a stack of 2-D dirty images in Jy/beam
-(or Jy/beam km/s) with the noise of each, to the sky estimate in Jy/pixel (or Jy/pixel km/s).
+(or Jy/beam km/s) with the noise of each, to the sky estimate in Jy/pixel (or Jy/pixel km/s)
+and a dict of what to add to the result's ``meta``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class BaseDeconvolver:
         self.mode = mode
 
     def _deconvolve(self, planes, sigma, psf):  # pragma: no cover - abstract
+        """``(sky, meta)``: the sky estimate of every plane and extra ``meta`` entries."""
         raise NotImplementedError
 
     def _parameters(self):
@@ -104,7 +106,8 @@ class BaseDeconvolver:
         psf_planes = None
         if psf_cube is not None:
             psf_planes = psf_cube if self.mode == "cube" else _mean_psf(psf_cube, prepared)
-        sky = np.asarray(self._deconvolve(planes, sigma, psf_planes), dtype=np.float64)
+        sky, extra = self._deconvolve(planes, sigma, psf_planes)
+        sky = np.asarray(sky, dtype=np.float64)
         sky[~np.isfinite(sigma)] = 0.0
         res = rest = None
         if residual or restored:
@@ -120,7 +123,7 @@ class BaseDeconvolver:
             "seconds": seconds,
             "source": str(prepared.source_path) if prepared.source_path else "in-memory cube",
         }
-        meta.update(self._extra_meta())
+        meta.update(extra)
         pack = _Packer(prepared, self.mode, valid)
         return DeconvolutionResult(
             sky=pack(sky, JY_PER_PIXEL * unit, beams=False),
@@ -130,9 +133,6 @@ class BaseDeconvolver:
             dirty=pack(planes, JY_PER_BEAM * unit, beams=True),
             meta=meta,
         )
-
-    def _extra_meta(self):
-        return {}
 
     def _planes(self, prepared):
         """The 2-D dirty images to deconvolve (NaN set to 0), their noise and valid areas."""

@@ -145,13 +145,9 @@ class HogbomClean(BaseDeconvolver):
         self.gain = float(gain)
         self.threshold = float(threshold)
         self.max_iter = int(max_iter)
-        self.iterations = None
 
     def _parameters(self):
         return {"mode": self.mode, "gain": self.gain, "threshold": self.threshold, "max_iter": self.max_iter}
-
-    def _extra_meta(self):
-        return {"iterations": self.iterations}
 
     def _deconvolve(self, planes, sigma, psf):
         model = np.zeros_like(planes)
@@ -170,5 +166,4 @@ class HogbomClean(BaseDeconvolver):
             )
             model[k] = result.model
             iterations.append(result.iterations)
-        self.iterations = iterations
-        return model
+        return model, {"iterations": iterations}

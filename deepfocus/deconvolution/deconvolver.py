@@ -101,9 +101,6 @@ class Deconvolver(BaseDeconvolver):
     def _parameters(self):
         return {"mode": self.mode, "tile_size": self.tile_size, "overlap": self.overlap}
 
-    def _extra_meta(self):
-        return {"model": self.model_name, "model_sha256": self.model_sha256}
-
     def _deconvolve(self, planes, sigma, psf):
         import torch
 
@@ -117,7 +114,7 @@ class Deconvolver(BaseDeconvolver):
                 out = self._run(x, torch)
         finally:
             torch.set_num_threads(previous)
-        return out * scale[:, None, None]
+        return out * scale[:, None, None], {"model": self.model_name, "model_sha256": self.model_sha256}
 
     def _run(self, x, torch):
         n, ny, nx = x.shape

@@ -81,6 +81,7 @@ def test_clean_recovers_a_noiseless_point_source_exactly():
     assert sky[1].sum() == pytest.approx(2.5, rel=1e-5)
     assert np.unravel_index(np.argmax(sky[1]), sky[1].shape) == (27, 20)
     assert np.count_nonzero(sky[1]) == 1
+    assert result.meta["method"] == "hogbom" and result.meta["iterations"][1] > 0
 
 
 def test_channel_order_and_wcs_of_a_descending_cube():
@@ -102,6 +103,7 @@ def test_network_image_units_wcs_and_products(sim, network):
     result = network(sim.dirty, psf=sim.psf, residual=True, restored=True)
     assert isinstance(result, DeconvolutionResult)
     assert isinstance(result.sky, Projection) and isinstance(result.dirty, Projection)
+    assert result.meta["model"] == "deconvolver-default" and result.meta["seconds"] > 0
     assert result.sky.unit == u.Jy * u.km / u.s / u.pix
     assert result.residual.unit == u.Jy * u.km / u.s / u.beam
     assert result.sky.wcs.wcs.compare(sim.dirty.wcs.celestial.wcs, tolerance=1e-10)
