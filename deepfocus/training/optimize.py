@@ -245,6 +245,38 @@ def _quiet_optuna():
         yield
 
 
+def _storage(storage, heartbeat, attempts=5):
+    """An `optuna.storages.RDBStorage` with heartbeats, retrying a fresh database's set-up.
+
+    Workers started together on a new database race to create its tables (one of them gets
+    an integrity or "already exists" error): the loser retries after a moment.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(attempts):
+        try:
+            with _quiet_optuna():
+                return optuna.storages.RDBStorage(
+                    storage,
+                    # SQLite locks the whole file per write: let workers wait for one another
+                    # (the default 5 s is short on a loaded machine) rather than fail.
+                    engine_kwargs={"connect_args": {"timeout": 60}}
+                    if str(storage).startswith("sqlite")
+                    else None,
+                    heartbeat_interval=int(heartbeat),
+                    grace_period=2 * int(heartbeat),
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=1
+                    ),
+                )
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == attempts - 1:
+                raise InvalidInputError(f"cannot open study storage {_safe_url(storage)}: {exc}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as exc:  # SQLAlchemy and Optuna raise many kinds for a bad URL
+            raise InvalidInputError(f"cannot open study storage {_safe_url(storage)}: {exc}") from None
+
+
 def _safe_url(storage):
     """The storage URL with any password hidden (for files and logs)."""
     try:
@@ -273,21 +305,7 @@ def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_star
     """
     study_name = study_name or f"deepfocus-{task}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with _quiet_optuna():
-            rdb = optuna.storages.RDBStorage(
-                storage,
-                # SQLite locks the whole file per write: let workers wait for one another
-                # (the default 5 s is short on a loaded machine) rather than fail.
-                engine_kwargs={"connect_args": {"timeout": 60}}
-                if str(storage).startswith("sqlite")
-                else None,
-                heartbeat_interval=int(heartbeat),
-                grace_period=2 * int(heartbeat),
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
-    except Exception as exc:  # SQLAlchemy and Optuna raise many kinds for a bad URL
-        raise InvalidInputError(f"cannot open study storage {_safe_url(storage)}: {exc}") from None
+    rdb = _storage(storage, heartbeat)
     study = optuna.create_study(
         storage=rdb,
         study_name=study_name,
