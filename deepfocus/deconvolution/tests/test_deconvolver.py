@@ -140,6 +140,16 @@ def test_tiled_equals_untiled_away_from_edges(sim):
     assert tiled.sum() == pytest.approx(whole.sum(), rel=0.01)
 
 
+def test_image_wide_norm_calibrates_every_layer_once(network):
+    from deepfocus.deconvolution.normstats import ImageWideNorm
+
+    norm = ImageWideNorm(network.network, 1)
+    flat = [i for group in norm.levels for i in group]
+    assert sorted(flat) == sorted(norm.order) == list(range(len(norm.norms)))
+    # Layers fed by the same tensor (a residual block's shortcut and body) share a pass.
+    assert len(norm.levels) < len(norm.order)
+
+
 def test_cube_mode_keeps_channels_and_units(sim, network):
     cube = Deconvolver(mode="cube")(sim.dirty)
     assert isinstance(cube.sky, SpectralCube)
