@@ -351,3 +351,31 @@ def test_two_workers_share_one_study(data_dir, tmp_path):
     assert ran[0].isdisjoint(ran[1]), outputs
     assert ran[0] | ran[1] == {t.number for t in finished}, (outputs, errors)
     assert len({json.dumps(t.params, sort_keys=True) for t in finished}) == n_trials
+
+
+def test_trainer_callback_sees_each_epoch_and_can_stop_the_fit():
+    """The per-epoch hook of `Trainer.fit` that reports to Optuna and prunes."""
+    from torch.utils.data import TensorDataset
+
+    from deepfocus.models import NetworkConfig, build_network
+    from deepfocus.training import Trainer, TrainingSettings
+
+    torch.manual_seed(0)
+    data = TensorDataset(torch.randn(16, 1, 8), torch.randn(16, 1))
+    config = NetworkConfig(mode="regressor", dims=1, widths=(4,), out_channels=1, head_hidden=4)
+    settings = TrainingSettings(epochs=3, batch_size=8, patience=3)
+    records = []
+    Trainer(build_network(config), torch.nn.functional.mse_loss, settings, progress=False).fit(
+        data, data, callback=records.append
+    )
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert all("val_loss" in r for r in records)
+
+    def prune_at_two(record):
+        if record["epoch"] == 2:
+            raise optuna.TrialPruned
+
+    trainer = Trainer(build_network(config), torch.nn.functional.mse_loss, settings, progress=False)
+    with pytest.raises(optuna.TrialPruned):
+        trainer.fit(data, data, callback=prune_at_two)
+    assert len(trainer.history) == 2
