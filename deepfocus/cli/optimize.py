@@ -10,14 +10,15 @@ from ._common import positive_int
 OPTIMIZE_EXAMPLES = """\
 examples:
   deepfocus optimize --task characterizer --trials 20 --output tuning
-      20 trials on the 'tune' preset (a fifth of the default data) in sqlite:///deepfocus-study.db;
+      20 trials on the 'tune' preset (a tenth of the default data) in sqlite:///deepfocus-study.db;
       writes tuning/best-characterizer.json and tuning/trials-characterizer.csv
   deepfocus train --task characterizer --preset default --config tuning/best-characterizer.json --output tuned
       retrain the best trial's config on the full data
   deepfocus optimize --task spectral --trials 50 --storage postgresql://user@db-host/studies
       run this same command on several machines: they share the 50 trials of one study
   deepfocus optimize --task spectral --trials 50 --plot tuning/spectral
-      (re-running a finished study only rewrites its outputs) tuning/spectral-history.png, ...
+      also write tuning/spectral-history.png, -importances.png and -intermediate.png (on a
+      finished study, only the outputs and plots are written again)
 
 A killed run continues where it stopped when the same command is run again.
 """
@@ -42,7 +43,9 @@ def register(subparsers):
         epilog=OPTIMIZE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    op.add_argument("--task", required=True, choices=("deconvolver", "spectral", "characterizer"))
+    op.add_argument(
+        "--task", required=True, choices=("deconvolver", "spectral", "characterizer"), help="network to tune"
+    )
     op.add_argument(
         "--trials", type=positive_int, required=True, help="finished trials the study must have (all workers)"
     )
