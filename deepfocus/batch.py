@@ -544,10 +544,11 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     from distributed import Client, LocalCluster
 
     cluster_options.setdefault("dashboard_address", None)
-    with (
-        LocalCluster(
+    with warnings.catch_warnings():
+        # The scheduler's HTTP server moves to a free port when 8787 is taken: not worth a warning.
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = LocalCluster(
             n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes, **cluster_options
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+    with cluster, Client(cluster) as client:
         yield client

@@ -162,3 +162,14 @@ def test_memory_limit_processes_each_cube_in_tiles(cubes, tmp_path, capsys):
         cubes[0], "--output-dir", tmp_path / "cli", "--model", "none", "--memory-limit", "30MiB", "--quiet"
     )
     assert code == 0 and read_catalog(output_paths(cubes[0], tmp_path / "cli")["catalog"]).meta["tiling"]
+
+
+def test_cli_scheduler_address(cubes, tmp_path, capsys):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        argv = ["--output-dir", tmp_path, "--model", "none", "--scheduler", cluster.scheduler_address, "-v"]
+        assert detect(cubes[1], *argv) == 0
+    err = capsys.readouterr().err
+    assert f"{cubes[1]}: ok" in err  # -v logs each cube
+    assert len(read_catalog(output_paths(cubes[1], tmp_path)["catalog"])) > 0
