@@ -547,7 +547,7 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     cluster_options.setdefault("dashboard_address", None)
     # distributed starts workers with MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap
     # threshold: every large temporary array is then mapped and unmapped afresh, and a cube took
-    # ~1.4x as long on a worker as in this process. Unset it (glibc's adaptive default).
+    # 1.3-1.8x as long (measured on a loaded machine). Unset it (glibc's adaptive default).
     no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     with warnings.catch_warnings(), dask.config.set(no_trim):
         # The scheduler's HTTP server moves to a free port when 8787 is taken: not worth a warning.
