@@ -312,7 +312,8 @@ def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_star
         direction="maximize",
         load_if_exists=True,
         sampler=_TrialSeededTPE(seed, n_startup_trials=n_startup_trials),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2),
+        # Steps are epochs (1, 2, ...): a trial is never pruned in its first two epochs.
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3),
     )
     made_for = study.user_attrs.get("task")
     if made_for is None:
@@ -416,7 +417,7 @@ def optimize(
         trial.set_user_attr("config", {k: v for k, v in tuned.items() if k != "params"})
 
         def report(record):
-            trial.report(record[objective_key], record["epoch"] - 1)
+            trial.report(record[objective_key], record["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
 

@@ -118,6 +118,8 @@ def plot_param_importances(study, *, figsize=(7, 4.5)):
 def plot_intermediate_values(study, *, figsize=(7, 4.5)):
     """The objective after each epoch of every trial (pruned ones end early).
 
+    ``deepfocus optimize`` reports epoch ``n`` (1-based) as step ``n``.
+
     Returns
     -------
     figure : `matplotlib.figure.Figure`
@@ -135,7 +137,7 @@ def plot_intermediate_values(study, *, figsize=(7, 4.5)):
         figsize=figsize,
     )
     ax = figure.axes[0]
-    ax.set_xlabel("epoch - 1")
+    ax.set_xlabel("epoch")
     ax.set_ylabel(_objective_name(study))
     legend = ax.get_legend()
     if legend is not None:  # one entry per trial: unreadable beyond a few
