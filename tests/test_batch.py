@@ -30,6 +30,7 @@ def detect(*args):
 
 def test_corrupt_cube_is_reported_and_the_others_finish(cubes, tmp_path, capsys):
     bad = write_bad_input("truncated", cubes[0], tmp_path)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (cubes[0], bad, cubes[1])}
     out = tmp_path / "out"
     code = detect(cubes[0], bad, cubes[1], "--output-dir", out, "--model", "none", "--regions", "--quiet")
     assert code == 1
@@ -42,6 +43,8 @@ def test_corrupt_cube_is_reported_and_the_others_finish(cubes, tmp_path, capsys)
         "b_dirty.reg",
     ]
     assert len(read_catalog(out / "b_dirty.ecsv")) > 0
+    # Inputs, good and bad, are opened read-only and left as they were.
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in before} == before
 
 
 def test_rerun_skips_finished_cubes_unless_overwrite(cubes, tmp_path):
