@@ -1,6 +1,7 @@
 """Batches of cubes: ``deepfocus.batch.detect_many`` and ``deepfocus detect --output-dir``."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -176,3 +177,36 @@ def test_cli_scheduler_address(cubes, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{cubes[1]}: ok" in err  # -v logs each cube
     assert len(read_catalog(output_paths(cubes[1], tmp_path)["catalog"])) > 0
+
+
+def _die_on(name):
+    """Run on a worker: make it exit (as an out-of-memory kill would) when it reaches cube ``name``."""
+    import deepfocus.batch
+
+    original = deepfocus.batch.detect_cube
+
+    def dying(cube, *args, **kwargs):
+        if str(cube).endswith(name):
+            time.sleep(1.0)  # mid-work, as a real crash: the previous cube's result has gone out
+            os._exit(1)
+        return original(cube, *args, **kwargs)
+
+    deepfocus.batch.detect_cube = dying
+
+
+@pytest.mark.slow  # starts worker processes (twice: the dead one is replaced)
+def test_a_dying_worker_fails_its_cube_only(cubes, tmp_path):
+    import dask
+
+    # No retries; the worker runs the cubes in the order given (earlier submissions first), so
+    # the good cube is done before the bad one kills it.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), local_client(1) as client:
+        client.run(_die_on, cubes[0].name)
+        summary = detect_many([cubes[1], cubes[0]], tmp_path, model=None, client=client, progress=False)
+    # The good cube is "skipped" when its result died with the worker and the task ran again on
+    # the replacement, which found its outputs complete.
+    assert summary.results[0].status in ("ok", "skipped")
+    assert summary.results[1].status == "failed"
+    assert len(read_catalog(output_paths(cubes[1], tmp_path)["catalog"])) > 0
+    assert not output_paths(cubes[0], tmp_path)["catalog"].exists()
+    assert "KilledWorker" in summary.failed[0].error
