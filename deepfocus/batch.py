@@ -435,7 +435,7 @@ def detect_many(
     Examples
     --------
     >>> from distributed import Client, LocalCluster  # doctest: +SKIP
-    >>> with LocalCluster(n_workers=2, threads_per_worker=1) as cluster, Client(cluster) as client:
+    >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
     ...     summary = detect_many("obs/*.fits", "catalogs", client=client)
     >>> print(summary)  # doctest: +SKIP
     """
