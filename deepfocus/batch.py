@@ -124,7 +124,8 @@ class BatchSummary:
 
     def __str__(self):
         lines = [
-            f"{len(self.results)} cubes in {self.seconds:.1f} s: {len(self.ok)} done, "
+            f"{len(self.results)} cube{'s' if len(self.results) != 1 else ''} in {self.seconds:.1f} s: "
+            f"{len(self.ok)} done, "
             f"{len(self.skipped)} skipped (outputs exist), {len(self.failed)} failed"
         ]
         lines += [f"  failed: {r.cube}: {r.error}" for r in self.failed]
