@@ -1,19 +1,17 @@
 """Tunable weights of the tasks' loss terms (``deepfocus optimize`` searches over them).
 
 Each task's loss in `deepfocus.training.tasks` is a weighted sum of terms with fixed weights;
-`weighted_loss` builds the same loss with other weights, and with the default weights it is the
-task's loss itself (a test checks this). The terms are named so that a search space or a tuned
-config can set them: ``loss_weights`` in a config JSON, ``loss.NAME`` in a search space.
+`weighted_loss` builds the same loss (from the loss factories of `deepfocus.training.tasks`)
+with other weights; with the default weights it is the task's loss itself. The terms are named
+so that a search space or a tuned config can set them: ``loss_weights`` in a config JSON,
+``loss.NAME`` in a search space.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from ..exceptions import InvalidInputError
 from .samples import CHARACTERIZER_TARGETS
-from .tasks import _CHARACTERIZER_WEIGHTS, get_task
+from .tasks import _CHARACTERIZER_WEIGHTS, characterizer_loss, deconvolver_loss, get_task, spectral_loss
 
 __all__ = ["LOSS_WEIGHTS", "weighted_loss", "check_loss_weights"]
 
@@ -72,31 +70,9 @@ def weighted_loss(task, weights=None):
     w = check_loss_weights(task, weights)
     if w == LOSS_WEIGHTS[task]:
         return get_task(task).loss
-    # The formulas repeat those of tasks.py with the fixed weights replaced by w[...].
     if task == "deconvolver":
-
-        def loss(prediction, target):
-            total = (prediction.sum(dim=(-2, -1)) - target.sum(dim=(-2, -1))).abs().mean()
-            return F.l1_loss(prediction, target) + w["flux"] * total / target[0].numel()
-
-    elif task == "spectral":
-
-        def loss(prediction, target):
-            mask_loss = F.binary_cross_entropy_with_logits(prediction[:, 0], target[:, 0])
-            return mask_loss + w["spectrum"] * F.smooth_l1_loss(prediction[:, 1], target[:, 1])
-
-    else:
-        per_output = torch.tensor(
-            [
-                w[g]
-                for name in CHARACTERIZER_TARGETS
-                for g, names in _CHARACTERIZER_GROUPS.items()
-                if name in names
-            ]
-        )
-
-        def loss(prediction, target):
-            terms = F.smooth_l1_loss(prediction, target, reduction="none", beta=0.1)
-            return (terms * per_output).mean()
-
-    return loss
+        return deconvolver_loss(flux=w["flux"])
+    if task == "spectral":
+        return spectral_loss(spectrum=w["spectrum"])
+    group_of = {name: group for group, names in _CHARACTERIZER_GROUPS.items() for name in names}
+    return characterizer_loss([w[group_of[name]] for name in CHARACTERIZER_TARGETS])

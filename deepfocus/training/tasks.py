@@ -18,11 +18,19 @@ from .samples import CHARACTERIZER_TARGETS
 __all__ = ["Task", "TASK_DEFINITIONS", "get_task"]
 
 
-def _deconvolver_loss(prediction, target):
-    # Sources are a few pixels against an empty sky: L1 keeps the background clean, and a
-    # flux term keeps each image's total (the network must conserve flux).
-    total = (prediction.sum(dim=(-2, -1)) - target.sum(dim=(-2, -1))).abs().mean() / target[0].numel()
-    return F.l1_loss(prediction, target) + 10 * total
+def deconvolver_loss(flux=10.0):
+    """The deconvolver's loss with weight ``flux`` on its total-flux term."""
+
+    def loss(prediction, target):
+        # Sources are a few pixels against an empty sky: L1 keeps the background clean, and a
+        # flux term keeps each image's total (the network must conserve flux).
+        total = (prediction.sum(dim=(-2, -1)) - target.sum(dim=(-2, -1))).abs().mean() / target[0].numel()
+        return F.l1_loss(prediction, target) + flux * total
+
+    return loss
+
+
+_deconvolver_loss = deconvolver_loss()
 
 
 def _psnr(prediction, target):
@@ -39,9 +47,18 @@ def _deconvolver_metrics(prediction, target):
     }
 
 
-def _spectral_loss(prediction, target):
-    mask_loss = F.binary_cross_entropy_with_logits(prediction[:, 0], target[:, 0])
-    return mask_loss + 0.1 * F.smooth_l1_loss(prediction[:, 1], target[:, 1])
+def spectral_loss(spectrum=0.1):
+    """The spectral network's loss: line-mask cross-entropy plus ``spectrum`` times the
+    denoised spectrum's error."""
+
+    def loss(prediction, target):
+        mask_loss = F.binary_cross_entropy_with_logits(prediction[:, 0], target[:, 0])
+        return mask_loss + spectrum * F.smooth_l1_loss(prediction[:, 1], target[:, 1])
+
+    return loss
+
+
+_spectral_loss = spectral_loss()
 
 
 def _spectral_metrics(prediction, target):
@@ -70,8 +87,17 @@ def _spectral_metrics(prediction, target):
 _CHARACTERIZER_WEIGHTS = torch.tensor([4.0, 4.0, 2.0, 2.0, 1.0, 1.0, 4.0])
 
 
-def _characterizer_loss(prediction, target):
-    return (F.smooth_l1_loss(prediction, target, reduction="none", beta=0.1) * _CHARACTERIZER_WEIGHTS).mean()
+def characterizer_loss(weights=_CHARACTERIZER_WEIGHTS):
+    """The characterizer's loss: smooth L1 of each output times its weight (one per output)."""
+    weights = torch.as_tensor(weights, dtype=torch.float32)
+
+    def loss(prediction, target):
+        return (F.smooth_l1_loss(prediction, target, reduction="none", beta=0.1) * weights).mean()
+
+    return loss
+
+
+_characterizer_loss = characterizer_loss()
 
 
 def _characterizer_metrics(prediction, target):
