@@ -6,7 +6,7 @@
    memory map; the header has the WCS of the whole mosaic and the set-up's beam.
 2. ``DeepFocus()`` (the shipped networks) runs on it through `TiledPipeline` with a 2 GiB tile
    budget, with 1, 2 and 4 tiles in flight (threads), each in a fresh subprocess whose peak RSS
-   is measured (psutil polling of the subprocess, and its own ``ru_maxrss``).
+   is measured (psutil polling, and ``/usr/bin/time -v``).
 3. Equivalence: a 384 x 384 x 128 cube small enough for both is processed in one pass in memory
    and in tiles (a budget that forces a 2 x 4 grid); the catalogues are matched one-to-one
    (`deepfocus.evaluation.match_catalogs`) and their positions and fluxes compared.

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Peak working memory of detection + characterisation per voxel of a tile (bytes): 71 measured
 #: by ``benchmarks/scale.py`` (peak RSS growth over the voxels of the largest tile, shipped
-#: networks, 512 x 512 x 128 cube in 8 tiles, channel-noise pass included), plus a margin.
+#: networks, 512 x 512 x 128 cube in 8 tiles, channel-noise pass included; 61-68 on the
+#: 512 x 1024 x 1024 benchmark cube), plus a margin.
 BYTES_PER_VOXEL = 80
 
 #: Smallest core side (pixels) a plan may use.
