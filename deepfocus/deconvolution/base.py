@@ -45,7 +45,7 @@ class BaseDeconvolver:
             raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
 
-    def _deconvolve(self, planes, sigma, psf):  # pragma: no cover - abstract
+    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None):  # pragma: no cover - abstract
         """``(sky, meta)``: the sky estimate of every plane and extra ``meta`` entries."""
         raise NotImplementedError
 
@@ -106,7 +106,7 @@ class BaseDeconvolver:
         psf_planes = None
         if psf_cube is not None:
             psf_planes = psf_cube if self.mode == "cube" else _mean_psf(psf_cube, prepared)
-        sky, extra = self._deconvolve(planes, sigma, psf_planes)
+        sky, extra = self._deconvolve(planes, sigma, psf_planes, pixels_per_beam=prepared.pixels_per_beam)
         sky = np.asarray(sky, dtype=np.float64)
         sky[~np.isfinite(sigma)] = 0.0
         res = rest = None

@@ -17,6 +17,10 @@ __all__ = ["Deconvolver"]
 #: for the shipped deconvolver, measured on a 1024 x 1024 image).
 MAX_BATCH_PIXELS = 1 << 20
 
+#: In cube mode, channels whose beam-smoothed dirty spectrum exceeds this many times its noise
+#: share a pixel's deconvolved flux.
+SPECTRAL_SNR = 2.0
+
 #: Pixels per beam (major axis) the shipped deconvolver was trained on.
 TRAINED_PIXELS_PER_BEAM = (4.0, 6.0)
 
@@ -47,7 +51,10 @@ class Deconvolver(BaseDeconvolver):
     noise is kept and multiplied back, so the output is in physical units: Jy/pixel km/s for
     the integrated image (``mode="image"``: the band's moment-0 image, whose noise is the
     channels' robust noise added in quadrature times the channel width), Jy/pixel per channel
-    (``mode="cube"``: each channel divided by its own robust noise). The network needs no
+    (``mode="cube"``: the band image deconvolved and each pixel's flux shared among the
+    channels where its beam-smoothed dirty spectrum is significant, so that the cube's total
+    is the image's; the network, trained on band images, adds flux to empty channels when
+    run channel by channel). The network needs no
     PSF; give one (``psf=``) for the residual and restored images.
 
     Images larger than ``tile_size`` are processed in overlapping tiles blended with a smooth
@@ -109,7 +116,44 @@ class Deconvolver(BaseDeconvolver):
     def _parameters(self):
         return {"mode": self.mode, "tile_size": self.tile_size, "overlap": self.overlap}
 
-    def _deconvolve(self, planes, sigma, psf):
+    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None):
+        if self.mode == "cube":
+            return self._deconvolve_cube(planes, sigma, pixels_per_beam)
+        return self._deconvolve_planes(planes, sigma)
+
+    def _deconvolve_cube(self, planes, sigma, pixels_per_beam):
+        """Sky cube (Jy/pixel): the band image deconvolved once, spread over the channels.
+
+        The network was trained on band-integrated images; run on single channels it puts
+        flux into channels without emission (the cube total came out 1.7 to 2.7 times too
+        large in ``benchmarks/deconvolution.py``). Instead the band image is deconvolved and
+        each pixel's flux is shared among the channels in proportion to its dirty spectrum
+        where that is significant (beam-smoothed, over 3 channels, above `SPECTRAL_SNR`), so
+        the cube's total equals the image's.
+        """
+        from scipy.ndimage import gaussian_filter, uniform_filter1d
+
+        from ..detection.matched_filter import robust_plane_noise
+
+        good = np.isfinite(sigma) & (sigma > 0)
+        image = planes[good].sum(axis=0)[None]
+        image_sigma = np.array([np.sqrt(np.sum(sigma[good] ** 2))])
+        sky_image, extra = self._deconvolve_planes(image, image_sigma)
+        smooth = 0.5 * (pixels_per_beam or 5.0) / np.sqrt(2 * np.log(2))  # half the beam's sigma
+        spectra = gaussian_filter(np.where(good[:, None, None], planes, 0.0), (0, smooth, smooth))
+        spectra = uniform_filter1d(spectra, 3, axis=0)
+        # The noise of the smoothed spectra, per channel (robust, over the image).
+        noise = robust_plane_noise(spectra, np.ones(planes.shape[1:], dtype=bool))
+        weights = np.where(
+            spectra > SPECTRAL_SNR * np.nan_to_num(noise, nan=np.inf)[:, None, None], spectra, 0.0
+        )
+        total = weights.sum(axis=0)
+        # Pixels with no significant channel keep their (small) flux spread evenly over the band.
+        flat = np.where(good, 1.0 / max(good.sum(), 1), 0.0)[:, None, None]
+        weights = np.where(total > 0, weights / np.where(total > 0, total, 1.0), flat)
+        return sky_image[0][None] * weights, extra
+
+    def _deconvolve_planes(self, planes, sigma):
         import torch
 
         scale = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1.0)

@@ -157,6 +157,28 @@ def test_cube_mode_keeps_channels_and_units(sim, network):
     assert np.allclose(cube.sky.spectral_axis.to_value(u.Hz), sim.dirty.spectral_axis.to_value(u.Hz))
 
 
+def test_cube_mode_conserves_the_image_flux_and_follows_the_spectra(network):
+    from deepfocus.io.cube import read_cube
+    from deepfocus.simulation import Observation, simulate
+
+    s = simulate(Observation(npix=96, n_channels=64), seed=47, n_sources=2)
+    dv = read_cube(s.dirty).channel_velocity_width.to_value(u.km / u.s)
+    image = network(s.dirty).sky.value
+    cube = Deconvolver(mode="cube")(s.dirty).sky.unmasked_data[:].value
+    truth = s.sky.unmasked_data[:].value
+    # The cube's total is the band image's (the flux is shared out, not created).
+    assert np.nansum(cube) * dv == pytest.approx(np.nansum(image), rel=1e-4)
+    # Around the sources, the spectrum of the estimate follows the true one (lines and the
+    # continuum of one of them) and its total is close to the truth's.
+    yy, xx = np.mgrid[: cube.shape[1], : cube.shape[2]]
+    close = np.zeros(cube.shape[1:], dtype=bool)
+    for row in s.truth:
+        close |= np.hypot(xx - row["x_centroid"].value, yy - row["y_centroid"].value) < 10
+    spectrum, true_spectrum = cube[:, close].sum(axis=1), truth[:, close].sum(axis=1)
+    assert np.corrcoef(spectrum, true_spectrum)[0, 1] > 0.9
+    assert spectrum.sum() == pytest.approx(true_spectrum.sum(), rel=0.4)
+
+
 def test_bad_input(sim, network):
     with pytest.raises(InvalidInputError, match="need the PSF"):
         network(sim.dirty, residual=True)
