@@ -74,7 +74,7 @@ def main():
     name = "pixel_scale_no_resample" if args.no_resample else "pixel_scale"
     write_json(name, {"machine": machine(), "cubes": args.cubes, "seed": args.seed, "results": rows})
     table = rst_table(
-        ["pixels/beam", "F1", "flux within 10 %", "PA within 10 deg", "FWHM within 10 %", "sources (S/N ≥ 5)"],
+        ["pixels/beam", "F1", "flux within 10 %", "PA within 10 deg", "FWHM within 10 %", "S/N ≥ 5"],
         [
             [
                 f"{r['pixels_per_beam']:g}",
