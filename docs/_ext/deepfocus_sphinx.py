@@ -62,12 +62,16 @@ class DeepfocusHelp(SphinxDirective):
         except Exception as exc:  # report, do not crash the build with a traceback
             logger.warning(
                 "deepfocus-help: 'deepfocus %s --help' failed: %s: %s",
-                " ".join(argv), type(exc).__name__, exc, location=self.get_location(),
+                " ".join(argv),
+                type(exc).__name__,
+                exc,
+                location=self.get_location(),
             )
             return []
         if not text.strip():
             logger.warning(
-                "deepfocus-help: 'deepfocus %s --help' printed nothing", " ".join(argv),
+                "deepfocus-help: 'deepfocus %s --help' printed nothing",
+                " ".join(argv),
                 location=self.get_location(),
             )
             return []

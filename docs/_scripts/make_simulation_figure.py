@@ -77,17 +77,27 @@ def make_figure(output=DEFAULT_OUTPUT):
     # True positions on the dirty map, and the restoring beam in the lower-left corner.
     truth = sim.truth
     panels[1].scatter(
-        truth["x_centroid"].value, truth["y_centroid"].value, s=60, facecolors="none",
-        edgecolors="cyan", linewidths=1.0, label="true positions",
+        truth["x_centroid"].value,
+        truth["y_centroid"].value,
+        s=60,
+        facecolors="none",
+        edgecolors="cyan",
+        linewidths=1.0,
+        label="true positions",
     )
     panels[1].legend(loc="upper right", fontsize=8, framealpha=0.6)
     bx, by = 8, 8
     panels[1].add_patch(
         Ellipse(
-            (bx, by), beam.major.to_value(u.arcsec) / cell, beam.minor.to_value(u.arcsec) / cell,
+            (bx, by),
+            beam.major.to_value(u.arcsec) / cell,
+            beam.minor.to_value(u.arcsec) / cell,
             # PA is east of north and x increases to the west (east is -x), so the major axis
             # lies at 90 deg + PA counter-clockwise from +x.
-            angle=90.0 + beam.pa.to_value(u.deg), edgecolor="white", facecolor="none", lw=1.2,
+            angle=90.0 + beam.pa.to_value(u.deg),
+            edgecolor="white",
+            facecolor="none",
+            lw=1.2,
         )
     )
 
