@@ -78,6 +78,10 @@ def _run(args) -> int:
                 raise DeepFocusError(f"{path} exists (pass --overwrite to replace it)")
     if not args.cube.is_file():
         raise DeepFocusError(f"{args.cube}: no such file")
+    wants_psf = args.residual is not None or args.restored is not None or args.method == "clean"
+    if args.psf is None and wants_psf:
+        need = "--method clean" if args.method == "clean" else "--residual and --restored"
+        raise DeepFocusError(f"{need} need the PSF: give --psf (tclean's .psf exported to FITS)")
     if args.method == "clean":
         from ..deconvolution import HogbomClean
 

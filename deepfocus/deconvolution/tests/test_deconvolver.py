@@ -231,4 +231,10 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     # CLEAN without a PSF: one line, no traceback.
     assert main([*argv, "--overwrite"]) == 1
     err = capsys.readouterr().err
-    assert "need the PSF" in err and "Traceback" not in err
+    assert "need the PSF" in err and "--psf" in err and "Traceback" not in err
+    # The residual without a PSF: refused before any work, naming the option to give.
+    sky, res = tmp_path / "x.fits", tmp_path / "r.fits"
+    argv = ["deconvolve", str(cube_path), "--output", str(sky), "--residual", str(res)]
+    assert main(argv) == 1
+    assert "--residual and --restored need the PSF: give --psf" in capsys.readouterr().err
+    assert not sky.exists()
