@@ -19,7 +19,7 @@ examples:
   deepfocus train --task spectral --preset tiny --output /tmp/check --plot
       also draw the training curves as /tmp/check/spectral-tiny.png
   torchrun --standalone --nproc-per-node 2 -m deepfocus train --task deconvolver --output weights
-      data-parallel training in 2 processes (DDP; gloo on CPU, NCCL on GPUs); rank 0 writes
+      data-parallel training in 2 processes (DDP over gloo; the training runs on CPUs); rank 0 writes
 """
 
 

@@ -51,7 +51,8 @@ def init_from_env(backend=None):
     Parameters
     ----------
     backend : str, optional
-        ``"gloo"`` (CPU) or ``"nccl"`` (GPUs); default: NCCL if CUDA is available, else gloo.
+        Process-group backend; default ``"gloo"``, because the `Trainer` keeps the model and
+        its batches on the CPU (NCCL would only take CUDA tensors).
 
     Returns
     -------
@@ -67,7 +68,7 @@ def init_from_env(backend=None):
 
         raise DeepFocusError("this PyTorch build has no torch.distributed: run without torchrun")
     if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "gloo"
     torch.distributed.init_process_group(backend=backend)
     return True
 
