@@ -156,9 +156,7 @@ def save_study_plots(study, prefix, *, dpi=120):
     paths : list of `pathlib.Path`
         The files written.
     """
-    import matplotlib.pyplot as plt
-
-    from ..io.atomic import atomic_path
+    from ._common import save_figure
 
     written = []
     for suffix, function in (
@@ -171,10 +169,6 @@ def save_study_plots(study, prefix, *, dpi=120):
         except InvalidInputError:
             continue
         path = Path(f"{prefix}-{suffix}.png")
-        try:
-            with atomic_path(path) as tmp:
-                figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-        finally:
-            plt.close(figure)
+        save_figure(figure, path, dpi=dpi)
         written.append(path)
     return written
