@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from ..exceptions import InvalidInputError
 from .samples import CHARACTERIZER_TARGETS
-from .tasks import _CHARACTERIZER_WEIGHTS, characterizer_loss, deconvolver_loss, get_task, spectral_loss
+from .tasks import (
+    _CHARACTERIZER_WEIGHTS,
+    _DECONVOLVER_FLUX_WEIGHT,
+    _SPECTRUM_WEIGHT,
+    characterizer_loss,
+    deconvolver_loss,
+    get_task,
+    spectral_loss,
+)
 
 __all__ = ["LOSS_WEIGHTS", "weighted_loss", "check_loss_weights"]
 
@@ -25,8 +33,8 @@ _CHARACTERIZER_GROUPS = {
 
 #: Default weight of each named loss term, per task (the weights of `deepfocus.training.tasks`).
 LOSS_WEIGHTS = {
-    "deconvolver": {"flux": 10.0},
-    "spectral": {"spectrum": 0.1},
+    "deconvolver": {"flux": _DECONVOLVER_FLUX_WEIGHT},
+    "spectral": {"spectrum": _SPECTRUM_WEIGHT},
     "characterizer": {
         group: float(_CHARACTERIZER_WEIGHTS[CHARACTERIZER_TARGETS.index(names[0])])
         for group, names in _CHARACTERIZER_GROUPS.items()

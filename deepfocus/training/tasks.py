@@ -18,7 +18,13 @@ from .samples import CHARACTERIZER_TARGETS
 __all__ = ["Task", "TASK_DEFINITIONS", "get_task"]
 
 
-def deconvolver_loss(flux=10.0):
+#: Default weights of the deconvolver's total-flux term and of the spectral network's
+#: denoised-spectrum term (`deepfocus.training.loss_weights` tunes them).
+_DECONVOLVER_FLUX_WEIGHT = 10.0
+_SPECTRUM_WEIGHT = 0.1
+
+
+def deconvolver_loss(flux=_DECONVOLVER_FLUX_WEIGHT):
     """The deconvolver's loss with weight ``flux`` on its total-flux term."""
 
     def loss(prediction, target):
@@ -47,7 +53,7 @@ def _deconvolver_metrics(prediction, target):
     }
 
 
-def spectral_loss(spectrum=0.1):
+def spectral_loss(spectrum=_SPECTRUM_WEIGHT):
     """The spectral network's loss: line-mask cross-entropy plus ``spectrum`` times the
     denoised spectrum's error."""
 
