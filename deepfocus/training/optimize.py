@@ -30,7 +30,7 @@ from .loss_weights import weighted_loss
 from .presets import get_preset
 from .search_spaces import load_search_space
 from .tasks import get_task
-from .train import _dataset, _load_or_prepare, _scaled, mirrored, random_crops
+from .train import _dataset, _load_or_prepare, _scaled, network_arrays
 from .trainer import Trainer
 
 __all__ = [
@@ -122,11 +122,7 @@ def tuning_data(task, *, preset="tune", seed=0, cache_dir=".", data_dir=None, pr
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(23,)))
         index = np.sort(rng.choice(n, keep, replace=False))
         train = {key: value[index] for key, value in train.items()}
-    train, validation = _scaled(task, train), _scaled(task, validation)
-    if task == "characterizer":
-        train = mirrored(train)
-    if task == "deconvolver" and p.crop:
-        train = random_crops(train, p.crop, 2, seed)
+    train, validation = network_arrays(task, train, validation, crop=p.crop, seed=seed)
     return {"train": train, "validation": validation}
 
 

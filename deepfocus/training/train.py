@@ -175,6 +175,20 @@ def mirrored(arrays):
     }
 
 
+def network_arrays(task, train, validation, *, crop=None, seed=0):
+    """Training and validation arrays as ``task``'s network sees them.
+
+    Both are scaled (`_scaled`); the characterizer's training samples are doubled by their
+    mirror images and the deconvolver's cut into two random ``crop``-pixel crops each.
+    """
+    train, validation = _scaled(task, train), _scaled(task, validation)
+    if task == "characterizer":
+        train = mirrored(train)
+    if task == "deconvolver" and crop:
+        train = random_crops(train, crop, 2, seed)
+    return train, validation
+
+
 def random_crops(arrays, size, per_image, seed):
     """``per_image`` random ``size`` x ``size`` crops of every image pair (deconvolver training).
 
@@ -260,19 +274,16 @@ def train_task(
         The model card written.
     """
     definition = get_task(task)
+    config = _read_config(config)
     overrides, loss_weights = _tuned_extras(task, config)
     config = _resolve_config(task, config)
     settings = replace(get_preset(preset).training_settings(task, seed), **overrides)
     output = Path(output)
     torch.manual_seed(seed)
     model = build_network(config)
-    train_arrays = _scaled(task, data["train"][task])
-    validation_arrays = _scaled(task, data["validation"][task])
-    crop = get_preset(preset).crop
-    if task == "characterizer":
-        train_arrays = mirrored(train_arrays)
-    if task == "deconvolver" and crop:
-        train_arrays = random_crops(train_arrays, crop, 2, seed)
+    train_arrays, validation_arrays = network_arrays(
+        task, data["train"][task], data["validation"][task], crop=get_preset(preset).crop, seed=seed
+    )
     log = output.with_suffix(".csv")
     if log.exists() and ddp.is_main_process():
         log.unlink()
@@ -342,15 +353,13 @@ def train(
     # Under torchrun, rank 0 simulates (and caches) the data; the other ranks then read the cache.
     main = ddp.is_main_process()
     progress = progress and main
-    if main:
-        data, recipe = _load_or_prepare(
-            tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
-        )
-    ddp.barrier()
     if not main:
-        data, recipe = _load_or_prepare(
-            tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=False
-        )
+        ddp.barrier()  # wait for rank 0's cache
+    data, recipe = _load_or_prepare(
+        tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
+    )
+    if main:
+        ddp.barrier()
     cards = {}
     for task in tasks:
         cards[task] = train_task(
