@@ -413,10 +413,11 @@ def read_tile(path, tile, *, noise, psf=None):
     Returns
     -------
     cube : `~deepfocus.io.cube.PreparedCube` or None
-        None when the tile holds no valid pixel (e.g. beyond the primary-beam cut-off).
+        None when the tile holds no valid, non-zero pixel (beyond the primary-beam cut-off, which
+        some tools blank with NaN and others fill with 0).
     """
     raw = _cube._read_fits(Path(path), region=(slice(None), tile.outer[0], tile.outer[1]))
-    if not np.isfinite(raw.data).any():
+    if not (np.abs(raw.data) > 0).any():  # NaN compares False: all-NaN tiles are empty too
         return None
     return _cube._prepare(raw, psf, channel_noise=noise)
 

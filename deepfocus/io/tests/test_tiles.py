@@ -128,6 +128,16 @@ def test_read_tile_outside_the_valid_area(files):
     assert read_tile(files["casa"], corner, noise=noise) is None
 
 
+def test_read_tile_of_zeros_is_empty(files, tmp_path):
+    # Some tools fill the area outside the primary beam with 0 rather than NaN.
+    with fits.open(files["plain"]) as hdul:
+        hdul[0].data[..., :40, :40] = 0
+        hdul.writeto(tmp_path / "zeros.fits")
+    noise = channel_noise(tmp_path / "zeros.fits")
+    corner = Tile(0, (slice(0, 32), slice(0, 32)), (slice(0, 40), slice(0, 40)))
+    assert read_tile(tmp_path / "zeros.fits", corner, noise=noise) is None
+
+
 def test_crop_psf(tmp_path):
     rng = np.random.default_rng(1)
     psf = rng.normal(size=(3, 41, 41)).astype(np.float32)
