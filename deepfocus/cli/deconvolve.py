@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..exceptions import DeepFocusError
+from ._common import positive_int
 
 EXAMPLES = """\
 examples:
@@ -15,13 +16,6 @@ examples:
   deepfocus deconvolve cube.fits --output sky.fits --psf cube.psf.fits --residual r.fits --restored s.fits
   deepfocus deconvolve cube.fits --output clean.fits --method clean --psf cube.psf.fits --threshold 3
 """
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers):
@@ -60,9 +54,9 @@ def register(subparsers):
     parser.add_argument("--gain", type=float, default=0.1, help="CLEAN loop gain (0.1)")
     parser.add_argument("--threshold", type=float, default=3.0, help="CLEAN threshold in noise units (3)")
     parser.add_argument(
-        "--niter", type=_positive_int, default=10_000, help="CLEAN maximum iterations per plane"
+        "--niter", type=positive_int, default=10_000, help="CLEAN maximum iterations per plane"
     )
-    parser.add_argument("--threads", type=_positive_int, help="torch threads for the network")
+    parser.add_argument("--threads", type=positive_int, help="torch threads for the network")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no summary line (errors still shown)")
     parser.set_defaults(func=_run)
@@ -98,7 +92,7 @@ def _run(args) -> int:
     )
     result.write(args.output, residual=args.residual, restored=args.restored, overwrite=args.overwrite)
     if args.plot is not None:
-        _plot(result, args.plot, args.overwrite)
+        _plot(result, args.plot)
     if not args.quiet:
         print(
             f"deepfocus deconvolve: {args.cube} -> {', '.join(map(str, outputs))} "
@@ -108,12 +102,11 @@ def _run(args) -> int:
     return 0
 
 
-def _plot(result, path, overwrite):
+def _plot(result, path):
     """Dirty | deconvolved (| residual) with `deepfocus.visualization.plot_deconvolution`."""
     import numpy as np
 
-    from ..io.atomic import atomic_path
-    from ..visualization import plot_deconvolution
+    from ..visualization import plot_deconvolution, save_figure
 
     images = [result.dirty, result.sky, result.residual]
     titles = ["dirty", f"deconvolved ({result.meta['method']})", "residual"]
@@ -122,5 +115,4 @@ def _plot(result, path, overwrite):
         images = [None if c is None else c[k] for c in images]
         titles = [f"{t}, channel {k}" for t in titles]
     figure = plot_deconvolution(images[0], images[1], images[2], titles=titles[: 2 + (images[2] is not None)])
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
+    save_figure(figure, path, dpi=110)
