@@ -14,7 +14,7 @@ from scipy.ndimage import map_coordinates
 
 from ..exceptions import InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS
-from ..training.samples import CHARACTERIZER_TARGETS, scale_cutouts
+from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
 
 __all__ = ["SourceCharacterizer", "CUTOUT_SIZE"]
 
@@ -26,7 +26,7 @@ UNRESOLVED = 0.25
 #: more finely or more coarsely are resampled to the middle of this range first, so that the
 #: network sees sources at the scale it learnt (sizes are in beam units and fluxes in Jy/beam
 #: km/s over the noise, neither of which resampling changes).
-TRAINED_PIXELS_PER_BEAM = (4.0, 6.0)
+TRAINED_PIXELS_PER_BEAM = TRAINING_PIXELS_PER_BEAM
 
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from ..exceptions import DeepFocusWarning, InvalidInputError
+from ..training.samples import TRAINING_PIXELS_PER_BEAM
 from .base import BaseDeconvolver
 from .normstats import ImageWideNorm
 from .tiling import apply_tiled
@@ -22,7 +23,7 @@ MAX_BATCH_PIXELS = 1 << 20
 SPECTRAL_SNR = 2.0
 
 #: Pixels per beam (major axis) the shipped deconvolver was trained on.
-TRAINED_PIXELS_PER_BEAM = (4.0, 6.0)
+TRAINED_PIXELS_PER_BEAM = TRAINING_PIXELS_PER_BEAM
 
 
 def _load_network(model):

@@ -35,7 +35,7 @@ def training_observations(n, *, seed, npix=128, n_channels=64):
                 frequency=float(rng.choice([95.0, 110.0, 220.0, 240.0, 335.0, 345.0])) * u.GHz,
                 dec=float(rng.uniform(-70, 20)) * u.deg,
                 pwv=float(rng.uniform(0.5, 2.5)) * u.mm,
-                pixels_per_beam=float(rng.uniform(4.0, 6.0)),
+                pixels_per_beam=float(rng.uniform(*S.TRAINING_PIXELS_PER_BEAM)),
                 npix=npix,
                 n_channels=n_channels,
             )

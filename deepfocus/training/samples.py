@@ -30,7 +30,11 @@ __all__ = [
     "characterizer_samples",
     "CHARACTERIZER_TARGETS",
     "moment0",
+    "TRAINING_PIXELS_PER_BEAM",
 ]
+
+#: Range of pixels per beam major axis of the simulated training cubes (the networks' scale).
+TRAINING_PIXELS_PER_BEAM = (4.0, 6.0)
 
 #: Outputs of the characterizer, in order.
 CHARACTERIZER_TARGETS = (
