@@ -191,7 +191,7 @@ def summarise_characterization(rows):
         if r["major_true"] >= RESOLVED * r["beam_major"] and r["minor_true"] <= 0.8 * r["major_true"]
     ]
     out = {"flux_within_10pct_by_snr": []}
-    for lo, hi in [(5, 10), (10, 20), (20, np.inf)]:
+    for lo, hi in [b for b in SNR_BINS if b[0] >= 5]:
         sel = [r for r in bright if lo <= r["snr"] < hi]
         out["flux_within_10pct_by_snr"].append(
             {

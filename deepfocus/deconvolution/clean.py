@@ -158,7 +158,7 @@ class HogbomClean(BaseDeconvolver):
                 continue
             result = hogbom_clean(
                 plane,
-                psf[k if len(psf) > 1 else 0],
+                psf[k],
                 gain=self.gain,
                 threshold=self.threshold * sigma[k],
                 max_iter=self.max_iter,

@@ -213,4 +213,6 @@ def test_stitch_keeps_the_deepest_copy():
 def test_halo_covers_the_characterizer_cutouts():
     assert tiled_module._CUTOUT_SIZE == CUTOUT_SIZE
     assert default_halo(5.0) >= CUTOUT_SIZE // 2 + 2 * 5
+    # At 20 pixels per beam the 32-pixel floor no longer decides: the beam terms must.
+    assert default_halo(20.0) >= CUTOUT_SIZE // 2 + 2 * 20
     assert default_halo(20.0) > default_halo(5.0)
