@@ -87,13 +87,6 @@ class BaseDeconvolver:
 
         start = time.perf_counter()
         prepared = prepare(cube, psf=psf)
-        if prepared.psf is None and psf is not None:  # a PreparedCube passed with a separate psf
-            from dataclasses import replace
-
-            from ..io.cube import _prepare_psf
-
-            array = _prepare_psf(psf, "the cube", prepared.n_channels, prepared.cell, prepared.flipped)
-            prepared = replace(prepared, psf=array)
         want_psf = self.needs_psf or residual or restored
         if want_psf and prepared.psf is None:
             need = "CLEAN" if self.needs_psf else "the residual and restored images"

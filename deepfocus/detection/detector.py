@@ -23,11 +23,18 @@ __all__ = ["CubeDetector", "prepare"]
 
 
 def prepare(cube, *, psf=None):
-    """A `~deepfocus.io.cube.PreparedCube` from a path, a SpectralCube or a prepared cube."""
-    from ..io.cube import PreparedCube, read_cube
+    """A `~deepfocus.io.cube.PreparedCube` from a path, a SpectralCube or a prepared cube.
+
+    ``psf`` is attached to a prepared cube that has none (one that has its own keeps it).
+    """
+    from dataclasses import replace
+
+    from ..io.cube import PreparedCube, _prepare_psf, read_cube
 
     if isinstance(cube, PreparedCube):
-        return cube
+        if psf is None or cube.psf is not None:
+            return cube
+        return replace(cube, psf=_prepare_psf(psf, "the cube", cube.n_channels, cube.cell, cube.flipped))
     return read_cube(cube, psf=psf)
 
 
