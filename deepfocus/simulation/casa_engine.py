@@ -50,6 +50,9 @@ _INSTALL_HINT = 'the CASA engine needs casatools, casatasks and casadata: pip in
 #: simobserve's observing date when the observation gives none (the hour angle fixes the time).
 REFDATE = "2024/06/01"
 
+#: Options of ``simulate_with_casa(..., clean=...)`` (tclean's Högbom CLEAN).
+CLEAN_OPTIONS = frozenset({"threshold", "niter", "gain", "cycleniter"})
+
 _LEAP_SECOND_MESSAGES = [
     "Leap second table TAI_UTC seems out-of-date",
     "Until the table is updated (see the CASA documentation",
@@ -361,6 +364,9 @@ def simulate_with_casa(sky_cube, observation, *, seed=None, workdir=None, clean=
             "the CASA engine computes Tsys from the atmosphere (thermalnoise='tsys-atm'); "
             "a fixed observation.tsys is not supported"
         )
+    unknown = set(clean or {}) - CLEAN_OPTIONS
+    if unknown:  # before the (minutes-long) simulation
+        raise InvalidInputError(f"unknown clean options {sorted(unknown)}; known: {sorted(CLEAN_OPTIONS)}")
     cfg = _config_path(obs.configuration)
     casatools, casatasks = import_casa()
 
@@ -434,24 +440,12 @@ def simulate_with_casa(sky_cube, observation, *, seed=None, workdir=None, clean=
         ms = [p for p in Path(project).glob("*" + suffix) if obs.noise or ".noisy" not in p.name]
         if not ms:
             raise DeepFocusError(f"CASA simobserve made no measurement set (looked for *{suffix})")
-        casatasks.tclean(vis=str(sorted(ms)[0]), **tclean_args)
-        for ext in ("image", "psf"):
-            if not Path(f"img.{ext}").exists():
-                raise DeepFocusError(f"CASA tclean made no img.{ext}")
-            casatasks.exportfits(
-                imagename=f"img.{ext}",
-                fitsimage=f"img.{ext}.fits",
-                dropdeg=False,
-                stokeslast=True,
-                overwrite=True,
-            )
-        dirty, freqs, beams = _read_image("img.image.fits")
-        psf, _, _ = _read_image("img.psf.fits")
-        cleaned = (
-            None
-            if clean is None
-            else _tclean_hogbom(casatasks, str(sorted(ms)[0]), tclean_args, dirty, clean)
-        )
+        vis = str(sorted(ms)[0])
+        casatasks.tclean(vis=vis, **tclean_args)
+        images = _export(casatasks, "img", ("image", "psf"))
+        dirty, freqs, beams = images["image"]
+        psf = images["psf"][0]
+        cleaned = None if clean is None else _tclean_hogbom(casatasks, vis, tclean_args, dirty, clean)
     except DeepFocusError:
         raise
     except Exception as exc:  # CASA raises RuntimeError/AssertionError/... with its own text
@@ -481,13 +475,27 @@ def simulate_with_casa(sky_cube, observation, *, seed=None, workdir=None, clean=
     )
 
 
+def _export(casatasks, prefix, extensions):
+    """``{ext: _read_image(...)}`` of tclean's ``PREFIX.EXT`` images, exported to FITS."""
+    out = {}
+    for ext in extensions:
+        if not Path(f"{prefix}.{ext}").exists():
+            raise DeepFocusError(f"CASA tclean made no {prefix}.{ext}")
+        casatasks.exportfits(
+            imagename=f"{prefix}.{ext}",
+            fitsimage=f"{prefix}.{ext}.fits",
+            dropdeg=False,
+            stokeslast=True,
+            overwrite=True,
+        )
+        out[ext] = _read_image(f"{prefix}.{ext}.fits")
+    return out
+
+
 def _tclean_hogbom(casatasks, vis, imaging_args, dirty, options):
     """Run ``tclean`` with Högbom CLEAN in the current (scratch) directory; read its products."""
     from ..io.cube import robust_channel_noise
 
-    unknown = set(options) - {"threshold", "niter", "gain", "cycleniter"}
-    if unknown:
-        raise InvalidInputError(f"unknown clean options {sorted(unknown)}")
     noise = float(np.nanmedian(robust_channel_noise(dirty, np.isfinite(dirty))))
     threshold = float(options.get("threshold", 3.0)) * noise
     args = dict(imaging_args)
@@ -503,18 +511,8 @@ def _tclean_hogbom(casatasks, vis, imaging_args, dirty, options):
     start = time.perf_counter()
     summary = casatasks.tclean(vis=vis, **args)
     seconds = time.perf_counter() - start
-    products = {}
-    for ext in ("model", "residual", "image"):
-        if not Path(f"cln.{ext}").exists():
-            raise DeepFocusError(f"CASA tclean (hogbom) made no cln.{ext}")
-        casatasks.exportfits(
-            imagename=f"cln.{ext}",
-            fitsimage=f"cln.{ext}.fits",
-            dropdeg=False,
-            stokeslast=True,
-            overwrite=True,
-        )
-        products[ext], _, _ = _read_image(f"cln.{ext}.fits")
+    exported = _export(casatasks, "cln", ("model", "residual", "image"))
+    products = {ext: image[0] for ext, image in exported.items()}
     iterations = summary.get("iterdone") if isinstance(summary, dict) else None
     return {
         **products,
