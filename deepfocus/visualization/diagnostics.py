@@ -10,6 +10,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from ..evaluation._columns import column_values
 from ..exceptions import InvalidInputError
 from ._common import new_figure, plain_log_ticks
 
@@ -74,9 +75,13 @@ def completeness_purity(truth, catalog, **match_kwargs):
         ``purity_low``, ``purity_high`` (NaN where a bin is empty or the catalogue has no
         ``snr``). ``meta`` holds the overall ``completeness``, ``purity`` and ``f1``.
     """
+    return _completeness_table(*_match(truth, catalog, match_kwargs))
+
+
+def _completeness_table(catalog, result, metrics):
+    """`completeness_purity`'s table from a matching ``result`` and its ``metrics``."""
     from ..evaluation import SNR_BINS
 
-    catalog, result, metrics = _match(truth, catalog, match_kwargs)
     rows = metrics["completeness_by_snr"]
     table = QTable()
     table["label"] = [r["label"] for r in rows]
@@ -89,7 +94,7 @@ def completeness_purity(truth, catalog, **match_kwargs):
     n_det = np.zeros(len(SNR_BINS), dtype=int)
     n_true = np.zeros(len(SNR_BINS), dtype=int)
     if catalog is not None and "snr" in catalog.colnames:
-        snr = np.asarray(u.Quantity(catalog["snr"]).value, dtype=float)
+        snr = column_values(catalog, "snr")
         matched = np.zeros(len(catalog), dtype=bool)
         matched[result.catalog_index] = True
         for k, (low, high, _) in enumerate(SNR_BINS):
@@ -120,7 +125,11 @@ def plot_completeness(truth, catalog, *, ax=None, **match_kwargs):
         Two error-bar series labelled ``"completeness"`` and ``"purity"``, one point per S/N
         bin (the x axis is categorical, one tick per bin), each annotated with its count.
     """
-    table = completeness_purity(truth, catalog, **match_kwargs)
+    return _draw_completeness(ax, completeness_purity(truth, catalog, **match_kwargs))
+
+
+def _draw_completeness(ax, table):
+    """`plot_completeness`'s drawing of a `completeness_purity` table (new axes if None)."""
     if ax is None:
         ax = new_figure((5.6, 4.0)).add_subplot()
     x = np.arange(len(table), dtype=float)
@@ -170,13 +179,6 @@ def _fmt(value):
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.2f}"
 
 
-def _values(table, name, unit):
-    column = table[name]
-    if isinstance(column, u.Quantity):
-        return column.to_value(unit)
-    return np.asarray(column, dtype=float)
-
-
 def _applicable(pairs, quantity):
     """Matched pairs a quantity is scored on (as `deepfocus.evaluation.evaluate` decides)."""
     from ..evaluation.metrics import MAX_AXIS_RATIO
@@ -185,13 +187,13 @@ def _applicable(pairs, quantity):
     if quantity in ("fwhm_major", "position_angle"):
         if "true_fwhm_major" not in pairs.colnames:
             return np.zeros(len(pairs), dtype=bool)
-        major = _values(pairs, "true_fwhm_major", u.arcsec)
+        major = column_values(pairs, "true_fwhm_major", u.arcsec)
         keep &= major > 0
         if quantity == "position_angle":
             if "true_fwhm_minor" not in pairs.colnames:
                 return np.zeros(len(pairs), dtype=bool)
             with np.errstate(invalid="ignore", divide="ignore"):
-                keep &= _values(pairs, "true_fwhm_minor", u.arcsec) / major <= MAX_AXIS_RATIO
+                keep &= column_values(pairs, "true_fwhm_minor", u.arcsec) / major <= MAX_AXIS_RATIO
     return keep
 
 
@@ -203,7 +205,8 @@ def _draw_measurement(ax, pairs, quantity, metrics, snr_min, colorbar=True):
     has = f"true_{quantity}" in pairs.colnames and f"det_{quantity}" in pairs.colnames
     keep = _applicable(pairs, quantity) if has else np.zeros(len(pairs), dtype=bool)
     if has:
-        true, det = _values(pairs, f"true_{quantity}", unit), _values(pairs, f"det_{quantity}", unit)
+        true = column_values(pairs, f"true_{quantity}", unit)
+        det = column_values(pairs, f"det_{quantity}", unit)
         keep &= np.isfinite(true) & np.isfinite(det)
         true, det = true[keep], det[keep]
     if not keep.any():
@@ -211,7 +214,7 @@ def _draw_measurement(ax, pairs, quantity, metrics, snr_min, colorbar=True):
         ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
         ax.set_title(label, fontsize=10)
         return
-    snr = np.asarray(pairs["true_snr"], dtype=float)[keep]
+    snr = column_values(pairs, "true_snr")[keep]
     if quantity == "position_angle":
         true = np.mod(true, 180.0)
         # The measured angle is drawn on the branch (+-180 deg) nearest the true one.
@@ -341,14 +344,17 @@ def plot_diagnostics(
     >>> from deepfocus.visualization import plot_diagnostics
     >>> plot_diagnostics(sim.truth, catalog).savefig("diagnostics.png")  # doctest: +SKIP
     """
+    from ..evaluation import matched_table
+
     quantities = _check_quantities(quantities)
-    pairs, metrics = _pairs(truth, catalog, match_kwargs)
+    catalog, result, metrics = _match(truth, catalog, match_kwargs)  # once, for every panel
+    pairs = matched_table(truth, catalog, result=result)
     if figure is None:
         figure = new_figure((4.8 * (1 + len(quantities)), 4.2))
     else:
         figure.clear()
     n = 1 + len(quantities)
-    plot_completeness(truth, catalog, ax=figure.add_subplot(1, n, 1), **match_kwargs)
+    _draw_completeness(figure.add_subplot(1, n, 1), _completeness_table(catalog, result, metrics))
     for k, quantity in enumerate(quantities):
         ax = figure.add_subplot(1, n, k + 2)
         last = k == len(quantities) - 1
