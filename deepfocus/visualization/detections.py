@@ -5,6 +5,8 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
+from ._common import image_norm, label_sky_axes, new_figure, sky_axes
+
 __all__ = ["plot_detections"]
 
 
@@ -24,9 +26,6 @@ def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
     -------
     figure : `matplotlib.figure.Figure`
     """
-    import matplotlib.pyplot as plt
-    from astropy.visualization import AsinhStretch, ImageNormalize, PercentileInterval
-
     from ..detection.detector import prepare
     from ..io.regions import catalog_to_regions
 
@@ -36,14 +35,12 @@ def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
     image[~prepared.valid.any(axis=0)] = np.nan
     celestial = prepared.wcs.celestial
     if ax is None:
-        figure = plt.figure(figsize=(6.4, 5.6))
-        ax = figure.add_subplot(projection=celestial)
+        ax = sky_axes(new_figure((6.4, 5.6)), celestial, 1, 1, 1)
+    else:
+        label_sky_axes(ax, celestial)
     figure = ax.figure
-    norm = ImageNormalize(image, interval=PercentileInterval(99.8), stretch=AsinhStretch(0.1))
-    shown = ax.imshow(image, origin="lower", cmap=cmap, norm=norm)
+    shown = ax.imshow(image, origin="lower", cmap=cmap, norm=image_norm(image))
     figure.colorbar(shown, ax=ax, label="Jy/beam km/s")
-    ax.set_xlabel("RA (ICRS)")
-    ax.set_ylabel("Dec (ICRS)")
     if catalog is not None and len(catalog):
         for region in catalog_to_regions(catalog):
             pixel = region.to_pixel(celestial)
