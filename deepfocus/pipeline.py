@@ -77,8 +77,9 @@ class DeepFocus:
             tiled = TiledPipeline(
                 self, memory_limit=self.memory_limit, max_in_flight=self.max_in_flight, executor=self.executor
             )
-            if len(tiled.plan(cube)) > 1:
-                return tiled(cube, mask=mask, psf=psf)
+            plan = tiled.plan(cube)
+            if len(plan) > 1:
+                return tiled(cube, mask=mask, psf=psf, plan=plan)
         prepared = prepare(cube, psf=psf)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -112,15 +113,16 @@ class TiledPipeline:
         self.executor = executor
         self.progress = bool(progress)
 
-    def plan(self, path):
-        """The `~deepfocus.io.tiles.TilePlan` for the FITS cube at ``path`` (header only)."""
-        layout = cube_layout(path)
+    def plan(self, path, layout=None):
+        """The `~deepfocus.io.tiles.TilePlan` for the FITS cube at ``path`` (header only;
+        ``layout``, its `~deepfocus.io.tiles.cube_layout`, if already read)."""
+        layout = cube_layout(path) if layout is None else layout
         halo = self.halo if self.halo is not None else default_halo(layout.pixels_per_beam)
         return plan_tiles(
             layout.shape, memory_limit=self.memory_limit, halo=halo, max_in_flight=self.max_in_flight
         )
 
-    def __call__(self, path, *, mask=None, psf=None):
+    def __call__(self, path, *, mask=None, psf=None, plan=None):
         """Detect (and characterise) the sources of the FITS cube at ``path``.
 
         Parameters
@@ -131,6 +133,8 @@ class TiledPipeline:
             ``(ny, nx)`` or ``(n_chan, ny, nx)`` (input channel order); True marks pixels to ignore.
         psf : str, path-like or array-like, optional
             The cube's PSF; each tile gets the part it needs.
+        plan : `~deepfocus.io.tiles.TilePlan`, optional
+            ``self.plan(path)``, if the caller has it already.
 
         Returns
         -------
@@ -139,10 +143,10 @@ class TiledPipeline:
             a `~deepfocus.exceptions.NoDetectionsWarning` when nothing is found. ``meta["tiling"]``
             records the plan.
         """
-        if not isinstance(path, (str, Path)):
+        if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"tiled processing reads a FITS file; got {type(path).__name__}")
         layout = cube_layout(path)
-        plan = self.plan(path)
+        plan = self.plan(path, layout) if plan is None else plan
         n_chan, ny, nx = plan.shape
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)
@@ -162,7 +166,8 @@ class TiledPipeline:
             plan.tile_bytes / 2**20,
             plan.max_in_flight,
         )
-        noise = channel_noise(path, block_bytes=max(4 * ny * nx, plan.memory_limit // 4))
+        # One tile is the whole cube: it measures the same noise itself, without a separate pass.
+        noise = channel_noise(path, block_bytes=plan.memory_limit // 4) if len(plan) > 1 else None
         if psf is not None:
             largest = max(max(t.shape) for t in plan.tiles)
             psf = crop_psf(psf, largest, cell=layout.cell)
@@ -203,14 +208,7 @@ class TiledPipeline:
         catalog = _stitch(tables, layout.pixels_per_beam)
         catalog.meta.update(meta or {})
         catalog.meta["source"] = str(path)
-        catalog.meta["tiling"] = {
-            "n_tiles": len(plan),
-            "grid": list(plan.grid),
-            "halo_pix": plan.halo,
-            "memory_limit_bytes": plan.memory_limit,
-            "tile_bytes_estimate": plan.tile_bytes,
-            "max_in_flight": plan.max_in_flight,
-        }
+        catalog.meta["tiling"] = tiling_meta(plan)
         return catalog
 
     def _run(self, jobs):
@@ -224,6 +222,18 @@ class TiledPipeline:
                 yield from _bounded(pool, jobs, self.max_in_flight)
         else:
             yield from _bounded(self.executor, jobs, self.max_in_flight)
+
+
+def tiling_meta(plan):
+    """The ``meta["tiling"]`` record of a `~deepfocus.io.tiles.TilePlan`."""
+    return {
+        "n_tiles": len(plan),
+        "grid": list(plan.grid),
+        "halo_pix": plan.halo,
+        "memory_limit_bytes": plan.memory_limit,
+        "tile_bytes_estimate": plan.tile_bytes,
+        "max_in_flight": plan.max_in_flight,
+    }
 
 
 def _bounded(executor, jobs, limit):
@@ -342,18 +352,14 @@ def detect_cube_tiled(
         max_in_flight=pipeline.max_in_flight,
         executor=pipeline.executor,
     )
+    plan = tiled.plan(cube)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        table = tiled(cube, psf=psf)
+        table = tiled(cube, psf=psf, plan=plan)
     if table is None:
-        plan = tiled.plan(cube)
         table = empty_catalog()
         table.meta["source"] = str(cube)
-        table.meta["tiling"] = {
-            "n_tiles": len(plan),
-            "halo_pix": plan.halo,
-            "memory_limit_bytes": plan.memory_limit,
-        }
+        table.meta["tiling"] = tiling_meta(plan)
     if regions is not None:
         write_regions(
             table, regions, format=region_format, overwrite=True, spectral_axis=input_spectral_axis(cube)

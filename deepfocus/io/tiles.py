@@ -393,7 +393,7 @@ def channel_noise(path, *, block_bytes=256 * 2**20):
     return noise
 
 
-def read_tile(path, tile, *, noise, psf=None):
+def read_tile(path, tile, *, noise=None, psf=None):
     """Read one tile of a FITS cube as a `~deepfocus.io.cube.PreparedCube`.
 
     Only the tile's bytes are read (``section`` of the memory-mapped file). The tile is prepared
@@ -405,8 +405,9 @@ def read_tile(path, tile, *, noise, psf=None):
     path : str or path-like
         FITS cube.
     tile : `Tile`
-    noise : array-like
-        Per-channel noise of the whole cube (`channel_noise`).
+    noise : array-like, optional
+        Per-channel noise of the whole cube (`channel_noise`); None measures it on the tile
+        (right when the tile is the whole cube).
     psf : array-like, optional
         PSF ``(n_chan, ny, nx)`` or one plane, already cut to what the tile needs (`crop_psf`).
 
