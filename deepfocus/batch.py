@@ -17,6 +17,7 @@ import contextlib
 import functools
 import glob
 import logging
+import os
 import time
 import traceback
 import warnings
@@ -261,7 +262,8 @@ def detect_cube(
     catalog : path-like
         Catalogue file (format from the suffix unless ``catalog_format``).
     pipeline : `~deepfocus.DeepFocus`
-        The configured pipeline.
+        The configured pipeline; with a ``memory_limit``, a FITS cube is processed out of core
+        (`~deepfocus.detection.tiled.detect_cube_tiled`, which draws no plot).
     regions, plot : path-like, optional
         Region file (DS9/CRTF) and PNG to write.
     region_format : {'ds9', 'crtf'}, optional
@@ -280,6 +282,20 @@ def detect_cube(
     from .io.catalog import write_catalog
     from .io.regions import write_regions
 
+    if getattr(pipeline, "memory_limit", None) is not None and isinstance(cube, (str, os.PathLike)):
+        from .detection.tiled import detect_cube_tiled
+
+        if plot is not None:
+            raise InvalidInputError("a plot needs the whole cube in memory: not with a memory limit")
+        return detect_cube_tiled(
+            cube,
+            catalog,
+            pipeline=pipeline,
+            regions=regions,
+            region_format=region_format,
+            psf=psf,
+            catalog_format=catalog_format,
+        )
     prepared = prepare(cube, psf=psf)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
@@ -340,13 +356,14 @@ def _run_cube(cube, paths, settings):
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
         pipeline = _pipeline(settings["snr_threshold"], settings["model"], settings["options"])
-        write = detect_cube
-        if pipeline.memory_limit is not None:  # out of core, in tiles (no plot: checked before)
-            from .detection.tiled import detect_cube_tiled as write
-        outputs = {"regions": paths["regions"], "catalog_format": settings["catalog_format"]}
-        if paths["plot"] is not None:
-            outputs["plot"] = paths["plot"]
-        table = write(cube, paths["catalog"], pipeline=pipeline, **outputs)
+        table = detect_cube(
+            cube,
+            paths["catalog"],
+            pipeline=pipeline,
+            regions=paths["regions"],
+            plot=paths["plot"],
+            catalog_format=settings["catalog_format"],
+        )
     except DeepFocusError as exc:
         return _failed(cube, exc, begin)
     except Exception as exc:  # a bug or a library's crash on odd data: report it, keep the batch going

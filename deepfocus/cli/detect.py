@@ -170,33 +170,21 @@ def _run_single(args, cube) -> int:
             raise DeepFocusError(f"output exists: {', '.join(existing)} (use --overwrite)")
     if not cube.exists():
         raise DeepFocusError(f"no such file: {cube}")
+    if args.memory_limit is not None and (plot is not None or args.plot_sources is not None):
+        raise DeepFocusError(
+            "--plot and --plot-sources need the whole cube in memory: not with --memory-limit"
+        )
     model = None if args.model.lower() == "none" else args.model
     pipeline = DeepFocus(args.snr_threshold, model=model, memory_limit=args.memory_limit)
-    if args.memory_limit is not None:
-        from ..detection.tiled import detect_cube_tiled
-
-        if plot is not None or args.plot_sources is not None:
-            raise DeepFocusError(
-                "--plot and --plot-sources need the whole cube in memory: not with --memory-limit"
-            )
-        catalog = detect_cube_tiled(
-            cube,
-            args.output,
-            pipeline=pipeline,
-            regions=regions,
-            region_format=args.region_format,
-            psf=args.psf,
-        )
-    else:
-        catalog = detect_cube(
-            cube,
-            args.output,
-            pipeline=pipeline,
-            regions=regions,
-            region_format=args.region_format,
-            plot=plot,
-            psf=args.psf,
-        )
+    catalog = detect_cube(
+        cube,
+        args.output,
+        pipeline=pipeline,
+        regions=regions,
+        region_format=args.region_format,
+        plot=plot,
+        psf=args.psf,
+    )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
     if args.plot_sources is not None:
