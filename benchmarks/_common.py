@@ -64,3 +64,18 @@ def write_docs(name: str, text: str) -> Path:
     path = GENERATED_DOCS / f"{name}.rst"
     path.write_text(text.rstrip() + "\n")
     return path
+
+
+def psnr(estimate, truth):
+    """Peak signal-to-noise ratio (dB) of ``estimate`` against ``truth`` (peak of the truth)."""
+    import numpy as np
+
+    mse = np.mean((estimate - truth) ** 2)
+    return float(10 * np.log10(truth.max() ** 2 / max(mse, 1e-30)))
+
+
+def ssim(estimate, truth):
+    """Structural similarity (scikit-image) over the truth's data range."""
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(estimate, truth, data_range=float(truth.max() - truth.min())))

@@ -27,7 +27,6 @@ import time
 import astropy.units as u
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from deepfocus.deconvolution import Deconvolver, HogbomClean
 from deepfocus.io.cube import read_cube
@@ -35,7 +34,7 @@ from deepfocus.simulation import Interferometer, Observation, simulate
 from deepfocus.training.data import training_observations
 from deepfocus.training.train import SEED_OFFSETS
 
-from _common import machine, rst_table, write_json
+from _common import ROOT, machine, psnr, rst_table, ssim, write_docs, write_json
 
 CASA_SETUPS = [
     ("alma.cycle10.3", 230.0, -60.0),
@@ -44,15 +43,6 @@ CASA_SETUPS = [
 ]
 METHODS = ("dirty", "hogbom (deepfocus)", "tclean hogbom (CASA)", "network (deepfocus)")
 FAINT_SNR = 10.0
-
-
-def psnr(estimate, truth):
-    mse = np.mean((estimate - truth) ** 2)
-    return float(10 * np.log10(truth.max() ** 2 / max(mse, 1e-300)))
-
-
-def ssim(estimate, truth):
-    return float(structural_similarity(estimate, truth, data_range=float(truth.max() - truth.min())))
 
 
 def faint_catalog(sim, rng):
@@ -303,17 +293,11 @@ def main():
     }
     write_json(args.output, data)
     if example is not None:
-        from pathlib import Path
-
-        figure(
-            example[1], example[2], Path(__file__).parent.parent / "docs/_static/deconvolution_example.png"
-        )
+        figure(example[1], example[2], ROOT / "docs" / "_static" / "deconvolution_example.png")
     write_rst(data, args)
 
 
 def write_rst(data, args):
-    from pathlib import Path
-
     lines = []
     subsets = (
         ("casa", "Cubes made with CASA (the only ones where tclean runs)"),
@@ -366,9 +350,7 @@ def write_rst(data, args):
         f"(128 x 128 x 64, seed {data['seed']}); CASA tclean only on the CASA cubes, its time is "
         "the tclean (Högbom) call alone. Made by ``" + data["command"] + "``.\n"
     )
-    text = head + "\n" + "\n".join(lines)
-    path = Path(__file__).parent.parent / "docs" / "_generated" / f"{args.output}.rst"
-    path.write_text(text)
+    write_docs(args.output, head + "\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

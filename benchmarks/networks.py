@@ -23,7 +23,6 @@ import time
 import astropy.units as u
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from deepfocus.characterization.characterizer import _gaussian_fits
 from deepfocus.deconvolution.clean import hogbom_clean, restore
@@ -37,19 +36,10 @@ from deepfocus.training.samples import (
 )
 from deepfocus.training.train import SEED_OFFSETS
 
-from _common import machine, rst_table, write_docs, write_json
+from _common import machine, psnr, rst_table, ssim, write_docs, write_json
 
 SNR_BINS = [(0, 3), (3, 5), (5, 10), (10, 20), (20, np.inf)]
 RESOLVED = 0.5  # intrinsic major axis >= half the beam, and axis ratio <= 0.8
-
-
-def psnr(estimate, truth):
-    mse = np.mean((estimate - truth) ** 2)
-    return float(10 * np.log10(truth.max() ** 2 / max(mse, 1e-30)))
-
-
-def ssim(estimate, truth):
-    return float(structural_similarity(estimate, truth, data_range=float(truth.max() - truth.min())))
 
 
 def deconvolution_scores(sim, network):
