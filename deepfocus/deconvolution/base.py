@@ -16,6 +16,7 @@ import astropy.units as u
 import numpy as np
 
 from ..exceptions import InvalidInputError
+from ..training.samples import moment0
 from ..version import __version__
 from .products import JY_PER_BEAM, JY_PER_PIXEL, KMS, DeconvolutionResult, convolve_centred
 
@@ -134,9 +135,8 @@ class BaseDeconvolver:
         if self.mode == "cube":
             return data, noise, prepared.valid, u.one
         dv = prepared.channel_velocity_width.to_value(KMS)
-        good = np.isfinite(noise)
-        image = data[good].sum(axis=0) * dv
-        sigma = np.sqrt(np.sum(noise[good] ** 2)) * dv
+        # The band image and its noise exactly as the network's training inputs are made.
+        image, sigma = moment0(data, noise, dv, channels=np.isfinite(noise))
         return image[None], np.array([sigma]), prepared.valid.any(axis=0)[None], KMS
 
     def _beam_kernels(self, prepared):

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from ..exceptions import DeepFocusWarning, InvalidInputError
-from ..training.samples import TRAINING_PIXELS_PER_BEAM
+from ..training.samples import TRAINING_PIXELS_PER_BEAM, moment0
 from .base import BaseDeconvolver
 from .normstats import ImageWideNorm
 from .tiling import apply_tiled
@@ -137,9 +137,8 @@ class Deconvolver(BaseDeconvolver):
         from ..detection.matched_filter import robust_plane_noise
 
         good = np.isfinite(sigma) & (sigma > 0)
-        image = planes[good].sum(axis=0)[None]
-        image_sigma = np.array([np.sqrt(np.sum(sigma[good] ** 2))])
-        sky_image, extra = self._deconvolve_planes(image, image_sigma)
+        image, image_sigma = moment0(planes, sigma, 1.0, channels=good)  # per channel width
+        sky_image, extra = self._deconvolve_planes(image[None], np.array([image_sigma]))
         smooth = 0.5 * (pixels_per_beam or 5.0) / np.sqrt(2 * np.log(2))  # half the beam's sigma
         spectra = gaussian_filter(np.where(good[:, None, None], planes, 0.0), (0, smooth, smooth))
         spectra = uniform_filter1d(spectra, 3, axis=0)
