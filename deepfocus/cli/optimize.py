@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import positive_int
+from ._common import positive_float, positive_int
 
 OPTIMIZE_EXAMPLES = """\
 examples:
@@ -22,13 +22,6 @@ examples:
 
 A killed run continues where it stopped when the same command is run again.
 """
-
-
-def _positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def register(subparsers):
@@ -55,7 +48,7 @@ def register(subparsers):
         help="SQLAlchemy URL of the study database (default sqlite:///deepfocus-study.db)",
     )
     op.add_argument("--study", help="study name (default deepfocus-TASK)")
-    op.add_argument("--timeout", type=_positive_float, help="start no new trial after this many seconds")
+    op.add_argument("--timeout", type=positive_float, help="start no new trial after this many seconds")
     op.add_argument(
         "--preset", default="tune", help="data and epochs of a trial (default tune; tiny for checks)"
     )

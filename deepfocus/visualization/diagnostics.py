@@ -19,7 +19,7 @@ __all__ = ["completeness_purity", "plot_completeness", "plot_measurements", "plo
 #: One-sigma (68.27 %) binomial confidence level of the error bars.
 CONFIDENCE = 0.6827
 
-#: Quantities of `plot_measurements`: column, axis name, unit, which truth rows apply.
+#: Quantities of `plot_measurements` (catalogue column names): axis label and unit.
 MEASUREMENTS = {
     "flux": ("line flux", u.Jy * u.km / u.s),
     "fwhm_major": ("FWHM (major axis)", u.arcsec),
