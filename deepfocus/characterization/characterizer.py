@@ -142,7 +142,7 @@ class SourceCharacterizer:
         inputs, sigmas, centres, edge, continua, n_off, n_line, beams = [], [], [], [], [], [], [], []
         zooms = []
         for row in table:
-            lo, hi = sorted(self._prepared_channels(prepared, row))
+            lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
             beams.append(prepared.beams[(lo + hi) // 2])  # the beam of the line (beams vary with channel)
             zooms.append(_zoom(beams[-1].major.to_value(u.arcsec) / cell))
             sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv)
@@ -222,15 +222,6 @@ class SourceCharacterizer:
         table.meta.setdefault("models", {})["characterizer"] = self._info or {"name": "gaussian fit"}
         order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]
-
-    @staticmethod
-    def _prepared_channels(prepared, row):
-        """``z_min``, ``z_max`` of a catalogue row in the prepared cube's channel order."""
-        lo, hi = int(row["z_min"]), int(row["z_max"])
-        if prepared.flipped:
-            last = prepared.data.shape[0] - 1
-            lo, hi = last - hi, last - lo
-        return max(0, lo), min(prepared.data.shape[0] - 1, hi)
 
     @staticmethod
     def _continuum(continua, x, y, major, minor, pa, beams, noise, n_off):

@@ -183,6 +183,13 @@ class PreparedCube:
         out = (self.n_channels - 1) - z if self.flipped else z
         return out.item() if out.ndim == 0 else out
 
+    def line_channels(self, z_min, z_max):
+        """``(lo, hi)`` channels of ``data`` spanning input channels ``z_min``..``z_max``
+        (a catalogue row's line window), clipped to the cube."""
+        ends = sorted(int(self.to_input_channel(int(z))) for z in (z_min, z_max))
+        lo, hi = (int(np.clip(v, 0, self.n_channels - 1)) for v in ends)
+        return lo, hi
+
     def channel_to_frequency(self, z):
         """Frequency of (fractional) channel(s) of ``data``, linear between channel centres.
 

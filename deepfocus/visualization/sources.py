@@ -41,14 +41,6 @@ def _pixel(value):
     return float(value.to_value(u.pix) if isinstance(value, u.Quantity) else value)
 
 
-def _prepared_window(prepared, row):
-    """``(lo, hi)`` channels of ``prepared.data`` of the row's line window (input channels z_min..z_max)."""
-    ends = [int(prepared.to_input_channel(int(row[c]))) for c in ("z_min", "z_max")]
-    n = prepared.n_channels
-    lo, hi = (int(np.clip(v, 0, n - 1)) for v in sorted(ends))
-    return lo, hi
-
-
 def _noise(prepared):
     """Per-channel noise (Jy/beam) with NaN channels replaced by the median, as the detector does."""
     noise = np.asarray(u.Quantity(prepared.noise, prepared.unit).value, dtype=float)
@@ -127,7 +119,7 @@ def source_spectrum(cube, catalog, source, *, model="default"):
         probability, denoised = probability[0].astype(float), denoised[0].astype(float) * noise
     else:
         probability = denoised = np.full(n_chan, np.nan)
-    lo, hi = _prepared_window(prepared, row)
+    lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
     table = QTable()
     table["channel"] = np.asarray(prepared.channel_order)
     table["frequency"] = prepared.spectral_axis.to(u.GHz)
@@ -255,7 +247,7 @@ def _size_pixels(prepared, catalog, row, size):
 def _source_cutout(prepared, catalog, source, size):
     """``(cutout, row, row_index)``: the line image around ``source`` (`_cutout`)."""
     row, index = _row(catalog, source)
-    lo, hi = _prepared_window(prepared, row)
+    lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
     x, y = _pixel(row["x_centroid"]), _pixel(row["y_centroid"])
     return _cutout(prepared, x, y, _size_pixels(prepared, catalog, row, size), lo, hi), row, index
 
