@@ -19,7 +19,11 @@ from .candidates import find_candidates
 from .lines import fit_line, mask_runs, network_lines
 from .matched_filter import DEFAULT_WIDTHS
 
-__all__ = ["CubeDetector", "prepare"]
+__all__ = ["CubeDetector", "prepare", "DECONVOLVER_CUTOUT"]
+
+#: Side (pixels) of the line image around a candidate that the deconvolver judges: the size of
+#: its training images (the ``default`` preset's ``crop``).
+DECONVOLVER_CUTOUT = 64
 
 
 def prepare(cube, *, psf=None):
@@ -174,29 +178,43 @@ class CubeDetector:
         return rows, n_chan
 
     def _deconvolved_scores(self, cube, mf, rows, candidates):
-        """Deconvolved S/N within a beam of each candidate, in the image of its line."""
+        """Deconvolved S/N within a beam of each candidate, in the image of its line.
+
+        The deconvolver sees a `DECONVOLVER_CUTOUT`-pixel square of the line image centred on
+        the candidate, the size it was trained on: its group normalisation then works on the
+        statistics it learned, and the score depends only on the pixels around the candidate,
+        not on the size of the image (or tile) the candidate was found in.
+        """
         if self._deconvolver is None:
             return np.full(len(rows), np.inf)
         import torch
 
         beam_pix = (cube.beams[len(cube.beams) // 2].major / cube.cell).to_value(u.one)
-        ny, nx = mf.snr.shape[1:]
-        yy, xx = np.mgrid[:ny, :nx]
-        scores = np.empty(len(rows))
-        cache = {}
+        half = DECONVOLVER_CUTOUT // 2
+        yy, xx = np.mgrid[:DECONVOLVER_CUTOUT, :DECONVOLVER_CUTOUT]
+        line_images = {}
+        inputs = np.zeros((len(rows), 1, DECONVOLVER_CUTOUT, DECONVOLVER_CUTOUT), dtype=np.float32)
+        centres = np.empty((len(rows), 2))
         for i, (k, _zc, lo, hi, _fwhm, _peak) in enumerate(rows):
-            key = (lo, hi)
-            if key not in cache:
-                image = mf.channel_snr[lo : hi + 1].sum(axis=0) / np.sqrt(hi - lo + 1)
-                sigma = float(mad_std(image[cube.valid])) or 1.0
-                with torch.no_grad():
-                    out = self._deconvolver(torch.from_numpy((image / sigma).astype(np.float32))[None, None])
-                cache[key] = (out[0, 0].numpy(), image / sigma)
-            deconvolved, dirty = cache[key]
+            if (lo, hi) not in line_images:
+                # Unit noise where channels are independent, as the training inputs (moment 0 / sigma).
+                line_images[lo, hi] = mf.channel_snr[lo : hi + 1].sum(axis=0) / np.sqrt(hi - lo + 1)
             cx, cy = candidates["x_centroid"][k].value, candidates["y_centroid"][k].value
-            near = np.hypot(xx - cx, yy - cy) <= beam_pix
-            peak = map_coordinates(dirty, [[cy], [cx]], order=1)[0]
-            scores[i] = deconvolved[near].sum() / max(peak, 1e-6)
+            x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+            cutout, valid = _cutout(line_images[lo, hi], cube.valid, y0, x0, DECONVOLVER_CUTOUT)
+            sigma = float(mad_std(cutout[valid])) if valid.sum() > 16 else 0.0
+            inputs[i, 0] = cutout / (sigma if sigma > 0 else 1.0)
+            centres[i] = cy - y0, cx - x0
+        scores = np.empty(len(rows))
+        with torch.no_grad():
+            for start in range(0, len(rows), 64):
+                batch = inputs[start : start + 64]
+                out = self._deconvolver(torch.from_numpy(batch)).numpy()[:, 0]
+                for j in range(len(batch)):
+                    cy, cx = centres[start + j]
+                    near = np.hypot(xx - cx, yy - cy) <= beam_pix
+                    peak = map_coordinates(batch[j, 0], [[cy], [cx]], order=1)[0]
+                    scores[start + j] = out[j][near].sum() / max(peak, 1e-6)
         return scores
 
     @staticmethod
@@ -368,6 +386,20 @@ class CubeDetector:
             "cell_arcsec": float(cube.cell.to_value(u.arcsec)),
             "channel_velocity_width_kms": float(cube.channel_velocity_width.to_value(u.km / u.s)),
         }
+
+
+def _cutout(image, valid, y0, x0, size):
+    """The ``size`` square of ``image`` (and of the bool ``valid``) at corner ``(y0, x0)``,
+    zero (invalid) where it leaves the image."""
+    out = np.zeros((size, size), dtype=np.float32)
+    ok = np.zeros((size, size), dtype=bool)
+    ny, nx = image.shape
+    ys, xs = slice(max(y0, 0), min(y0 + size, ny)), slice(max(x0, 0), min(x0 + size, nx))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        target = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        out[target] = image[ys, xs]
+        ok[target] = valid[ys, xs]
+    return out, ok
 
 
 class _View:

@@ -49,20 +49,29 @@ log = logging.getLogger(__name__)
 _CUTOUT_SIZE = 32
 
 
-def default_halo(pixels_per_beam):
+def default_halo(pixels_per_beam, *, deconvolver=True):
     """Halo (pixels) that lets a tile measure its core sources as a single pass would.
 
     The largest spatial reach of the stages: the characterizer's cutout half-size plus the
     beam-matched filter's kernel half-size (3 sigma of the beam) plus two beams for the peak
-    finding footprint and the blended-neighbour test; at least 32 pixels.
+    finding footprint and the blended-neighbour test; with the deconvolver, its cutout half-size
+    (`~deepfocus.detection.detector.DECONVOLVER_CUTOUT`) plus the beam by which a kept detection
+    may lie outside its tile's core, if that is more.
 
     Parameters
     ----------
     pixels_per_beam : float
         Beam major axis (FWHM) in pixels.
+    deconvolver : bool
+        Whether the detector judges candidates with the deconvolver network.
     """
+    from .detector import DECONVOLVER_CUTOUT
+
     kernel_half = math.ceil(3 * pixels_per_beam / 2.3548)
-    return int(max(32, _CUTOUT_SIZE // 2 + kernel_half + math.ceil(2 * pixels_per_beam)))
+    halo = _CUTOUT_SIZE // 2 + kernel_half + math.ceil(2 * pixels_per_beam)
+    if deconvolver:
+        halo = max(halo, DECONVOLVER_CUTOUT // 2 + math.ceil(max(1.0, pixels_per_beam)) + 1)
+    return int(halo)
 
 
 class TiledPipeline:
@@ -117,7 +126,11 @@ class TiledPipeline:
         """The `~deepfocus.io.tiles.TilePlan` for the FITS cube at ``path`` (header only;
         ``layout``, its `~deepfocus.io.tiles.cube_layout`, if already read)."""
         layout = cube_layout(path) if layout is None else layout
-        halo = self.halo if self.halo is not None else default_halo(layout.pixels_per_beam)
+        halo = self.halo
+        if halo is None:
+            detector = getattr(self.pipeline, "detector", self.pipeline)
+            uses_deconvolver = getattr(detector, "_deconvolver", None) is not None
+            halo = default_halo(layout.pixels_per_beam, deconvolver=uses_deconvolver)
         return plan_tiles(
             layout.shape, memory_limit=self.memory_limit, halo=halo, max_in_flight=self.max_in_flight
         )

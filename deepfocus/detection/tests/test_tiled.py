@@ -20,7 +20,9 @@ from deepfocus.io.tiles import BYTES_PER_VOXEL
 from deepfocus.simulation import Interferometer, Observation, simulate
 from deepfocus.simulation.catalog import flux_for_snr
 
-NPIX, N_CHANNELS, HALO = 192, 48, 33
+NPIX, N_CHANNELS = 192, 48
+#: The default halo of the test cube (about 4.8 pixels per beam), fixed so the plans are known.
+HALO = 38
 #: A budget for 2 x 2 tiles of 96-pixel cores (+ halo): core edges at pixel 95.5 in x and y.
 LIMIT_2X2 = int(BYTES_PER_VOXEL * N_CHANNELS * (96 + HALO) ** 2 * 1.01)
 
@@ -210,9 +212,29 @@ def test_stitch_keeps_the_deepest_copy():
     assert "_tile" not in out.colnames
 
 
-def test_halo_covers_the_characterizer_cutouts():
+def test_halo_is_the_default_of_the_test_cube(edge_cube):
+    from deepfocus.io.tiles import cube_layout
+
+    assert default_halo(cube_layout(edge_cube[0]).pixels_per_beam) == HALO
+
+
+def test_halo_covers_the_characterizer_and_deconvolver_cutouts():
+    from deepfocus.detection.detector import DECONVOLVER_CUTOUT
+
     assert tiled_module._CUTOUT_SIZE == CUTOUT_SIZE
+    # A detection kept up to a beam outside the core still has its whole deconvolver cutout.
+    assert default_halo(5.0) >= DECONVOLVER_CUTOUT // 2 + 5
     assert default_halo(5.0) >= CUTOUT_SIZE // 2 + 2 * 5
     # At 20 pixels per beam the 32-pixel floor no longer decides: the beam terms must.
     assert default_halo(20.0) >= CUTOUT_SIZE // 2 + 2 * 20
     assert default_halo(20.0) > default_halo(5.0)
+    # Without the deconvolver only the characterizer's and the filters' reach count.
+    assert default_halo(5.0, deconvolver=False) == CUTOUT_SIZE // 2 + 7 + 10
+
+
+def test_classical_pipeline_plans_the_smaller_halo(edge_cube, classical):
+    from deepfocus.io.tiles import cube_layout
+
+    ppb = cube_layout(edge_cube[0]).pixels_per_beam
+    plan = TiledPipeline(classical, memory_limit=LIMIT_2X2).plan(edge_cube[0])
+    assert plan.halo == default_halo(ppb, deconvolver=False) < default_halo(ppb)
