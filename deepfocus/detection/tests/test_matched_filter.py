@@ -1,0 +1,128 @@
+"""The matched filter's building blocks: running window sums, row medians, the continuum, and the
+plane noise measured a block of channels at a time."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from scipy.ndimage import uniform_filter1d
+
+from deepfocus.detection import matched_filter as mf
+from deepfocus.detection.tests import helpers
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    from deepfocus.detection.detector import prepare
+
+    return prepare(helpers.simulation().dirty)
+
+
+def _beam(cube):
+    beam = cube.beams[cube.n_channels // 2]
+    cell = cube.cell.to_value(u.arcsec)
+    return {
+        "beam_major_pix": beam.major.to_value(u.arcsec) / cell,
+        "beam_minor_pix": beam.minor.to_value(u.arcsec) / cell,
+        "beam_pa_deg": beam.pa.to_value(u.deg),
+    }
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 6, 12, 24, 40])
+def test_window_sum_is_scipys_window(width):
+    planes = np.random.default_rng(width).normal(size=(30, 5, 4)).astype(np.float32)
+    expected = uniform_filter1d(planes.astype(float), size=width, axis=0, mode="constant") * width
+    np.testing.assert_allclose(mf.window_sum(planes, width), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_window_sum_does_not_depend_on_the_block():
+    planes = np.random.default_rng(0).normal(size=(60, 8, 8)).astype(np.float32)
+    whole = mf.window_sum(planes, 12)
+    # Planes 20..39 from a block holding 6 channels either side of them.
+    block = mf.window_sum(planes[14:46], 12)
+    np.testing.assert_array_equal(block[6:26], whole[20:40])
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 128])
+def test_median_rows_is_numpys_median(n):
+    values = np.random.default_rng(n).normal(size=(50, n)).astype(np.float32)
+    values[3] = 1.0  # ties
+    np.testing.assert_array_equal(mf.median_rows(values), np.median(values, axis=1))
+
+
+def _reference_continuum(cube, noise, clip=2.5, iterations=3, significance=3.0):
+    """The continuum as the detector computed it before the (pixels, channels) layout."""
+    blank = ~np.isfinite(cube)
+    work = np.where(blank, 0.0, cube).astype(np.float32)
+    continuum = np.median(work, axis=0)
+    line = blank.copy()
+    for k in range(iterations):
+        new_line = blank | (work > continuum[None] + clip * noise[:, None, None])
+        if not (new_line & ~line).any() and k > 0:
+            break
+        line = new_line
+        continuum = np.median(np.where(line, continuum[None], work), axis=0)
+    used = np.sum(~line, axis=0)
+    continuum = np.where(used > 0, continuum, np.nan)
+    sigma = 1.2533 * np.median(noise) / np.sqrt(np.maximum(used, 1))
+    keep = np.isfinite(continuum) & (np.abs(continuum) >= significance * sigma)
+    return np.where(keep, continuum, 0.0).astype(np.float32)
+
+
+def test_continuum_unchanged_by_the_faster_medians(prepared):
+    cube = prepared.data.copy()
+    cube[:, :10, :10] = np.nan  # a blank corner
+    cube[:, 40:44, 40:44] += 5e-3  # continuum sources
+    noise = np.asarray(prepared.noise.value)
+    np.testing.assert_array_equal(mf.estimate_continuum(cube, noise), _reference_continuum(cube, noise))
+
+
+def test_plane_noise_of_channel_blocks_is_the_single_passs(prepared, monkeypatch):
+    noise = mf.usable_noise(prepared.noise.value)
+    valid = prepared.valid.any(axis=0)
+    continuum = mf.estimate_continuum(prepared.data, noise)
+    seen = []
+    original = mf.robust_plane_noise
+
+    def recording(cube, valid):  # the plane noise the single pass measures, width by width
+        seen.append(original(cube, valid))
+        return seen[-1]
+
+    monkeypatch.setattr(mf, "robust_plane_noise", recording)
+    mf.signal_to_noise(prepared.data, noise, valid, **_beam(prepared))
+    monkeypatch.undo()
+    n, widths = prepared.n_channels, mf.DEFAULT_WIDTHS
+    halo = max(widths) // 2 + 1
+    blocks = []
+    for a in range(0, n, 10):
+        b = min(n, a + 10)
+        lo, hi = max(0, a - halo), min(n, b + halo)
+        blocks.append(
+            mf.filtered_plane_noise(
+                prepared.data[lo:hi],
+                noise[lo:hi],
+                valid,
+                continuum,
+                widths=widths,
+                planes=slice(a - lo, b - lo),
+                n_channels=n,
+                **_beam(prepared),
+            )
+        )
+    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), np.array(seen, dtype=np.float32))
+
+
+def test_given_statistics_reproduce_the_single_pass(prepared):
+    noise = mf.usable_noise(prepared.noise.value)
+    valid = prepared.valid.any(axis=0)
+    whole = mf.signal_to_noise(prepared.data, noise, valid, **_beam(prepared))
+    plane_noise = mf.filtered_plane_noise(prepared.data, noise, valid, whole.continuum, **_beam(prepared))
+    given = mf.signal_to_noise(
+        prepared.data,
+        noise,
+        valid,
+        continuum=whole.continuum,
+        plane_noise=plane_noise,
+        **_beam(prepared),
+    )
+    np.testing.assert_array_equal(given.snr, whole.snr)
+    np.testing.assert_array_equal(given.best_width, whole.best_width)
