@@ -10,11 +10,15 @@ Conventions
   the sources it applies to whose measured value is within the tolerance; a detected value that
   is missing (NaN, masked) counts as wrong. A column missing from either catalogue makes the
   metric NaN (with its count 0), never an error.
-- Position angle: only for truth sources that are resolved (``fwhm_major > 0``) and elongated
+- Resolved: a truth source whose intrinsic major axis is at least half the beam's
+  (`RESOLVED_BEAM_FRACTION`); a smaller one looks like the beam, whatever its shape, and has no
+  measurable size or orientation. Where the beam in arcsec cannot be known (a beam given in
+  pixels and no pixel size), every source with ``fwhm_major > 0`` counts.
+- Position angle: only for resolved truth sources that are elongated
   (``fwhm_minor / fwhm_major <= 0.8``), since a round source has no defined angle. Angles are
   compared modulo 180 deg (179 and 1 deg differ by 2 deg); "within 10 %" is the angle difference
   relative to the true angle, "within 10 deg" the absolute difference.
-- FWHM: the major axis, only for resolved truth sources (``fwhm_major > 0``).
+- FWHM: the major axis, only for resolved truth sources.
 """
 
 from __future__ import annotations
@@ -22,10 +26,18 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 
-from ._columns import column_values, require_columns
+from ._columns import column_values, meta_value, require_columns
 from .matching import match_catalogs
 
-__all__ = ["evaluate", "SNR_BINS", "ACCURACY_SNR", "RELATIVE_TOLERANCE", "ANGLE_TOLERANCE"]
+__all__ = [
+    "evaluate",
+    "SNR_BINS",
+    "ACCURACY_SNR",
+    "RELATIVE_TOLERANCE",
+    "ANGLE_TOLERANCE",
+    "RESOLVED_BEAM_FRACTION",
+    "resolved_sources",
+]
 
 #: Truth S/N bins of the completeness table, ``(low, high, label)``; a bin holds low <= S/N < high.
 SNR_BINS = (
@@ -43,6 +55,8 @@ RELATIVE_TOLERANCE = 0.10
 ANGLE_TOLERANCE = 10.0
 #: Largest minor/major axis ratio of a truth source whose position angle is scored.
 MAX_AXIS_RATIO = 0.8
+#: Smallest intrinsic major axis, in beam major axes, of a truth source counted as resolved.
+RESOLVED_BEAM_FRACTION = 0.5
 
 _NAN = float("nan")
 
@@ -93,7 +107,38 @@ def _completeness_by_snr(snr, found):
     return rows
 
 
-def _accuracy(truth, catalog, ti, ci):
+def resolved_sources(true_major, beam_major):
+    """Which truth sources are resolved: intrinsic major axis >= `RESOLVED_BEAM_FRACTION` beams.
+
+    Parameters
+    ----------
+    true_major : array-like
+        Intrinsic FWHM major axes (arcsec).
+    beam_major : float or None
+        Beam major axis (arcsec); None counts every source with a non-zero size.
+
+    Returns
+    -------
+    resolved : `numpy.ndarray` of bool
+    """
+    true_major = np.asarray(true_major, dtype=float)
+    if beam_major is None:
+        return true_major > 0
+    return (true_major > 0) & (true_major >= RESOLVED_BEAM_FRACTION * beam_major)
+
+
+def _beam_major_arcsec(truth, result, beam_major=None, cell=None, **_):
+    """The matching's beam in arcsec, or None where no pixel size tells it."""
+    if isinstance(beam_major, u.Quantity) and beam_major.unit.is_equivalent(u.deg):
+        return float(beam_major.to_value(u.arcsec))
+    if cell is None and meta_value(truth.meta, "cell_arcsec") is not None:
+        cell = float(meta_value(truth.meta, "cell_arcsec")) * u.arcsec
+    if isinstance(cell, u.Quantity) and cell.unit.is_equivalent(u.deg):
+        return float(result.beam_major * cell.to_value(u.arcsec))
+    return None
+
+
+def _accuracy(truth, catalog, ti, ci, beam_major_arcsec=None):
     """Measurement accuracies of the given matched pairs (all with truth S/N >= 5)."""
     out = {}
     everyone = np.ones(len(ti), dtype=bool)
@@ -112,7 +157,7 @@ def _accuracy(truth, catalog, ti, ci):
         if "fwhm_major" in truth.colnames
         else np.full(len(ti), np.nan)
     )
-    resolved = true_major > 0
+    resolved = resolved_sources(true_major, beam_major_arcsec)
     if major is None:
         out["fwhm_within_10pct"], out["n_fwhm"] = _NAN, 0
     else:
@@ -207,7 +252,11 @@ def evaluate(truth, catalog, *, result=None, **match_kwargs) -> dict:
     metrics["accuracy_snr_min"] = ACCURACY_SNR
     metrics["n_accuracy"] = int(bright.sum())
     metrics["line_centre_error_median_chan"] = _median(np.abs(result.spectral_offset[bright]))
-    metrics.update(_accuracy(truth, catalog, ti, ci))
+    beam_arcsec = _beam_major_arcsec(truth, result, **match_kwargs)
+    metrics.update(_accuracy(truth, catalog, ti, ci, beam_arcsec))
+    metrics["resolved_min_fwhm_arcsec"] = (
+        _NAN if beam_arcsec is None else RESOLVED_BEAM_FRACTION * beam_arcsec
+    )
     metrics["position_tolerance_pix"] = float(result.position_tolerance)
     metrics["beam_major_pix"] = float(result.beam_major)
     metrics["channel_velocity_width_kms"] = float(result.channel_velocity_width)

@@ -147,3 +147,21 @@ def test_precomputed_match_is_reused():
     truth = make_catalog(SOURCES)
     result = match_catalogs(truth, truth[:2])
     assert evaluate(truth, truth[:2], result=result)["n_matched"] == 2
+
+
+def test_sources_smaller_than_half_the_beam_are_not_resolved():
+    # Beam 0.5 arcsec: 0.2 arcsec is below half of it (no measurable size or angle), 0.3 above.
+    rows = [
+        {"x": 10, "y": 10, "fwhm_major": 0.2, "fwhm_minor": 0.05, "position_angle": 40.0},
+        {"x": 30, "y": 10, "fwhm_major": 0.3, "fwhm_minor": 0.1, "position_angle": 40.0},
+    ]
+    truth = make_catalog(rows)
+    detected = make_catalog([{**r, "position_angle": 80.0, "fwhm_major": 0.5} for r in rows])
+    m = evaluate(truth, detected)
+    assert m["resolved_min_fwhm_arcsec"] == pytest.approx(0.25)
+    assert m["n_position_angle"] == m["n_fwhm"] == 1
+    assert m["position_angle_within_10deg"] == 0.0 and m["fwhm_within_10pct"] == 0.0
+    # A beam in pixels with no pixel size anywhere: every source with a size counts.
+    bare = make_catalog(rows, meta={"channel_velocity_width_kms": 10.0})
+    m = evaluate(bare, make_catalog([{**r, "position_angle": 80.0} for r in rows], meta=None), beam_major=5 * u.pix)
+    assert m["n_position_angle"] == 2 and math.isnan(m["resolved_min_fwhm_arcsec"])
