@@ -9,7 +9,26 @@ from astropy.table import QTable
 from .matched_filter import DEFAULT_WIDTHS, signal_to_noise
 from .peaks import find_peaks_3d, merge_candidates
 
-__all__ = ["find_candidates"]
+__all__ = ["filter_beam", "find_candidates"]
+
+
+def filter_beam(cube):
+    """The beam the spatial matched filter uses: the middle channel's.
+
+    Parameters
+    ----------
+    cube : `~deepfocus.io.cube.PreparedCube`
+
+    Returns
+    -------
+    major, minor : float
+        FWHM axes (pixels).
+    pa : float
+        Position angle (degrees east of north).
+    """
+    beam = cube.beams[cube.data.shape[0] // 2]
+    cell = cube.cell.to_value(u.arcsec)
+    return beam.major.to_value(u.arcsec) / cell, beam.minor.to_value(u.arcsec) / cell, beam.pa.to_value(u.deg)
 
 
 def _subpixel(image, y, x):
@@ -25,7 +44,9 @@ def _subpixel(image, y, x):
     return x + dx, y + dy
 
 
-def find_candidates(cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.0):
+def find_candidates(
+    cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.0, continuum=None, plane_noise=None
+):
     """Candidate line sources of a prepared cube from the classical matched-filter stages.
 
     Parameters
@@ -38,6 +59,9 @@ def find_candidates(cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.
         Spectral filter widths (channels).
     beam_scale : float
         Footprint of peak finding and merging in beams.
+    continuum, plane_noise : `numpy.ndarray`, optional
+        For a part of a larger cube: the whole cube's continuum over the part's pixels and plane
+        noise (see `~deepfocus.detection.matched_filter.signal_to_noise`).
 
     Returns
     -------
@@ -48,18 +72,17 @@ def find_candidates(cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.
         The S/N cubes (for the later stages).
     """
     n_chan = cube.data.shape[0]
-    beam = cube.beams[n_chan // 2]
-    cell = cube.cell.to_value(u.arcsec)
-    major = beam.major.to_value(u.arcsec) / cell
-    minor = beam.minor.to_value(u.arcsec) / cell
+    major, minor, pa = filter_beam(cube)
     mf = signal_to_noise(
         cube.data,
         cube.noise,
         cube.valid,
         beam_major_pix=major,
         beam_minor_pix=minor,
-        beam_pa_deg=beam.pa.to_value(u.deg),
+        beam_pa_deg=pa,
         widths=widths,
+        continuum=continuum,
+        plane_noise=plane_noise,
     )
     footprint = max(3, int(round(beam_scale * major)) | 1)
     peaks, values = find_peaks_3d(

@@ -15,9 +15,10 @@ from scipy.ndimage import map_coordinates
 
 from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
-from .candidates import find_candidates
+from .candidates import filter_beam, find_candidates
 from .lines import fit_line, mask_runs, network_lines
 from .matched_filter import DEFAULT_WIDTHS
+from .sidelobes import FilteredPSF, sidelobe_rejected
 
 __all__ = ["CubeDetector", "prepare", "DECONVOLVER_CUTOUT"]
 
@@ -100,9 +101,10 @@ class CubeDetector:
         is at least this fraction of its dirty S/N.
     sidelobe_rejection : bool
         With the cube's PSF (``psf=`` in the call, e.g. the ``.psf`` that ``tclean`` writes): drop
-        a candidate more than 1.5 beams from a brighter one whose line overlaps its own when,
+        a candidate more than 1.5 beams from brighter ones whose lines overlap its own when,
         after subtracting the sidelobes the brighter candidates put at its position (their S/N
-        times the beam-filtered PSF at the offset), less than half the threshold is left.
+        times the beam-filtered PSF at the offset), less than half the threshold is left. Only
+        candidates the deconvolver kept (all, without it) count, brighter or fainter.
 
     Examples
     --------
@@ -217,68 +219,22 @@ class CubeDetector:
                     scores[start + j] = out[j][near].sum() / max(peak, 1e-6)
         return scores
 
-    @staticmethod
-    def _filtered_psf(psf, channel, cube, cache):
-        """The PSF of ``channel`` correlated with the beam, as the matched filter sees it (peak 1),
-        memoised in ``cache`` by channel."""
-        key = channel
-        if key not in cache:
-            from scipy.signal import fftconvolve
+    def _sidelobes(self, x, y, snr, lo, hi, *, filtered_psf, beam_pix):
+        """Rows explained as dirty-beam sidelobes of brighter ones (see ``sidelobe_rejection``).
 
-            from .matched_filter import beam_kernel
-
-            beam = cube.beams[channel]
-            cell = cube.cell.to_value(u.arcsec)
-            kernel = beam_kernel(
-                beam.major.to_value(u.arcsec) / cell,
-                beam.minor.to_value(u.arcsec) / cell,
-                beam.pa.to_value(u.deg),
-            )
-            plane = fftconvolve(np.asarray(psf[channel], dtype=float), kernel, mode="same")
-            cache[key] = plane / plane[plane.shape[0] // 2, plane.shape[1] // 2]
-        return cache[key]
-
-    def _sidelobes(self, cube, rows, candidates):
-        """Candidates explained as dirty-beam sidelobes of brighter ones (see ``sidelobe_rejection``)."""
-        n = len(rows)
-        rejected = np.zeros(n, dtype=bool)
-        psf = getattr(cube, "psf", None)
-        if not self.sidelobe_rejection or psf is None or n < 2:
-            return rejected
-        beam_pix = (cube.beams[len(cube.beams) // 2].major / cube.cell).to_value(u.one)
-        k = np.array([r[0] for r in rows])
-        snr = np.asarray(candidates["filter_snr"])[k]
-        x = candidates["x_centroid"].value[k]
-        y = candidates["y_centroid"].value[k]
-        lo = np.array([r[2] for r in rows])
-        hi = np.array([r[3] for r in rows])
-        filtered = {}
-        for i in np.argsort(-snr, kind="stable"):
-            brighter = [
-                j
-                for j in range(n)
-                if snr[j] > snr[i]
-                and not rejected[j]
-                and lo[j] <= hi[i]
-                and lo[i] <= hi[j]
-                and np.hypot(x[i] - x[j], y[i] - y[j]) > 1.5 * beam_pix
-            ]
-            if not brighter:
-                continue
-            plane = self._filtered_psf(psf, int((lo[i] + hi[i]) // 2), cube, filtered)
-            cy, cx = plane.shape[0] // 2, plane.shape[1] // 2
-            predicted = 0.0
-            for j in brighter:
-                py, px = int(round(cy + y[i] - y[j])), int(round(cx + x[i] - x[j]))
-                if 0 <= py < plane.shape[0] and 0 <= px < plane.shape[1]:
-                    predicted += snr[j] * plane[py, px]
-            # What is left after the brighter sources' sidelobes (signed: a source on a negative
-            # sidelobe gains) must itself be a detection.
-            rejected[i] = snr[i] - predicted < 0.5 * self.snr_threshold
-        return rejected
+        A function of the rows alone (positions, matched-filter S/N, line channels ``lo``..``hi``
+        in the PSF's channel order) and of ``filtered_psf`` (a
+        `~deepfocus.detection.sidelobes.FilteredPSF`, or None without a PSF): a single pass
+        applies it to the candidates the deconvolver kept, a tiled run to its stitched catalogue.
+        """
+        if not self.sidelobe_rejection or filtered_psf is None:
+            return np.zeros(len(x), dtype=bool)
+        return sidelobe_rejected(
+            x, y, snr, lo, hi, filtered_psf=filtered_psf, beam_pix=beam_pix, threshold=self.snr_threshold
+        )
 
     # -- main --------------------------------------------------------------------------------
-    def __call__(self, cube, *, mask=None, psf=None):
+    def __call__(self, cube, *, mask=None, psf=None, continuum=None, plane_noise=None):
         """Detect sources.
 
         Parameters
@@ -289,6 +245,15 @@ class CubeDetector:
             ``(ny, nx)`` or ``(n_chan, ny, nx)``; True marks pixels to ignore.
         psf : str or path-like, optional
             The cube's PSF (``tclean`` ``.psf`` exported to FITS).
+        continuum : `numpy.ndarray`, optional
+            For a part of a larger cube (a tile): the whole cube's continuum over the part's
+            pixels, ``(ny, nx)`` Jy/beam (`~deepfocus.detection.matched_filter.estimate_continuum`).
+            Default: estimated from ``cube``.
+        plane_noise : `numpy.ndarray`, optional
+            For a part of a larger cube: the robust noise of the matched filter's planes over the
+            whole image, ``(len(widths), n_chan)`` in frequency-ascending channel order
+            (`~deepfocus.detection.matched_filter.filtered_plane_noise`). Default: measured on
+            ``cube``.
 
         Returns
         -------
@@ -297,32 +262,38 @@ class CubeDetector:
             `~deepfocus.exceptions.NoDetectionsWarning`, when nothing is found.
         """
         prepared = prepare(cube, psf=psf)
-        valid = prepared.valid.any(axis=0) if prepared.valid.ndim == 3 else prepared.valid.copy()
-        blank = None
-        if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
-            if mask.shape == prepared.data.shape:
-                # The user's channel order -> the prepared cube's (frequency ascending).
-                blank = mask[::-1] if prepared.flipped else mask
-                mask = mask.all(axis=0)
-            if mask.shape != valid.shape:
-                raise InvalidInputError(
-                    f"mask shape {mask.shape} matches neither the image {valid.shape} nor the cube"
-                )
-            valid &= ~mask
-            if not valid.any():
-                warnings.warn(
-                    "no sources detected: the mask covers every pixel", NoDetectionsWarning, stacklevel=2
-                )
-                return None
-        view = _View(prepared, valid, blank)
+        view = masked_view(prepared, mask)
+        if not view.valid.any():
+            warnings.warn(
+                "no sources detected: the mask covers every pixel", NoDetectionsWarning, stacklevel=2
+            )
+            return None
         candidates, mf = find_candidates(
-            view, threshold=self.snr_threshold, widths=self.widths, beam_scale=self.min_separation
+            view,
+            threshold=self.snr_threshold,
+            widths=self.widths,
+            beam_scale=self.min_separation,
+            continuum=continuum,
+            plane_noise=plane_noise,
         )
         rows, n_chan = self._lines(view, mf, candidates)
         scores = self._deconvolved_scores(view, mf, rows, candidates)
-        keep = (scores >= self.deconvolved_fraction) & ~self._sidelobes(view, rows, candidates)
-        table = self._catalog(prepared, candidates, [r for r, ok in zip(rows, keep, strict=True) if ok], mf)
+        rows = [r for r, score in zip(rows, scores, strict=True) if score >= self.deconvolved_fraction]
+        # Only the candidates the deconvolver kept cast sidelobes: the rule a tiled run applies to
+        # its stitched catalogue.
+        k = np.array([r[0] for r in rows], dtype=int)
+        psf = None if prepared.psf is None else FilteredPSF(prepared.psf, prepared.beams, prepared.cell)
+        rejected = self._sidelobes(
+            candidates["x_centroid"].value[k],
+            candidates["y_centroid"].value[k],
+            np.asarray(candidates["filter_snr"])[k],
+            np.array([r[2] for r in rows], dtype=int),
+            np.array([r[3] for r in rows], dtype=int),
+            filtered_psf=psf,
+            beam_pix=filter_beam(prepared)[0],
+        )
+        rows = [r for r, bad in zip(rows, rejected, strict=True) if not bad]
+        table = self._catalog(prepared, candidates, rows, mf)
         if table is None:
             warnings.warn("no sources detected", NoDetectionsWarning, stacklevel=2)
         return table
@@ -400,6 +371,43 @@ def _cutout(image, valid, y0, x0, size):
         out[target] = image[ys, xs]
         ok[target] = valid[ys, xs]
     return out, ok
+
+
+def masked_view(prepared, mask=None):
+    """``prepared`` as the detection stages see it, with the user's ``mask`` applied.
+
+    Parameters
+    ----------
+    prepared : `~deepfocus.io.cube.PreparedCube`
+    mask : `numpy.ndarray` of bool, optional
+        ``(ny, nx)`` or ``(n_chan, ny, nx)`` in the input's channel order; True marks pixels to
+        ignore.
+
+    Returns
+    -------
+    view : `_View`
+        ``valid`` (2-D) is False wherever the mask covers a pixel (in every channel, for a 3-D
+        mask), and ``data`` is blank where a 3-D mask covers a voxel.
+
+    Raises
+    ------
+    InvalidInputError
+        If the mask's shape matches neither the image nor the cube.
+    """
+    valid = prepared.valid.any(axis=0) if prepared.valid.ndim == 3 else prepared.valid.copy()
+    blank = None
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape == prepared.data.shape:
+            # The user's channel order -> the prepared cube's (frequency ascending).
+            blank = mask[::-1] if prepared.flipped else mask
+            mask = mask.all(axis=0)
+        if mask.shape != valid.shape:
+            raise InvalidInputError(
+                f"mask shape {mask.shape} matches neither the image {valid.shape} nor the cube"
+            )
+        valid &= ~mask
+    return _View(prepared, valid, blank)
 
 
 class _View:
