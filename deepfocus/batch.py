@@ -33,6 +33,7 @@ __all__ = [
     "detect_many",
     "expand_cubes",
     "output_paths",
+    "psf_path",
     "local_client",
 ]
 
@@ -45,6 +46,8 @@ REGION_SUFFIXES = {"ds9": ".reg", "crtf": ".crtf"}
 #: Suffixes dropped from a cube's file name to make the stem of its outputs.
 _CUBE_SUFFIXES = (".gz", ".fz", ".fits", ".fit", ".fts")
 _GLOB_CHARS = frozenset("*?[")
+#: Image products of CASA ``tclean`` whose PSF is ``<name>.psf`` (``exportfits`` adds ``.fits``).
+_CASA_PRODUCTS = (".image.pbcor", ".image", ".residual", ".pbcor")
 
 
 @dataclass
@@ -181,6 +184,47 @@ def _stem(cube):
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def psf_path(cube, psf):
+    """The PSF file of ``cube`` in a batch, from ``"auto"`` or a ``{stem}`` pattern.
+
+    Parameters
+    ----------
+    cube : path-like
+        The cube.
+    psf : str
+        ``"auto"``: CASA's naming beside the cube (``src1.image.fits``, ``src1.image.pbcor.fits``
+        or ``src1.residual.fits`` -> ``src1.psf.fits``); or a pattern in which ``{stem}`` is the
+        cube's file name without ``.fits`` (``"psfs/{stem}.psf.fits"``), relative to the
+        current folder unless absolute.
+
+    Returns
+    -------
+    path : `~pathlib.Path`
+        The PSF file (not checked for existence: a missing one fails its cube).
+
+    Raises
+    ------
+    InvalidInputError
+        ``psf`` is neither ``"auto"`` nor a pattern with ``{stem}``.
+    """
+    stem = _stem(cube)
+    if psf == "auto":
+        for product in _CASA_PRODUCTS:
+            if stem.endswith(product):
+                stem = stem[: -len(product)]
+                break
+        return Path(cube).parent / f"{stem}.psf.fits"
+    if "{stem}" not in str(psf):
+        raise InvalidInputError(
+            f"the PSF of many cubes must be 'auto' or a pattern with {{stem}}, got {psf!r} "
+            "(one PSF cannot serve cubes observed differently)"
+        )
+    try:
+        return Path(str(psf).format(stem=stem))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InvalidInputError(f"bad PSF pattern {psf!r}: only {{stem}} may be used ({exc})") from None
 
 
 def output_paths(cube, output_dir, *, catalog_format="ecsv", regions=None, plot=False):
@@ -356,12 +400,18 @@ def _run_cube(cube, paths, settings):
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
         pipeline = _pipeline(settings["snr_threshold"], settings["model"], settings["options"])
+        psf = None
+        if settings["psf"] is not None:
+            psf = psf_path(cube, settings["psf"])
+            if not psf.is_file():
+                raise InvalidInputError(f"no PSF file {psf} for this cube")
         table = detect_cube(
             cube,
             paths["catalog"],
             pipeline=pipeline,
             regions=paths["regions"],
             plot=paths["plot"],
+            psf=psf,
             catalog_format=settings["catalog_format"],
         )
     except DeepFocusError as exc:
@@ -397,6 +447,7 @@ def detect_many(
     plot=False,
     threads=1,
     memory_limit=None,
+    psf=None,
     progress=True,
     **pipeline_options,
 ):
@@ -436,6 +487,9 @@ def detect_many(
     memory_limit : int or str, optional
         Process each cube out of core, in tiles whose working memory stays within this many
         bytes (or a size such as ``"2 GiB"``); see `~deepfocus.DeepFocus`. Not with ``plot``.
+    psf : str, optional
+        Each cube's PSF: ``"auto"`` (CASA's naming beside the cube) or a pattern with
+        ``{stem}`` (see `psf_path`). A cube without its PSF file fails.
     progress : bool
         A progress bar over the cubes.
     **pipeline_options
@@ -480,6 +534,10 @@ def detect_many(
             f"cubes with the same output name in one folder: {', '.join(clashes[0])} "
             "(rename them or split the batch)"
         )
+    if psf is not None:
+        psf_path(cubes[0], psf)  # a bad pattern fails before any task is sent
+        if psf != "auto" and not Path(str(psf)).is_absolute():
+            psf = str(Path.cwd() / str(psf))  # workers of a remote cluster have other folders
     if memory_limit is not None:
         if plot:
             raise InvalidInputError("plots need the whole cube in memory: not with memory_limit")
@@ -500,6 +558,7 @@ def detect_many(
         "options": options,
         "catalog_format": catalog_format,
         "threads": threads,
+        "psf": psf,
     }
     results = {}
     bar = tqdm(total=len(cubes), unit="cube", desc="deepfocus detect", disable=not progress)

@@ -2,11 +2,12 @@
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deepfocus.batch import detect_many, expand_cubes, local_client, output_paths
+from deepfocus.batch import detect_many, expand_cubes, local_client, output_paths, psf_path
 from deepfocus.cli import main
 from deepfocus.detection.tests import helpers
 from deepfocus.detection.tests.bad_inputs import write_bad_input
@@ -123,9 +124,69 @@ def test_output_names_and_clashes(cubes, tmp_path):
         detect_many([cubes[0], twin], tmp_path / "out", model=None, progress=False)
 
 
+def test_psf_names_of_a_batch(tmp_path):
+    for image in ("obs/src1.image.fits", "obs/src1.image.pbcor.fits", "obs/src1.residual.fits.gz"):
+        assert psf_path(image, "auto") == Path("obs/src1.psf.fits")
+    assert psf_path("obs/cube.fits", "auto") == Path("obs/cube.psf.fits")
+    assert psf_path("obs/src1.image.fits", "psfs/{stem}_psf.fits") == Path("psfs/src1.image_psf.fits")
+    for bad in ("one.psf.fits", "{name}.fits"):
+        with pytest.raises(InvalidInputError, match="PSF"):
+            psf_path("obs/src1.image.fits", bad)
+
+
+@pytest.fixture(scope="module")
+def casa_named(tmp_path_factory):
+    """Two simulated cubes with their PSFs under CASA's names: ``NAME.image.fits``, ``NAME.psf.fits``."""
+    folder = tmp_path_factory.mktemp("casa_named")
+    images = []
+    for name, seed in (("p", 7), ("q", 8)):
+        files = helpers.simulation(seed=seed).write(folder, name, psf=True)
+        files["dirty"].rename(folder / f"{name}.image.fits")
+        files["psf"].rename(folder / f"{name}.psf.fits")
+        images.append(folder / f"{name}.image.fits")
+    return images
+
+
+def test_batch_gives_each_cube_its_psf(casa_named, tmp_path, monkeypatch):
+    import deepfocus.batch as batch
+
+    seen = {}
+    detect_cube = batch.detect_cube
+
+    def spy(cube, catalog, **kwargs):
+        seen[Path(cube).name] = kwargs["psf"]
+        return detect_cube(cube, catalog, **kwargs)
+
+    monkeypatch.setattr(batch, "detect_cube", spy)
+    summary = detect_many(casa_named, tmp_path / "out", model=None, psf="auto", progress=False)
+    assert summary.success
+    assert seen == {
+        "p.image.fits": casa_named[0].with_name("p.psf.fits"),
+        "q.image.fits": casa_named[1].with_name("q.psf.fits"),
+    }
+    # The catalogue is the one of a single run with that PSF.
+    from deepfocus import DeepFocus
+
+    single = DeepFocus(model=None)(casa_named[0], psf=casa_named[0].with_name("p.psf.fits"))
+    batch_table = read_catalog(summary.ok[0].outputs[0])
+    np.testing.assert_allclose(batch_table["x_centroid"].value, single["x_centroid"].value)
+
+
+def test_batch_cube_without_its_psf_fails_alone(casa_named, tmp_path, capsys):
+    lonely = tmp_path / "r.image.fits"
+    lonely.write_bytes(casa_named[0].read_bytes())
+    out = tmp_path / "out"
+    code = detect(casa_named[0], lonely, "--output-dir", out, "--model", "none", "--psf", "auto", "--quiet")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"no PSF file {tmp_path / 'r.psf.fits'}" in err
+    assert sorted(p.name for p in out.iterdir()) == ["p.image.ecsv"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["--output-dir", "d", "--psf", "one.psf.fits"], "pattern with {stem}"),
         (["--output", "x.ecsv"], "use --output-dir"),
         (["--output-dir", "d", "--regions", "x.reg"], "without a file name"),
         (["--output-dir", "d", "--workers", "2", "--scheduler", "tcp://h:1"], "not both"),
@@ -210,3 +271,12 @@ def test_a_dying_worker_fails_its_cube_only(cubes, tmp_path):
     assert len(read_catalog(output_paths(cubes[1], tmp_path)["catalog"])) > 0
     assert not output_paths(cubes[0], tmp_path)["catalog"].exists()
     assert "KilledWorker" in summary.failed[0].error
+
+
+def test_single_cube_psf_auto(casa_named, tmp_path, capsys):
+    out = tmp_path / "p.ecsv"
+    assert detect(casa_named[0], "--output", out, "--model", "none", "--psf", "auto", "--quiet") == 0
+    lonely = tmp_path / "r.image.fits"
+    lonely.write_bytes(casa_named[0].read_bytes())
+    assert detect(lonely, "--output", tmp_path / "r.ecsv", "--model", "none", "--psf", "auto") == 1
+    assert f"no PSF file {tmp_path / 'r.psf.fits'}" in capsys.readouterr().err

@@ -21,6 +21,7 @@ many cubes (one task per cube; failed cubes are reported, finished ones skipped 
   deepfocus detect 'survey/*.fits' --output-dir catalogs --regions
   deepfocus detect a.fits b.fits c.fits --output-dir catalogs --workers 2     (local cluster)
   deepfocus detect 'survey/*.fits' --output-dir catalogs --scheduler tcp://head:8786
+  deepfocus detect 'obs/*.image.fits' --output-dir catalogs --psf auto     (obs/NAME.psf.fits each)
 """
 
 #: ``--regions``/``--plot`` given without a file name.
@@ -88,7 +89,13 @@ def register(subparsers):
         "with its line window and the denoised spectrum)",
     )
     det.add_argument("--snr-threshold", type=float, default=6.0, help="matched-filter S/N threshold (6)")
-    det.add_argument("--psf", type=Path, help="the cube's PSF (tclean .psf exported to FITS); one cube only")
+    det.add_argument(
+        "--psf",
+        metavar="FILE|auto|PATTERN",
+        help="the cube's PSF (tclean .psf exported to FITS), 'auto' (CASA's naming beside the cube: "
+        "NAME.image.fits -> NAME.psf.fits) or a pattern with {stem} (the cube's name without .fits), "
+        "e.g. 'psfs/{stem}.psf.fits'; with --output-dir only 'auto' or a pattern",
+    )
     det.add_argument(
         "--memory-limit",
         metavar="SIZE",
@@ -152,7 +159,7 @@ def _configure_logging(args):
 
 
 def _run_single(args, cube) -> int:
-    from ..batch import detect_cube
+    from ..batch import detect_cube, psf_path
     from ..pipeline import DeepFocus
 
     if args.regions == _AUTO:
@@ -174,6 +181,11 @@ def _run_single(args, cube) -> int:
         raise DeepFocusError(
             "--plot and --plot-sources need the whole cube in memory: not with --memory-limit"
         )
+    psf = None
+    if args.psf is not None:
+        psf = psf_path(cube, args.psf) if args.psf == "auto" or "{stem}" in args.psf else Path(args.psf)
+        if not psf.is_file():
+            raise DeepFocusError(f"no PSF file {psf}")
     model = None if args.model.lower() == "none" else args.model
     pipeline = DeepFocus(args.snr_threshold, model=model, memory_limit=args.memory_limit)
     catalog = detect_cube(
@@ -183,7 +195,7 @@ def _run_single(args, cube) -> int:
         regions=regions,
         region_format=args.region_format,
         plot=plot,
-        psf=args.psf,
+        psf=psf,
     )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
@@ -220,8 +232,6 @@ def _run_batch(args) -> int:
             raise DeepFocusError(
                 f"with --output-dir, give --{name} without a file name (written as DIR/<stem>.<suffix>)"
             )
-    if args.psf is not None:
-        raise DeepFocusError("--psf applies to one cube: use --output FILE")
     if args.memory_limit is not None and args.plot:
         raise DeepFocusError("--plot needs the whole cube in memory: not with --memory-limit")
     if args.plot_sources is not None:
@@ -252,6 +262,7 @@ def _run_batch(args) -> int:
             plot=bool(args.plot),
             threads=args.threads,
             memory_limit=args.memory_limit,
+            psf=args.psf,
             progress=not args.quiet,
         )
     if not args.quiet:
