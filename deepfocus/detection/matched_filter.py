@@ -140,6 +140,14 @@ class SignalToNoise:
         ``(n_chan, ny, nx)`` continuum-subtracted data / per-channel noise (no filtering).
     continuum : `numpy.ndarray`
         ``(ny, nx)`` continuum estimate (Jy/beam): per-pixel median over channels.
+    smoothed : `numpy.ndarray`
+        ``(n_chan, ny, nx)`` ``channel_snr`` correlated with the beam (each width's filter is a
+        window sum of it).
+    plane_noise : `numpy.ndarray`
+        ``(len(widths), n_chan)`` robust noise of each width's summed planes (NaN where a width
+        is not used).
+    valid : `numpy.ndarray`
+        ``(ny, nx)`` pixels with data.
     """
 
     snr: np.ndarray
@@ -147,6 +155,35 @@ class SignalToNoise:
     widths: tuple
     channel_snr: np.ndarray
     continuum: np.ndarray
+    smoothed: np.ndarray
+    plane_noise: np.ndarray
+    valid: np.ndarray
+
+    def width_snr(self, index, out=None):
+        """The whole S/N cube of filter ``widths[index]`` (0 at invalid pixels)."""
+        out = window_sum(self.smoothed, self.widths[index], out=out)
+        sigma = self.plane_noise[index]
+        np.divide(out, np.where(np.isfinite(sigma), sigma, np.inf)[:, None, None].astype(np.float32), out=out)
+        out[:, ~self.valid] = 0.0
+        return out
+
+    def width_snr_at(self, index, points):
+        """The S/N of filter ``widths[index]`` at integer voxels ``points`` (``(m, 3)`` ``(z, y, x)``).
+
+        The same values as `width_snr` (the window of ``w`` channels at ``z`` covers
+        ``z - w // 2`` to ``z - w // 2 + w - 1``, zero beyond the band), for a few voxels.
+        """
+        points = np.asarray(points, dtype=int).reshape(-1, 3)
+        width = self.widths[index]
+        n_chan = self.smoothed.shape[0]
+        z, y, x = points[:, 0], points[:, 1], points[:, 2]
+        channels = z[:, None] - width // 2 + np.arange(width)[None, :]
+        inside = (channels >= 0) & (channels < n_chan)
+        values = self.smoothed[np.clip(channels, 0, n_chan - 1), y[:, None], x[:, None]]
+        total = np.sum(np.where(inside, values, 0.0), axis=1, dtype=np.float64)
+        sigma = self.plane_noise[index, z]
+        snr = np.where(np.isfinite(sigma), total / np.where(np.isfinite(sigma), sigma, 1.0), 0.0)
+        return np.where(self.valid[y, x], snr, 0.0)
 
 
 def estimate_continuum(cube, noise, *, clip=2.5, iterations=3, significance=3.0):
@@ -263,22 +300,26 @@ def signal_to_noise(
     best = np.full(channel_snr.shape, -np.inf, dtype=np.float32)
     best_width = np.zeros(channel_snr.shape, dtype=np.int8)
     snr = np.empty_like(smoothed)
+    used_noise = np.full((len(widths), n_chan), np.nan, dtype=np.float32)
     for index, width in enumerate(widths):
         if width > n_chan:
             continue
         window_sum(smoothed, width, out=snr)
         sigma = robust_plane_noise(snr, valid) if plane_noise is None else plane_noise[index]
         sigma = np.asarray(sigma, dtype=np.float32)
+        used_noise[index] = sigma
         np.divide(snr, np.where(np.isfinite(sigma), sigma, np.inf)[:, None, None], out=snr)
         better = snr > best
         np.copyto(best, snr, where=better)
         best_width[better] = index
     best[:, ~valid] = 0.0
-    return SignalToNoise(best, best_width, tuple(widths), channel_snr, continuum)
+    return SignalToNoise(
+        best, best_width, tuple(widths), channel_snr, continuum, smoothed, used_noise, np.asarray(valid)
+    )
 
 
 def filtered_plane_noise(
-    data,
+    blocks,
     noise,
     valid,
     continuum,
@@ -287,50 +328,102 @@ def filtered_plane_noise(
     beam_minor_pix,
     beam_pa_deg,
     widths=DEFAULT_WIDTHS,
-    planes=slice(None),
-    n_channels=None,
 ):
     """Robust noise of the matched filter's summed planes, as `signal_to_noise` measures it.
 
-    ``data`` may be a block of consecutive channels of full images (a large cube read a block at
-    a time) with ``max(widths) // 2`` channels on either side of the ``planes`` whose noise is
-    wanted (fewer at the ends of the cube): the sums over those planes then hold every channel
-    the whole cube's would.
+    The cube may come a block of consecutive channels at a time (a cube larger than memory):
+    the window sums run across the blocks, keeping the last ``max(widths)`` beam-filtered
+    planes, so every summed plane is the one the whole cube gives (bit for bit) and every
+    channel is read and filtered once.
 
     Parameters
     ----------
-    data : `numpy.ndarray`
-        ``(n, ny, nx)`` Jy/beam, NaN where invalid: whole images.
+    blocks : `numpy.ndarray` or iterable of `numpy.ndarray`
+        The cube ``(n_chan, ny, nx)``, or its consecutive blocks of channels ``(k, ny, nx)`` in
+        order (Jy/beam, NaN where invalid; whole images).
     noise : `numpy.ndarray`
-        ``(n,)`` noise of those channels (Jy/beam): `usable_noise` of the whole cube's noise
-        (the entries it replaces depend on every channel).
+        ``(n_chan,)`` noise of every channel of the cube (Jy/beam), as `usable_noise` gives it.
     valid : `numpy.ndarray`
         ``(ny, nx)`` pixels with data.
     continuum : `numpy.ndarray`
-        ``(ny, nx)`` continuum (Jy/beam) of the whole cube (`estimate_continuum`).
+        ``(ny, nx)`` continuum (Jy/beam) of the cube (`estimate_continuum`).
     beam_major_pix, beam_minor_pix, beam_pa_deg : float
         Restoring beam (pixels, degrees east of north).
     widths : sequence of int
         Spectral filter widths in channels.
-    planes : slice
-        The channels of ``data`` to measure.
-    n_channels : int, optional
-        Channels of the whole cube (widths above it are not used); default ``len(data)``.
 
     Returns
     -------
     plane_noise : `numpy.ndarray`
-        ``(len(widths), n_planes)`` float32 (S/N units); NaN for unused widths and planes
-        without valid pixels.
+        ``(len(widths), n_chan)`` float32 (S/N units): the ``plane_noise`` input of
+        `signal_to_noise`; NaN for widths above ``n_chan`` and planes without valid pixels.
     """
-    n_channels = len(data) if n_channels is None else int(n_channels)
+    noise = np.asarray(noise, dtype=float)
+    n_chan = len(noise)
+    if isinstance(blocks, np.ndarray):
+        blocks = (blocks,)
     kernel = beam_kernel(beam_major_pix, beam_minor_pix, beam_pa_deg)
-    _, smoothed = _smoothed(_as_float32(data), np.asarray(noise, dtype=float), valid, continuum, kernel)
-    wanted = range(len(data))[planes]
-    out = np.full((len(widths), len(wanted)), np.nan, dtype=np.float32)
-    summed = np.empty_like(smoothed)
-    for index, width in enumerate(widths):
-        if width <= n_channels:
-            window_sum(smoothed, width, out=summed)
-            out[index] = robust_plane_noise(summed[planes], valid)
+    sums = _StreamedWindowSums(widths, n_chan, valid.shape)
+    out = np.full((len(widths), n_chan), np.nan, dtype=np.float32)
+
+    def measure(results):
+        for index, z, plane in results:
+            out[index, z] = robust_plane_noise(plane[None], valid)[0]
+
+    z = 0
+    for block in blocks:
+        k = len(block)
+        _, smoothed = _smoothed(_as_float32(block), noise[z : z + k], valid, continuum, kernel)
+        for plane in smoothed:
+            measure(sums.push(plane))
+        z += k
+    if z != n_chan:
+        raise ValueError(f"the blocks hold {z} channels, the noise {n_chan}")
+    measure(sums.flush())
     return out
+
+
+class _StreamedWindowSums:
+    """`window_sum` of every width over planes that arrive one at a time, in order.
+
+    ``push`` takes the next plane and returns the summed planes it completes, ``flush`` those
+    left at the end, as ``(width index, channel, float32 plane)``. The operations on each running
+    float64 sum are `window_sum`'s, in its order, so the planes are identical to its.
+    """
+
+    def __init__(self, widths, n_chan, shape):
+        self.widths = [(i, w) for i, w in enumerate(widths) if w <= n_chan]
+        self.n_chan = n_chan
+        self.depth = max([w for _, w in self.widths], default=1)
+        self.ring = np.zeros((self.depth,) + tuple(shape), dtype=np.float32)  # the last `depth` planes
+        self.totals = {i: np.zeros(shape, dtype=np.float64) for i, w in self.widths if w > 1}
+        self.z = 0  # the next plane to arrive
+
+    def _step(self, plane):
+        z, done = self.z, []
+        for index, width in self.widths:
+            if width == 1:
+                if plane is not None:
+                    done.append((index, z, plane))
+                continue
+            total = self.totals[index]
+            if plane is not None:
+                total += plane
+            if z - width >= 0:
+                total -= self.ring[(z - width) % self.depth]
+            out = z - (width - 1 - width // 2)  # the plane whose window ends with plane z
+            if 0 <= out < self.n_chan:
+                done.append((index, out, total.astype(np.float32)))
+        if plane is not None:
+            self.ring[z % self.depth] = plane
+        self.z += 1
+        return done
+
+    def push(self, plane):
+        return self._step(plane)
+
+    def flush(self):
+        done = []
+        while self.z < self.n_chan + self.depth:
+            done += self._step(None)
+        return done

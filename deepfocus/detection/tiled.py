@@ -2,26 +2,39 @@
 
 `TiledPipeline` runs a `~deepfocus.DeepFocus` (or a `~deepfocus.CubeDetector`) on the spatial
 tiles of a FITS cube planned by `~deepfocus.io.tiles.plan_tiles` and stitches their catalogues
-into the one a single pass gives:
+into the one a single pass gives. Everything the single pass measures over the whole cube is
+measured over the whole cube first, in passes whose blocks fit the memory budget:
 
-- every tile is read from the memory-mapped file with a halo around its core wide enough for
-  the matched filter, the peak finding and the characterizer's cutouts, and normalised by the
-  whole cube's per-channel noise (`~deepfocus.io.tiles.channel_noise`);
+1. the robust noise of every channel and the flagged channels, a block of channels at a time
+   (`~deepfocus.io.tiles.cube_statistics`);
+2. the continuum of every pixel and the map of valid pixels (the user's mask applied), over
+   spatial tiles without halo (`continuum_map`);
+3. the robust noise of every plane of every matched filter width, over whole images, a block
+   of channels at a time in frequency order (`plane_noise`);
+
+then every tile is read with a halo around its core wide enough for the matched filter, the
+peak finding, the deconvolver and the characterizer, given these, and run without the PSF:
+
 - a tile keeps the detections that lie in its core, or within a beam outside it (so that a
   source on a core edge that float rounding puts a hair on the wrong side is not lost); the
   same source reported by two tiles (within half a beam, overlapping lines) is kept once, from
   the tile it lies deepest inside;
+- with a PSF, the sidelobe test (`~deepfocus.detection.sidelobes.sidelobe_rejected`) runs once
+  on the stitched catalogue, reading the PSF one plane at a time
+  (`~deepfocus.io.psf.PSFPlanes`), and the characterizer's blended-neighbour flag is set
+  again among the rows that remain;
 - pixel coordinates are shifted to the full cube and the rows renumbered ``1..N``, brightest
   first.
 
 Tiles may run concurrently on any ``concurrent.futures``-style executor (an object with
 ``submit`` returning futures with ``result()``): a `~concurrent.futures.ThreadPoolExecutor`, or a
 ``dask.distributed.Client`` whose workers can read the file. At most ``max_in_flight`` tiles are
-submitted at once, which bounds memory.
+submitted at once, which bounds memory. The passes run in the calling process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -38,15 +51,34 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..exceptions import InvalidInputError, NoDetectionsWarning
-from ..io.tiles import channel_noise, crop_psf, cube_layout, plan_tiles, read_tile
+from ..io.tiles import cube_layout, cube_statistics, plan_tiles, read_part, read_tile
 
-__all__ = ["TiledPipeline", "default_halo", "detect_cube_tiled", "input_spectral_axis"]
+__all__ = [
+    "CONTINUUM_BYTES_PER_VOXEL",
+    "PLANE_BYTES_PER_VOXEL",
+    "TiledPipeline",
+    "continuum_map",
+    "default_halo",
+    "detect_cube_tiled",
+    "input_spectral_axis",
+    "plane_noise",
+]
 
 log = logging.getLogger(__name__)
 
 #: Side of the characterizer's cutouts (pixels); kept equal to
 #: `deepfocus.characterization.characterizer.CUTOUT_SIZE` (a test checks it).
 _CUTOUT_SIZE = 32
+
+#: Peak working memory of the continuum pass (`continuum_map`) per voxel of a tile (bytes): 20
+#: measured (tracemalloc, 128 x 256 x 256 cube in 6 tiles), plus a 3-D mask's copy and a margin.
+CONTINUUM_BYTES_PER_VOXEL = 32
+
+#: Peak working memory of the plane-noise pass (`plane_noise`) per voxel of a block of
+#: channels (bytes): 43 measured (tracemalloc, blocks of 22 channels of 256 x 256), plus a
+#: margin. On top come the last ``max(widths)`` filtered planes (4 bytes per pixel each) and a
+#: running sum per width (8 bytes per pixel each).
+PLANE_BYTES_PER_VOXEL = 56
 
 
 def default_halo(pixels_per_beam, *, deconvolver=True):
@@ -74,17 +106,54 @@ def default_halo(pixels_per_beam, *, deconvolver=True):
     return int(halo)
 
 
+def _stages(pipeline):
+    """``(detector, characterizer or None)`` of a `~deepfocus.DeepFocus` or a `CubeDetector`."""
+    from .detector import CubeDetector
+
+    if isinstance(pipeline, CubeDetector):
+        return pipeline, None
+    detector = getattr(pipeline, "detector", None)
+    if isinstance(detector, CubeDetector):
+        return detector, getattr(pipeline, "characterizer", None)
+    raise TypeError(f"pipeline must be a DeepFocus or a CubeDetector, got {pipeline!r}")
+
+
+@dataclasses.dataclass
+class _WholeCube:
+    """What the passes measure over the whole cube, and the cube's metadata.
+
+    Attributes
+    ----------
+    statistics : `~deepfocus.io.tiles.CubeStatistics`
+    continuum : `numpy.ndarray`
+        ``(ny, nx)`` Jy/beam.
+    plane_noise : `numpy.ndarray`
+        ``(len(widths), n_chan)``, frequency-ascending channels.
+    reference : `~deepfocus.io.cube.PreparedCube`
+        The cube's metadata (beams, channel order, pixel size) on a one-pixel cube.
+    """
+
+    statistics: object
+    continuum: np.ndarray
+    plane_noise: np.ndarray
+    reference: object
+
+
 class TiledPipeline:
     """Run a detection pipeline over a large FITS cube in tiles, with bounded memory.
 
+    The catalogue is the one a single pass (``pipeline(path, psf=psf)``) gives: the statistics
+    a single pass measures over the whole cube are measured over the whole cube (see
+    `deepfocus.detection.tiled`).
+
     Parameters
     ----------
-    pipeline : callable
-        ``pipeline(prepared_cube, mask=...)`` returning a catalogue `~astropy.table.QTable` or
-        None: a `~deepfocus.DeepFocus` or a `~deepfocus.CubeDetector`.
+    pipeline : `~deepfocus.DeepFocus` or `~deepfocus.CubeDetector`
+        What runs on each tile (its detector, then its characterizer).
     memory_limit : int or str
-        Budget for the tiles in flight together (bytes, or a size such as ``"2 GiB"``). The
-        process's fixed footprint (Python, torch, the networks: about 0.5 GiB) comes on top.
+        Budget for the tiles in flight together, and for each pass over the whole cube (bytes,
+        or a size such as ``"2 GiB"``). The process's fixed footprint (Python, torch, the
+        networks: about 0.5 GiB) comes on top.
     halo : int, optional
         Halo width (pixels); default `default_halo` of the cube's beam.
     max_in_flight : int
@@ -94,7 +163,7 @@ class TiledPipeline:
         `~concurrent.futures.ThreadPoolExecutor`, a ``dask.distributed.Client``, ...). Default:
         the calling thread for one tile in flight, else a thread pool of ``max_in_flight``.
     progress : bool
-        Show a progress bar over the tiles (tqdm).
+        Show progress bars over the passes and the tiles (tqdm).
 
     Examples
     --------
@@ -107,8 +176,7 @@ class TiledPipeline:
     def __init__(self, pipeline, *, memory_limit, halo=None, max_in_flight=1, executor=None, progress=True):
         from ..io.tiles import parse_memory
 
-        if not callable(pipeline):
-            raise TypeError(f"pipeline must be callable (a DeepFocus or CubeDetector), got {pipeline!r}")
+        _stages(pipeline)
         if isinstance(max_in_flight, bool) or int(max_in_flight) != max_in_flight or max_in_flight < 1:
             raise InvalidInputError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
         if halo is not None and (isinstance(halo, bool) or int(halo) != halo or halo < 0):
@@ -128,9 +196,8 @@ class TiledPipeline:
         layout = cube_layout(path) if layout is None else layout
         halo = self.halo
         if halo is None:
-            detector = getattr(self.pipeline, "detector", self.pipeline)
-            uses_deconvolver = getattr(detector, "_deconvolver", None) is not None
-            halo = default_halo(layout.pixels_per_beam, deconvolver=uses_deconvolver)
+            detector, _ = _stages(self.pipeline)
+            halo = default_halo(layout.pixels_per_beam, deconvolver=detector._deconvolver is not None)
         return plan_tiles(
             layout.shape, memory_limit=self.memory_limit, halo=halo, max_in_flight=self.max_in_flight
         )
@@ -145,7 +212,7 @@ class TiledPipeline:
         mask : `numpy.ndarray` of bool, optional
             ``(ny, nx)`` or ``(n_chan, ny, nx)`` (input channel order); True marks pixels to ignore.
         psf : str, path-like or array-like, optional
-            The cube's PSF; each tile gets the part it needs.
+            The cube's PSF (input channel order); a file is read one plane at a time.
         plan : `~deepfocus.io.tiles.TilePlan`, optional
             ``self.plan(path)``, if the caller has it already.
 
@@ -179,19 +246,61 @@ class TiledPipeline:
             plan.tile_bytes / 2**20,
             plan.max_in_flight,
         )
-        # One tile is the whole cube: it measures the same noise itself, without a separate pass.
-        noise = channel_noise(path, block_bytes=plan.memory_limit // 4) if len(plan) > 1 else None
-        if psf is not None:
-            largest = max(max(t.shape) for t in plan.tiles)
-            psf = crop_psf(psf, largest, cell=layout.cell)
+        if len(plan) == 1:
+            catalog = self._single_pass(path, mask, psf)
+        else:
+            catalog = self._tiles(path, mask, psf, plan, layout)
+        if catalog is None:
+            warnings.warn(f"no sources detected in {path}", NoDetectionsWarning, stacklevel=2)
+            return None
+        catalog.meta["source"] = str(path)
+        catalog.meta["tiling"] = tiling_meta(plan)
+        return catalog
+
+    def _single_pass(self, path, mask, psf):
+        """A one-tile plan: the whole cube in memory, as ``pipeline(path)`` runs it."""
+        from ..io.cube import read_cube
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoDetectionsWarning)
+            return self.pipeline(read_cube(path, psf=psf), mask=mask)
+
+    def _measure(self, path, mask, plan):
+        """The passes over the whole cube (see `deepfocus.detection.tiled`)."""
+        detector, _ = _stages(self.pipeline)
+        statistics = cube_statistics(path, block_bytes=plan.memory_limit // 4)
+        continuum, valid, reference = continuum_map(
+            path, statistics, mask=mask, memory_limit=plan.memory_limit, progress=self.progress
+        )
+        if reference is None:  # not reached: cube_statistics refuses a cube without valid pixels
+            raise InvalidInputError(f"{path}: the cube has no valid pixel (all NaN)")
+        noise = plane_noise(
+            path,
+            statistics,
+            continuum,
+            valid,
+            reference,
+            widths=detector.widths,
+            mask=mask,
+            memory_limit=plan.memory_limit,
+            progress=self.progress,
+        )
+        return _WholeCube(statistics, continuum, noise, reference)
+
+    def _tiles(self, path, mask, psf, plan, layout):
+        """Detections of every tile, stitched; the sidelobe test on the stitched catalogue."""
+        from tqdm.auto import tqdm
+
+        whole = self._measure(path, mask, plan)
+        stages = _stages(self.pipeline)
+        n_chan, ny, nx = plan.shape
         margin = max(1.0, layout.pixels_per_beam)
         jobs = []
         for tile in plan.tiles:
             part = None if mask is None else mask[..., tile.outer[0], tile.outer[1]]
-            jobs.append((self.pipeline, str(path), tile, noise, psf, part, (ny, nx), margin))
+            given = (whole.statistics, whole.continuum[tile.outer], whole.plane_noise)
+            jobs.append((stages, str(path), tile, given, part, (ny, nx), margin))
         tables, meta = [], None
-        from tqdm.auto import tqdm
-
         with warnings.catch_warnings():
             # Empty tiles are normal; the stitched result warns once if everything is empty.
             warnings.simplefilter("ignore", NoDetectionsWarning)
@@ -216,12 +325,12 @@ class TiledPipeline:
                     if n:
                         tables.append(table)
         if not tables:
-            warnings.warn(f"no sources detected in {path}", NoDetectionsWarning, stacklevel=2)
             return None
         catalog = _stitch(tables, layout.pixels_per_beam)
+        catalog = _reject_sidelobes(catalog, psf, whole.reference, *stages)
+        if catalog is None:
+            return None
         catalog.meta.update(meta or {})
-        catalog.meta["source"] = str(path)
-        catalog.meta["tiling"] = tiling_meta(plan)
         return catalog
 
     def _run(self, jobs):
@@ -235,6 +344,153 @@ class TiledPipeline:
                 yield from _bounded(pool, jobs, self.max_in_flight)
         else:
             yield from _bounded(self.executor, jobs, self.max_in_flight)
+
+
+def _metadata_only(prepared):
+    """``prepared`` reduced to one pixel: its beams, channel order, WCS and noise, no image."""
+    return dataclasses.replace(
+        prepared, data=prepared.data[:, :1, :1].copy(), valid=prepared.valid[:, :1, :1].copy()
+    )
+
+
+def continuum_map(path, statistics, *, mask=None, memory_limit, progress=False):
+    """The continuum and the valid pixels of a whole FITS cube, over spatial tiles of all channels.
+
+    Per pixel what `~deepfocus.detection.matched_filter.signal_to_noise` estimates on the whole
+    cube (each pixel's continuum depends on its own spectrum and the whole cube's channel noise).
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS cube.
+    statistics : `~deepfocus.io.tiles.CubeStatistics`
+        The whole cube's.
+    mask : `numpy.ndarray` of bool, optional
+        The user's mask, as `~deepfocus.CubeDetector` takes it (input channel order).
+    memory_limit : int
+        Budget (bytes); tiles hold `CONTINUUM_BYTES_PER_VOXEL` per voxel.
+    progress : bool
+        Show a progress bar over the tiles.
+
+    Returns
+    -------
+    continuum : `numpy.ndarray`
+        ``(ny, nx)`` float32, Jy/beam (0 where a pixel has no valid channel).
+    valid : `numpy.ndarray`
+        ``(ny, nx)`` bool: pixels valid in some channel and not masked (the detector's map).
+    reference : `~deepfocus.io.cube.PreparedCube` or None
+        The cube's metadata on one pixel (None if no tile held a finite pixel).
+    """
+    from tqdm.auto import tqdm
+
+    from .detector import masked_view
+    from .matched_filter import estimate_continuum, usable_noise
+
+    layout = cube_layout(path)
+    n_chan, ny, nx = layout.shape
+    plan = plan_tiles(
+        layout.shape, memory_limit=memory_limit, halo=0, bytes_per_voxel=CONTINUUM_BYTES_PER_VOXEL
+    )
+    continuum = np.zeros((ny, nx), dtype=np.float32)
+    valid = np.zeros((ny, nx), dtype=bool)
+    reference = None
+    for tile in tqdm(plan.tiles, desc="continuum", unit="tile", disable=not progress):
+        ys, xs = tile.core
+        part = read_part(path, y=ys, x=xs, statistics=statistics)
+        if part is None:
+            continue
+        view = masked_view(part, None if mask is None else mask[..., ys, xs])
+        continuum[ys, xs] = estimate_continuum(view.data, usable_noise(view.noise))
+        valid[ys, xs] = view.valid
+        if reference is None:
+            reference = _metadata_only(part)
+    log.info("continuum of %s from %d tiles", path, len(plan))
+    return continuum, valid, reference
+
+
+def plane_noise(
+    path, statistics, continuum, valid, reference, *, widths, mask=None, memory_limit, progress=False
+):
+    """The matched filter's plane noise of a whole FITS cube, a block of whole channels at a time.
+
+    `~deepfocus.detection.matched_filter.filtered_plane_noise` over the channels in frequency
+    order: the noise a single pass measures on every plane of every width.
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS cube.
+    statistics : `~deepfocus.io.tiles.CubeStatistics`
+        The whole cube's.
+    continuum, valid : `numpy.ndarray`
+        The whole cube's (`continuum_map`).
+    reference : `~deepfocus.io.cube.PreparedCube`
+        The cube's metadata (`continuum_map`).
+    widths : sequence of int
+        The detector's filter widths (channels).
+    mask : `numpy.ndarray` of bool, optional
+        The user's mask (input channel order).
+    memory_limit : int
+        Budget (bytes).
+    progress : bool
+        Show a progress bar over the channels.
+
+    Returns
+    -------
+    plane_noise : `numpy.ndarray`
+        ``(len(widths), n_chan)``, frequency-ascending channels.
+
+    Raises
+    ------
+    InvalidInputError
+        If the budget cannot hold the filter's window of whole images.
+    """
+    from tqdm.auto import tqdm
+
+    from .candidates import filter_beam
+    from .detector import masked_view
+    from .matched_filter import filtered_plane_noise, usable_noise
+
+    n_chan = reference.n_channels
+    ny, nx = continuum.shape
+    fixed = (4 * min(max(widths), n_chan) + 8 * len(widths)) * ny * nx
+    per_channel = PLANE_BYTES_PER_VOXEL * ny * nx
+    # Three channels a block at least: near-equal blocks then hold two or more (a prepared cube
+    # is a spectral cube).
+    if memory_limit < fixed + 3 * per_channel:
+        raise InvalidInputError(
+            f"memory limit {memory_limit / 2**20:.0f} MiB is too small for the matched filter's noise over "
+            f"whole images of {ny} x {nx} pixels: it needs {(fixed + 3 * per_channel) / 2**20:.0f} MiB"
+        )
+    capacity = int((memory_limit - fixed) // per_channel)
+    bounds = np.linspace(0, n_chan, math.ceil(n_chan / capacity) + 1).round().astype(int)
+    noise = usable_noise(reference.noise.to_value(u.Jy / u.beam))
+    major, minor, pa = filter_beam(reference)
+    bar = tqdm(total=n_chan, desc="plane noise", unit="channel", disable=not progress)
+
+    def blocks():
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            channels = slice(n_chan - b, n_chan - a) if reference.flipped else slice(a, b)
+            part = read_part(path, channels=channels, statistics=statistics)
+            if part is None:
+                yield np.full((b - a, ny, nx), np.nan, dtype=np.float32)
+            else:
+                yield masked_view(part, None if mask is None or mask.ndim == 2 else mask[channels]).data
+            bar.update(b - a)
+
+    with bar:
+        out = filtered_plane_noise(
+            blocks(),
+            noise,
+            valid,
+            continuum,
+            beam_major_pix=major,
+            beam_minor_pix=minor,
+            beam_pa_deg=pa,
+            widths=widths,
+        )
+    log.info("plane noise of %s from %d blocks of <= %d channels", path, len(bounds) - 1, capacity)
+    return out
 
 
 def tiling_meta(plan):
@@ -261,21 +517,32 @@ def _bounded(executor, jobs, limit):
         yield pending.popleft().result()
 
 
-def _process_tile(pipeline, path, tile, noise, psf, mask, image_shape, margin):
-    """Run ``pipeline`` on one tile; its detections near or in the core, in full-cube pixels.
+def _process_tile(stages, path, tile, given, mask, image_shape, margin):
+    """Run the detector (and characterizer) on one tile; its detections near or in the core, in
+    full-cube pixels, with the detector's positions (``_x_detect``, ``_y_detect``: the
+    characterizer refines ``x_centroid``/``y_centroid``) for the sidelobe test.
 
+    ``given``: the whole cube's statistics, its continuum over the tile and its plane noise.
     Returns ``(tile.index, table or None, meta or None)``.
     """
-    prepared = read_tile(path, tile, noise=noise, psf=psf)
+    detector, characterizer = stages
+    statistics, continuum, noise = given
+    prepared = read_tile(path, tile, statistics=statistics)
     if prepared is None:
         return tile.index, None, None
-    table = pipeline(prepared, mask=mask)
+    table = detector(prepared, mask=mask, continuum=continuum, plane_noise=noise)
+    if table is not None:
+        table["_x_detect"] = table["x_centroid"].value
+        table["_y_detect"] = table["y_centroid"].value
+        if characterizer is not None:
+            table = characterizer(prepared, table)
     meta = dict(table.meta) if table is not None else None
     if table is None or len(table) == 0:
         return tile.index, None, meta
     y0, x0 = tile.origin
-    table["x_centroid"] = table["x_centroid"] + x0 * u.pix
-    table["y_centroid"] = table["y_centroid"] + y0 * u.pix
+    for axis, offset in (("x", x0), ("y", y0)):
+        table[f"{axis}_centroid"] = table[f"{axis}_centroid"] + offset * u.pix
+        table[f"_{axis}_detect"] = table[f"_{axis}_detect"] + offset
     depth = tile.depth(table["x_centroid"].value, table["y_centroid"].value, image_shape)
     keep = depth > -margin
     table = table[keep]
@@ -314,6 +581,50 @@ def _stitch(tables, beam_pix):
     table.remove_columns(["_depth", "_tile"])
     table["id"] = np.arange(1, len(table) + 1)
     return table
+
+
+def _reject_sidelobes(catalog, psf, reference, detector, characterizer):
+    """The stitched catalogue without the rows the detector's sidelobe test rejects.
+
+    The test sees the rows as a single pass's detector sees its candidates (their positions,
+    matched-filter S/N and line channels in frequency order), and the PSF of the input channel
+    a single pass would use, read one plane at a time. The characterizer's blended-neighbour
+    flag is then set again among the rows that remain, as a single pass sets it. Returns None
+    when no row remains.
+    """
+    from ..io.psf import PSFPlanes
+    from .candidates import filter_beam
+    from .sidelobes import FilteredPSF
+
+    rejected = np.zeros(len(catalog), dtype=bool)
+    if psf is not None and detector.sidelobe_rejection and len(catalog) > 1:
+        lo, hi = np.array(
+            [reference.line_channels(a, b) for a, b in zip(catalog["z_min"], catalog["z_max"], strict=True)]
+        ).T
+        with PSFPlanes(psf, reference.n_channels, reference.cell, flipped=reference.flipped) as planes:
+            rejected = detector._sidelobes(
+                np.asarray(catalog["_x_detect"]),
+                np.asarray(catalog["_y_detect"]),
+                np.asarray(catalog["filter_snr"]),
+                lo,
+                hi,
+                filtered_psf=FilteredPSF(planes, reference.beams, reference.cell),
+                beam_pix=filter_beam(reference)[0],
+            )
+        log.info(
+            "sidelobe test on the stitched catalogue: %d of %d rows rejected", rejected.sum(), len(rejected)
+        )
+    catalog = catalog[~rejected]
+    catalog.remove_columns(["_x_detect", "_y_detect"])
+    if len(catalog) == 0:
+        return None
+    if rejected.any() and characterizer is not None and "flags" in catalog.colnames:
+        from ..characterization.characterizer import _blended
+
+        blended = _blended(catalog, filter_beam(reference)[0])
+        catalog["flags"] = (np.asarray(catalog["flags"]) & ~2) | np.where(blended, 2, 0).astype(np.int32)
+    catalog["id"] = np.arange(1, len(catalog) + 1)
+    return catalog
 
 
 def input_spectral_axis(path):

@@ -11,11 +11,12 @@ from .catalog import (
     write_catalog,
 )
 from .cube import PreparedCube, read_cube, robust_channel_noise
-from .psf import read_psf
+from .psf import PSFPlanes, read_psf
 from .regions import catalog_to_regions, write_regions
 
 __all__ = [
     "atomic_path",
+    "PSFPlanes",
     "read_psf",
     "BEAM_META_KEYS",
     "CATALOG_COLUMNS",

@@ -306,6 +306,42 @@ def robust_channel_noise(data, valid=None, *, sigma=3.0, maxiters=5, min_pixels=
     return noise
 
 
+def flagged_channels(data, valid=None):
+    """Channels that hold valid pixels, all exactly 0 (CASA writes flagged channels so).
+
+    Parameters
+    ----------
+    data : `numpy.ndarray`
+        ``(n_chan, ny, nx)``.
+    valid : `numpy.ndarray` of bool, optional
+        Pixels to look at (default: the finite ones).
+
+    Returns
+    -------
+    flagged : `numpy.ndarray`
+        ``(n_chan,)`` bool.
+    """
+    valid = np.isfinite(data) if valid is None else valid
+    # Channel by channel: no temporary the size of the cube.
+    return np.array(
+        [bool(v.any()) and not np.any(d[v]) for d, v in zip(data, valid, strict=True)], dtype=bool
+    )
+
+
+def _warn_flagged(label, channels, n_chan):
+    """Warn about the flagged input ``channels`` (refuse a cube with nothing else)."""
+    if len(channels) == 0:
+        return
+    if len(channels) == n_chan:
+        raise InvalidInputError(f"{label}: every pixel of the cube is exactly 0")
+    warnings.warn(
+        f"{label}: input channels {sorted(int(k) for k in channels)} are exactly 0 everywhere (flagged?); "
+        "treating them as blank",
+        DeepFocusWarning,
+        stacklevel=4,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # reading
 
@@ -762,9 +798,11 @@ def _beam_list(raw, n_chan, data):
     return Beams(major=major, minor=minor, pa=pa)
 
 
-def _prepare(raw: _Raw, psf, channel_noise=None) -> PreparedCube:
-    """``channel_noise``: optional per-channel noise in the input's channel order and unit (a
-    whole-cube estimate given to a tile of it), used instead of estimating it from ``raw``."""
+def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
+    """``statistics``: for a part of a larger cube (a tile, a block of channels), the whole cube's
+    `~deepfocus.io.tiles.CubeStatistics` for ``raw``'s channels: its noise is used instead of one
+    estimated from ``raw``, its flagged channels are blanked (instead of the channels that happen
+    to be 0 in ``raw``), and the beam is checked against the whole image."""
     label = raw.label
     data = raw.data
     n_chan, ny, nx = data.shape
@@ -825,32 +863,28 @@ def _prepare(raw: _Raw, psf, channel_noise=None) -> PreparedCube:
     valid = np.isfinite(data)
     if not valid.any():
         raise InvalidInputError(f"{label}: the cube has no valid pixel (all NaN)")
-    zero = [k for k in range(n_chan) if valid[k].any() and not np.any(data[k][valid[k]])]
-    if zero:
-        if len(zero) == n_chan:
-            raise InvalidInputError(f"{label}: every pixel of the cube is exactly 0")
-        input_channels = sorted(n_chan - 1 - k if flipped else k for k in zero)
-        warnings.warn(
-            f"{label}: input channels {input_channels} are exactly 0 everywhere (flagged?); "
-            "treating them as blank",
-            DeepFocusWarning,
-            stacklevel=3,
-        )
-        data[zero] = np.nan
-        valid[zero] = False
+    if statistics is None:
+        flagged = flagged_channels(data, valid)
+        _warn_flagged(label, np.flatnonzero(flagged[::-1] if flipped else flagged), n_chan)
+    else:  # the whole cube's (its pass warned)
+        flagged = np.asarray(statistics.flagged, dtype=bool)
+        flagged = flagged[::-1] if flipped else flagged
+    data[flagged] = np.nan
+    valid[flagged] = False
 
-    if channel_noise is None:
+    if statistics is None:
         noise = robust_channel_noise(data, valid) * JY_PER_BEAM
     else:
-        noise = np.asarray(channel_noise, dtype=float)[::-1] if flipped else np.asarray(channel_noise, float)
-        noise = noise * np.abs(factors) * JY_PER_BEAM
+        noise = np.asarray(statistics.noise, dtype=float)
+        noise = (noise[::-1] if flipped else noise) * np.abs(factors) * JY_PER_BEAM
     dv = (const.c * np.median(np.abs(np.diff(freqs))) / rest).to(u.km / u.s)
     ppb = float((beams[n_chan // 2].major / cell).decompose())
     widest = float((beams.major.max() / cell).decompose())
-    if widest > max(ny, nx):  # the filters would need kernels larger than the image (and memory)
+    side = max(ny, nx) if statistics is None else max(statistics.image_shape)
+    if widest > side:  # the filters would need kernels larger than the image (and memory)
         raise InvalidInputError(
             f"{label}: the beam ({beams.major.max().to_value(u.arcsec):.4g} arcsec) is wider than the image "
-            f"({max(ny, nx)} pixels of {cell.to_value(u.arcsec):.4g} arcsec): wrong BMAJ/BMIN (degrees)?"
+            f"({side} pixels of {cell.to_value(u.arcsec):.4g} arcsec): wrong BMAJ/BMIN (degrees)?"
         )
 
     psf_array = _prepare_psf(psf, label, n_chan, cell, flipped) if psf is not None else None

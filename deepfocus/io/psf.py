@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import astropy.units as u
@@ -11,7 +12,27 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["read_psf"]
+__all__ = ["PSFPlanes", "read_psf"]
+
+
+def _pixel_size(header, path):
+    """Pixel size (arcsec) of a PSF header with a celestial WCS and square pixels."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)  # CASA headers: harmless fix-ups
+        wcs = WCS(header)
+    if not wcs.has_celestial:
+        raise InvalidInputError(f"{path}: the PSF has no celestial (RA/Dec) WCS")
+    scales = np.abs(wcs.celestial.wcs.cdelt) if wcs.celestial.wcs.has_cd() is False else None
+    if scales is None:
+        scales = np.sqrt(np.sum(wcs.celestial.pixel_scale_matrix**2, axis=0))
+    if not np.isclose(scales[0], scales[1], rtol=1e-6):
+        raise InvalidInputError(f"{path}: non-square pixels ({scales[0]} x {scales[1]} deg)")
+    return (scales[0] * u.deg).to(u.arcsec)
+
+
+def _check_centres(centre, path):
+    if not np.all(np.isfinite(centre)) or np.any(centre == 0):
+        raise InvalidInputError(f"{path}: the PSF is zero or not finite at its centre pixel")
 
 
 def read_psf(path):
@@ -47,20 +68,110 @@ def read_psf(path):
         raise InvalidInputError(f"cannot read PSF FITS file {str(path)!r}: {exc}") from exc
     if data is None:
         raise InvalidInputError(f"{path}: the primary HDU holds no image")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)  # CASA headers: harmless fix-ups
-        wcs = WCS(header)
-    if not wcs.has_celestial:
-        raise InvalidInputError(f"{path}: the PSF has no celestial (RA/Dec) WCS")
-    scales = np.abs(wcs.celestial.wcs.cdelt) if wcs.celestial.wcs.has_cd() is False else None
-    if scales is None:
-        scales = np.sqrt(np.sum(wcs.celestial.pixel_scale_matrix**2, axis=0))
-    if not np.isclose(scales[0], scales[1], rtol=1e-6):
-        raise InvalidInputError(f"{path}: non-square pixels ({scales[0]} x {scales[1]} deg)")
+    cell = _pixel_size(header, path)
     array = np.asarray(data, dtype=float)
     ny, nx = array.shape[-2:]
     array = array.reshape(-1, ny, nx)
     centre = array[:, ny // 2, nx // 2]
-    if not np.all(np.isfinite(centre)) or np.any(centre == 0):
-        raise InvalidInputError(f"{path}: the PSF is zero or not finite at its centre pixel")
-    return array / centre[:, None, None], (scales[0] * u.deg).to(u.arcsec)
+    _check_centres(centre, path)
+    return array / centre[:, None, None], cell
+
+
+class PSFPlanes:
+    """The PSF plane of one channel at a time, in a prepared cube's channel order.
+
+    ``planes[z]`` is what ``PreparedCube.psf[z]`` holds when the cube is read with the same
+    ``psf`` (`~deepfocus.io.cube.read_cube`), without loading the whole PSF: a FITS file is
+    memory-mapped and only the planes asked for are read.
+
+    Parameters
+    ----------
+    psf : str, path-like or array-like
+        A PSF FITS file (``exportfits`` of ``tclean``'s ``.psf``) or an array ``(n_chan, ny, nx)``
+        or ``(ny, nx)``, in the input cube's channel order; one plane serves every channel.
+    n_channels : int
+        Channels of the cube.
+    cell : `~astropy.units.Quantity`
+        The cube's pixel size; a PSF file with other pixels is refused.
+    flipped : bool
+        Whether the prepared cube reversed the input's channels
+        (`~deepfocus.io.cube.PreparedCube.flipped`).
+
+    Raises
+    ------
+    InvalidInputError
+        If the PSF cannot be read, has other pixels or another number of channels than the cube,
+        or a zero or non-finite centre pixel.
+    """
+
+    def __init__(self, psf, n_channels, cell, *, flipped=False):
+        self.n_channels = int(n_channels)
+        self.flipped = bool(flipped)
+        self._hdul = None
+        if isinstance(psf, (str, os.PathLike)):
+            self._path = psf
+            self._planes = self._open(psf, cell)
+            self._from_file = True
+        else:
+            array = np.asarray(psf)
+            if array.ndim == 2:
+                array = array[None]
+            if array.ndim != 3:
+                raise InvalidInputError(f"the PSF array must be (n_chan, ny, nx), got shape {array.shape}")
+            self._path, self._planes, self._from_file = "the PSF array", array, False
+        if len(self._planes) not in (1, self.n_channels):
+            raise InvalidInputError(
+                f"{self._path} has {len(self._planes)} channels but the cube has {self.n_channels}"
+            )
+
+    def _open(self, path, cell):
+        """The file's image as an ``(n_planes, ny, nx)`` memory-mapped view, its header checked."""
+        try:
+            self._hdul = fits.open(path, mode="readonly", memmap=True)
+            data = self._hdul[0].data
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidInputError(f"cannot read PSF FITS file {str(path)!r}: {exc}") from exc
+        if data is None:
+            raise InvalidInputError(f"{path}: the primary HDU holds no image")
+        psf_cell = _pixel_size(self._hdul[0].header, path)
+        if not np.isclose(psf_cell.to_value(u.arcsec), u.Quantity(cell).to_value(u.arcsec), rtol=1e-4):
+            raise InvalidInputError(
+                f"{path}: the PSF's pixels ({psf_cell.to_value(u.arcsec):.6g} arcsec) differ from the "
+                f"cube's ({u.Quantity(cell).to_value(u.arcsec):.6g} arcsec)"
+            )
+        planes = data.reshape(-1, *data.shape[-2:])
+        ny, nx = planes.shape[-2:]
+        _check_centres(np.asarray(planes[:, ny // 2, nx // 2], dtype=float), path)
+        return planes
+
+    def close(self):
+        """Close the PSF file (if one was opened)."""
+        if self._hdul is not None:
+            self._hdul.close()
+            self._hdul = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def shape(self):
+        """``(ny, nx)`` of a plane."""
+        return tuple(self._planes.shape[-2:])
+
+    def __len__(self):
+        return self.n_channels
+
+    def __getitem__(self, channel):
+        """The float32 PSF plane of prepared channel ``channel`` (files: peak 1 at the centre)."""
+        channel = int(channel)
+        if not 0 <= channel < self.n_channels:
+            raise IndexError(f"channel {channel} outside 0..{self.n_channels - 1}")
+        index = 0 if len(self._planes) == 1 else (self.n_channels - 1 - channel if self.flipped else channel)
+        plane = np.asarray(self._planes[index], dtype=float)
+        if self._from_file:  # as read_psf normalises it
+            ny, nx = plane.shape
+            plane = plane / plane[ny // 2, nx // 2]
+        return plane.astype(np.float32)

@@ -1,4 +1,4 @@
-"""Out-of-core access to large FITS cubes: tile plans, tiles read from disk, whole-cube noise.
+"""Out-of-core access to large FITS cubes: tile plans, parts read from disk, whole-cube statistics.
 
 A cube larger than memory is processed in spatial tiles that span all channels. Each tile is a
 *core* (the pixels it is responsible for) plus a *halo* (pixels around the core that the
@@ -6,10 +6,12 @@ detector and the characterizer need to measure a core source exactly as a single
 the beam-matched filter, the peak-finding footprint, the characterizer's cutouts). Cores tile
 the image without overlap; halos overlap their neighbours' cores.
 
-Tiles are read from a memory-mapped FITS file through `astropy.io.fits` ``section``, so only the
-tile's bytes are read, and each becomes a `~deepfocus.io.cube.PreparedCube` with its own sliced
-WCS. Statistics that must be the same for every tile (the robust noise of every channel) are
-computed once over the whole cube, a block of channels at a time (`channel_noise`).
+Parts of the cube (spatial tiles, blocks of channels) are read from a memory-mapped FITS file
+through `astropy.io.fits` ``section``, so only their bytes are read, and each becomes a
+`~deepfocus.io.cube.PreparedCube` with its own sliced WCS. What `~deepfocus.io.cube.read_cube`
+decides channel by channel from the data (the robust noise of every channel, which channels are
+flagged: exactly 0 wherever valid) is measured once over the whole cube, a block of channels at
+a time (`cube_statistics`), and every part is prepared with it.
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from . import cube as _cube
 __all__ = [
     "BYTES_PER_VOXEL",
     "CubeLayout",
+    "CubeStatistics",
     "Tile",
     "TilePlan",
     "channel_noise",
-    "crop_psf",
     "cube_layout",
+    "cube_statistics",
     "parse_memory",
     "plan_tiles",
+    "read_part",
     "read_tile",
 ]
 
@@ -362,12 +366,44 @@ def cube_layout(path):
     return CubeLayout(shape, cell, major)
 
 
-def channel_noise(path, *, block_bytes=256 * 2**20):
-    """Robust noise of every channel of a FITS cube, read a block of channels at a time.
+@dataclass(frozen=True)
+class CubeStatistics:
+    """What `~deepfocus.io.cube.read_cube` would decide from the whole cube's data, for its parts.
 
-    The same estimate as `~deepfocus.io.cube.robust_channel_noise` on the whole cube (it is
-    computed channel by channel), in the file's channel order and brightness unit; tiles use it
-    instead of their own (`read_tile`), so that every tile normalises by the same noise.
+    Made by `cube_statistics`; a part of the cube prepared with it (`read_part`) is normalised
+    and blanked exactly as the same pixels of the whole cube.
+
+    Attributes
+    ----------
+    noise : `numpy.ndarray`
+        ``(n_chan,)`` robust noise of every channel (the file's channel order and brightness
+        unit), NaN for channels without enough valid pixels.
+    flagged : `numpy.ndarray`
+        ``(n_chan,)`` bool: channels whose valid pixels are all exactly 0 (blanked).
+    image_shape : tuple of int
+        ``(ny, nx)`` of the whole cube.
+    """
+
+    noise: np.ndarray
+    flagged: np.ndarray
+    image_shape: tuple
+
+    def channels(self, part):
+        """The statistics of the file channels ``part`` (a slice), for a block of channels."""
+        return CubeStatistics(self.noise[part], self.flagged[part], self.image_shape)
+
+
+def _channel_blocks(n_chan, ny, nx, block_bytes):
+    """File channel slices of at most ``block_bytes`` (float32) each."""
+    step = max(1, int(block_bytes // (4 * ny * nx)))
+    return [slice(z0, min(n_chan, z0 + step)) for z0 in range(0, n_chan, step)]
+
+
+def cube_statistics(path, *, block_bytes=256 * 2**20):
+    """Robust noise and flagged channels of a FITS cube, read a block of channels at a time.
+
+    The same estimates as `~deepfocus.io.cube.read_cube` makes on the whole cube (both are
+    computed channel by channel). Warns once about flagged channels, as ``read_cube`` does.
 
     Parameters
     ----------
@@ -378,38 +414,83 @@ def channel_noise(path, *, block_bytes=256 * 2**20):
 
     Returns
     -------
-    noise : `numpy.ndarray`
-        ``(n_chan,)``, NaN for channels without enough valid pixels.
+    statistics : `CubeStatistics`
+
+    Raises
+    ------
+    InvalidInputError
+        If the cube has no valid pixel, or every channel is flagged.
     """
     layout = cube_layout(path)
     n_chan, ny, nx = layout.shape
-    step = max(1, int(block_bytes // (4 * ny * nx)))
+    blocks = _channel_blocks(n_chan, ny, nx, block_bytes)
     noise = np.empty(n_chan)
-    for z0 in range(0, n_chan, step):
-        z1 = min(n_chan, z0 + step)
-        raw = _cube._read_fits(Path(path), region=(slice(z0, z1), slice(None), slice(None)))
-        noise[z0:z1] = _cube.robust_channel_noise(raw.data)
-    log.info("channel noise of %s from %d blocks of %d channels", path, math.ceil(n_chan / step), step)
-    return noise
+    flagged = np.zeros(n_chan, dtype=bool)
+    any_valid = False
+    for part in blocks:
+        raw = _cube._read_fits(Path(path), region=(part, slice(None), slice(None)))
+        valid = np.isfinite(raw.data)
+        any_valid = any_valid or bool(valid.any())
+        flagged[part] = _cube.flagged_channels(raw.data, valid)
+        noise[part] = _cube.robust_channel_noise(raw.data, valid)
+    if not any_valid:
+        raise InvalidInputError(f"{path}: the cube has no valid pixel (all NaN)")
+    noise[flagged] = np.nan
+    _cube._warn_flagged(str(path), np.flatnonzero(flagged), n_chan)
+    log.info("channel statistics of %s from %d blocks of %d channels", path, len(blocks), blocks[0].stop)
+    return CubeStatistics(noise, flagged, (ny, nx))
 
 
-def read_tile(path, tile, *, noise=None, psf=None):
-    """Read one tile of a FITS cube as a `~deepfocus.io.cube.PreparedCube`.
+def channel_noise(path, *, block_bytes=256 * 2**20):
+    """Robust noise of every channel of a FITS cube (`cube_statistics`), in the file's channel
+    order and brightness unit; NaN for channels without enough valid pixels and flagged ones."""
+    return cube_statistics(path, block_bytes=block_bytes).noise
 
-    Only the tile's bytes are read (``section`` of the memory-mapped file). The tile is prepared
-    as `~deepfocus.io.cube.read_cube` prepares a whole cube (units, Stokes, beams, frequency
-    ascending), with its WCS shifted to the tile, and the whole cube's channel noise.
+
+def read_part(path, *, channels=slice(None), y=slice(None), x=slice(None), statistics=None):
+    """Read a box of a FITS cube as a `~deepfocus.io.cube.PreparedCube`.
+
+    Only the box's bytes are read (``section`` of the memory-mapped file). It is prepared as
+    `~deepfocus.io.cube.read_cube` prepares a whole cube (units, Stokes, beams, frequency
+    ascending), with its WCS shifted to the box and, with ``statistics``, the whole cube's noise
+    and flagged channels.
+
+    Parameters
+    ----------
+    path : str or path-like
+        FITS cube.
+    channels, y, x : slice
+        The box: channels in the file's order, pixels.
+    statistics : `CubeStatistics`, optional
+        The whole cube's (`cube_statistics`); None measures them on the box (right when the
+        box is the whole cube).
+
+    Returns
+    -------
+    cube : `~deepfocus.io.cube.PreparedCube` or None
+        None when the box holds no finite pixel.
+    """
+    raw = _cube._read_fits(Path(path), region=(channels, y, x))
+    if not np.isfinite(raw.data).any():
+        return None
+    if statistics is not None:
+        statistics = statistics.channels(channels)
+    return _cube._prepare(raw, None, statistics)
+
+
+def read_tile(path, tile, *, statistics=None):
+    """Read one tile (all channels) of a FITS cube as a `~deepfocus.io.cube.PreparedCube`.
+
+    As `read_part` for the tile's outer box, but a tile without a non-zero pixel is empty.
 
     Parameters
     ----------
     path : str or path-like
         FITS cube.
     tile : `Tile`
-    noise : array-like, optional
-        Per-channel noise of the whole cube (`channel_noise`); None measures it on the tile
-        (right when the tile is the whole cube).
-    psf : array-like, optional
-        PSF ``(n_chan, ny, nx)`` or one plane, already cut to what the tile needs (`crop_psf`).
+    statistics : `CubeStatistics`, optional
+        The whole cube's (`cube_statistics`); None measures them on the tile (right when the
+        tile is the whole cube).
 
     Returns
     -------
@@ -420,64 +501,4 @@ def read_tile(path, tile, *, noise=None, psf=None):
     raw = _cube._read_fits(Path(path), region=(slice(None), tile.outer[0], tile.outer[1]))
     if not (np.abs(raw.data) > 0).any():  # NaN compares False: all-NaN tiles are empty too
         return None
-    return _cube._prepare(raw, psf, channel_noise=noise)
-
-
-def crop_psf(psf, half_size, *, cell=None):
-    """The centre of a PSF, ``2 * half_size + 1`` pixels on a side (or less if it is smaller).
-
-    The sidelobe test of the detector looks the PSF up at the offsets between sources of one
-    tile, so a tile needs no more than its own extent around the PSF's centre.
-
-    Parameters
-    ----------
-    psf : str, path-like or array-like
-        A PSF FITS file (read through a memory map: only the crop is read) or an array
-        ``(n_chan, ny, nx)`` / ``(ny, nx)`` with its peak at ``(ny // 2, nx // 2)``.
-    half_size : int
-        Largest offset needed (pixels).
-    cell : `~astropy.units.Quantity`, optional
-        The cube's pixel size; a PSF file with other pixels is refused.
-
-    Returns
-    -------
-    psf : `numpy.ndarray`
-        ``(n_chan, m, m)`` float32, peak 1 at the centre of every plane.
-    """
-    half = int(half_size)
-    if isinstance(psf, (str, Path)):
-        hdul, hdu, wcs, (lng, lat, spec) = _image(psf)
-        with hdul:
-            ny, nx = hdu.shape[-2:]
-            cy, cx = ny // 2, nx // 2
-            index = tuple([slice(None)] * (len(hdu.shape) - 2)) + (
-                slice(max(0, cy - half), cy + half + 1),
-                slice(max(0, cx - half), cx + half + 1),
-            )
-            array = np.asarray(hdu.section[index], dtype=np.float32)
-            if cell is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FITSFixedWarning)
-                    psf_cell = proj_plane_pixel_scales(wcs.sub([lng + 1, lat + 1]))[0] * u.deg
-                if not np.isclose(
-                    psf_cell.to_value(u.arcsec), u.Quantity(cell).to_value(u.arcsec), rtol=1e-4
-                ):
-                    raise InvalidInputError(
-                        f"{psf}: the PSF's pixels ({psf_cell.to_value(u.arcsec):.6g} arcsec) differ from the "
-                        f"cube's ({u.Quantity(cell).to_value(u.arcsec):.6g} arcsec)"
-                    )
-    else:
-        array = np.asarray(psf, dtype=np.float32)
-        ny, nx = array.shape[-2:]
-        cy, cx = ny // 2, nx // 2
-        array = array[..., max(0, cy - half) : cy + half + 1, max(0, cx - half) : cx + half + 1]
-    array = np.array(array.reshape(-1, *array.shape[-2:]), dtype=np.float32)
-    my, mx = array.shape[-2:]
-    # Keep the peak at (m // 2, m // 2): trim to an odd, centred, square box.
-    cy, cx = min(cy, half), min(cx, half)
-    h = min(cy, cx, my - 1 - cy, mx - 1 - cx)
-    array = array[:, cy - h : cy + h + 1, cx - h : cx + h + 1]
-    centre = array[:, h, h]
-    if not np.all(np.isfinite(centre)) or np.any(centre == 0):
-        raise InvalidInputError("the PSF is zero or not finite at its centre pixel")
-    return array / centre[:, None, None]
+    return _cube._prepare(raw, None, statistics)

@@ -90,25 +90,20 @@ def test_plane_noise_of_channel_blocks_is_the_single_passs(prepared, monkeypatch
     monkeypatch.setattr(mf, "robust_plane_noise", recording)
     mf.signal_to_noise(prepared.data, noise, valid, **_beam(prepared))
     monkeypatch.undo()
-    n, widths = prepared.n_channels, mf.DEFAULT_WIDTHS
-    halo = max(widths) // 2 + 1
-    blocks = []
-    for a in range(0, n, 10):
-        b = min(n, a + 10)
-        lo, hi = max(0, a - halo), min(n, b + halo)
-        blocks.append(
-            mf.filtered_plane_noise(
-                prepared.data[lo:hi],
-                noise[lo:hi],
-                valid,
-                continuum,
-                widths=widths,
-                planes=slice(a - lo, b - lo),
-                n_channels=n,
-                **_beam(prepared),
-            )
-        )
-    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), np.array(seen, dtype=np.float32))
+    expected = np.array(seen, dtype=np.float32)
+    for sizes in ([48], [1] * 48, [10, 1, 25, 12]):  # the whole cube, plane by plane, uneven blocks
+        blocks = np.split(prepared.data, np.cumsum(sizes)[:-1])
+        got = mf.filtered_plane_noise(blocks, noise, valid, continuum, **_beam(prepared))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_plane_noise_with_widths_beyond_the_band(prepared):
+    data = prepared.data[:10]
+    noise = mf.usable_noise(prepared.noise.value[:10])
+    valid = prepared.valid.any(axis=0)
+    continuum = np.zeros(valid.shape, dtype=np.float32)
+    got = mf.filtered_plane_noise(np.split(data, [3]), noise, valid, continuum, **_beam(prepared))
+    assert np.all(np.isnan(got[3:])) and np.all(np.isfinite(got[:3]))  # widths 12 and 24 > 10 channels
 
 
 def test_given_statistics_reproduce_the_single_pass(prepared):

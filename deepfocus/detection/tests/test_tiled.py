@@ -1,5 +1,6 @@
 """Tiled (out-of-core) detection: sources on tile edges found exactly once, same catalogue as
-a single pass, bounded concurrency, the DeepFocus switch."""
+a single pass (also where tile-local statistics would differ: uneven noise, sidelobes from beyond
+the halo), the passes over the whole cube, bounded concurrency, the DeepFocus switch."""
 
 import threading
 import warnings
@@ -8,15 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.table import QTable
 
 from deepfocus import DeepFocus
 from deepfocus.characterization.characterizer import CUTOUT_SIZE
+from deepfocus.detection import matched_filter
 from deepfocus.detection import tiled as tiled_module
-from deepfocus.detection.tiled import TiledPipeline, default_halo
+from deepfocus.detection.detector import masked_view, prepare
+from deepfocus.detection.tiled import TiledPipeline, continuum_map, default_halo, plane_noise
 from deepfocus.evaluation import match_catalogs
 from deepfocus.exceptions import InvalidInputError, NoDetectionsWarning
-from deepfocus.io.tiles import BYTES_PER_VOXEL
+from deepfocus.io.tiles import BYTES_PER_VOXEL, cube_statistics
 from deepfocus.simulation import Interferometer, Observation, simulate
 from deepfocus.simulation.catalog import flux_for_snr
 
@@ -238,3 +242,244 @@ def test_classical_pipeline_plans_the_smaller_halo(edge_cube, classical):
     ppb = cube_layout(edge_cube[0]).pixels_per_beam
     plan = TiledPipeline(classical, memory_limit=LIMIT_2X2).plan(edge_cube[0])
     assert plan.halo == default_halo(ppb, deconvolver=False) < default_halo(ppb)
+
+
+# -- where tile-local statistics would differ ----------------------------------------------------
+
+#: A bright source whose dirty-beam sidelobes reach other tiles, beyond the halo, and fainter
+#: ones (same columns as `SOURCES`).
+CONTRAST_SOURCES = (
+    (40.0, 40.0, 24.0, 0.0, 0.0, 0.0, 8.0, 600.0),
+    (150.0, 60.0, 10.0, 0.0, 0.0, 0.0, 5.0, 6.0),
+    (60.0, 150.0, 35.0, 0.0, 0.0, 0.0, 6.0, 5.0),
+    (140.0, 140.0, 20.0, 0.5, 0.5, 0.0, 4.0, 8.0),
+)
+
+
+def _simulate(sources, seed, itf):
+    rows = np.array(sources, dtype=float).reshape(-1, 8)
+    beam = itf.beam.major.to(u.arcsec)
+    dv = itf.observation.channel_velocity_width
+    table = QTable()
+    table["x_centroid"] = rows[:, 0] * u.pix
+    table["y_centroid"] = rows[:, 1] * u.pix
+    table["z_centroid"] = rows[:, 2]
+    table["fwhm_major"] = rows[:, 3] * beam
+    table["fwhm_minor"] = rows[:, 4] * beam
+    table["position_angle"] = rows[:, 5] * u.deg
+    table["line_width"] = rows[:, 6] * dv
+    table["continuum_flux"] = np.zeros(len(rows)) * u.Jy
+    table["flux"] = flux_for_snr(
+        rows[:, 7],
+        table,
+        beam=itf.beam,
+        noise_rms=itf.noise_rms[N_CHANNELS // 2],
+        channel_velocity_width=dv,
+        n_channels=N_CHANNELS,
+    )
+    return simulate(catalog=table, seed=seed, interferometer=itf)
+
+
+@pytest.fixture(scope="module")
+def contrast_cube(tmp_path_factory):
+    """A 192 x 192 x 48 cube whose left half (x < 96) has twice the noise of the right half,
+    with `CONTRAST_SOURCES`; the paths of the dirty cube and its PSF, and the PSF array."""
+    itf = Interferometer(Observation(npix=NPIX, n_channels=N_CHANNELS, tsys=60 * u.K))
+    sim = _simulate(CONTRAST_SOURCES, 3, itf)
+    noise = _simulate((), 11, itf)  # independent noise with the same correlation (the PSF's)
+    folder = tmp_path_factory.mktemp("contrast")
+    paths = sim.write(folder, "contrast", psf=True)
+    extra = np.zeros((N_CHANNELS, NPIX, NPIX), dtype=np.float32)
+    extra[:, :, : NPIX // 2] = np.sqrt(3.0) * noise.dirty.unmasked_data[:].value[:, :, : NPIX // 2]
+    with fits.open(paths["dirty"], mode="update") as hdul:
+        hdul[0].data += extra
+    return paths["dirty"], paths["psf"], sim.psf
+
+
+def _plane_noise_of_the_single_pass(path, mask=None, psf=None):
+    """The plane noise the single pass's matched filter measures (width by width)."""
+    seen = []
+    original = matched_filter.robust_plane_noise
+
+    def recording(cube, valid):
+        seen.append(original(cube, valid))
+        return seen[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matched_filter, "robust_plane_noise", recording)
+        from deepfocus import CubeDetector
+
+        CubeDetector(model=None)(path, mask=mask, psf=psf)
+    return np.array(seen, dtype=np.float32)
+
+
+def _assert_same_rows(single, tiled):
+    """The same rows, columns equal to float tolerance (the order may differ among equal S/N)."""
+    assert len(tiled) == len(single)
+    match = match_catalogs(single, tiled)
+    assert len(match.truth_index) == len(single)
+    a, b = single[match.truth_index], tiled[match.catalog_index]
+    assert a.colnames == b.colnames
+    for name in a.colnames:
+        if name == "id":
+            continue
+        if name == "sky_centroid":
+            assert np.all(b[name].separation(a[name]).arcsec < 1e-5)
+        elif np.issubdtype(np.asarray(a[name]).dtype, np.integer):
+            np.testing.assert_array_equal(np.asarray(b[name]), np.asarray(a[name]), err_msg=name)
+        else:
+            value = getattr(a[name], "value", np.asarray(a[name]))
+            np.testing.assert_allclose(
+                getattr(b[name], "value", np.asarray(b[name])), value, rtol=1e-4, atol=1e-5, err_msg=name
+            )
+
+
+@pytest.fixture(scope="module")
+def statistics(contrast_cube):
+    return cube_statistics(contrast_cube[0])
+
+
+def test_tile_local_statistics_would_differ(contrast_cube, contrast_single, statistics, classical):
+    # The tiles run as before the passes over the whole cube: each measures its own continuum
+    # and plane noise (the noisy half's tiles a higher one, the quiet half's a lower one).
+    path = contrast_cube[0]
+    plan = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO).plan(path)
+    stages = tiled_module._stages(classical)
+    tables = []
+    for tile in plan.tiles:
+        _, table, _ = tiled_module._process_tile(
+            stages, str(path), tile, (statistics, None, None), None, (NPIX, NPIX), 5.0
+        )
+        tables.append(table)
+    local = tiled_module._stitch([t for t in tables if t is not None], 5.0)
+    single = contrast_single["none"]
+    assert len(match_catalogs(single, local).truth_index) < 0.8 * len(single)  # 11 of 38 when written
+
+
+def test_continuum_pass_is_the_single_passs(contrast_cube, statistics):
+    path = contrast_cube[0]
+    mask = np.zeros((NPIX, NPIX), dtype=bool)
+    mask[100:120, 10:50] = True
+    budget = int(tiled_module.CONTINUUM_BYTES_PER_VOXEL * N_CHANNELS * 70 * 70)  # 3 x 3 tiles
+    continuum, valid, reference = continuum_map(path, statistics, mask=mask, memory_limit=budget)
+    prepared = prepare(path)
+    view = masked_view(prepared, mask)
+    expected = matched_filter.estimate_continuum(view.data, matched_filter.usable_noise(view.noise))
+    np.testing.assert_array_equal(continuum, expected)
+    np.testing.assert_array_equal(valid, view.valid)
+    assert reference.n_channels == N_CHANNELS and reference.flipped == prepared.flipped
+
+
+@pytest.mark.parametrize("which", ["plain", "casa"])
+def test_plane_noise_pass_is_the_single_passs(contrast_cube, which, tmp_path):
+    from deepfocus.detection.tests.helpers import casa_style
+
+    path = contrast_cube[0] if which == "plain" else casa_style(contrast_cube[0], tmp_path / "casa.fits")
+    mask = np.zeros((N_CHANNELS, NPIX, NPIX), dtype=bool)
+    mask[30:40, 60:90, 60:90] = True  # a 3-D mask (input channel order)
+    statistics = cube_statistics(path)
+    continuum, valid, reference = continuum_map(path, statistics, mask=mask, memory_limit=2**30)
+    budget = (4 * 24 + 8 * 5 + 7 * tiled_module.PLANE_BYTES_PER_VOXEL) * NPIX * NPIX  # blocks of 7 channels
+    got = plane_noise(
+        path,
+        statistics,
+        continuum,
+        valid,
+        reference,
+        widths=(1, 3, 6, 12, 24),
+        mask=mask,
+        memory_limit=budget,
+    )
+    np.testing.assert_array_equal(got, _plane_noise_of_the_single_pass(path, mask=mask))
+    with pytest.raises(InvalidInputError, match="too small for the matched filter's noise"):
+        plane_noise(path, statistics, continuum, valid, reference, widths=(1, 24), memory_limit=2**20)
+
+
+@pytest.fixture(scope="module")
+def contrast_single(contrast_cube, classical):
+    path, psf_path, _ = contrast_cube
+    return {"psf": classical(path, psf=psf_path), "none": classical(path)}
+
+
+def test_tiles_equal_single_pass_with_uneven_noise(contrast_cube, contrast_single, classical):
+    out = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(contrast_cube[0])
+    assert out.meta["tiling"]["n_tiles"] == 4
+    _assert_same_rows(contrast_single["none"], out)
+
+
+@pytest.mark.parametrize("psf_kind", ["file", "array"])
+def test_sidelobe_from_beyond_the_halo_is_rejected_as_in_a_single_pass(
+    contrast_cube, contrast_single, classical, psf_kind
+):
+    path, psf_path, psf_array = contrast_cube
+    single, without = contrast_single["psf"], contrast_single["none"]
+    # The single pass rejects a sidelobe of the bright source (40, 40) that lies in another tile,
+    # further from it than the halo: a tile-local test could not reject it.
+    plan = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO).plan(path)
+    rejected = [row for row in without if not np.any(_near(single, row))]
+    far = [
+        row
+        for row in rejected
+        for tile in plan.tiles
+        if tile.depth(row["x_centroid"].value, row["y_centroid"].value, (NPIX, NPIX)) >= 0
+        and not (
+            tile.outer[0].start <= 40 < tile.outer[0].stop and tile.outer[1].start <= 40 < tile.outer[1].stop
+        )
+    ]
+    assert far, "the cube must hold a sidelobe beyond the halo of the bright source"
+    psf = psf_path if psf_kind == "file" else psf_array
+    out = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(path, psf=psf)
+    for row in far:
+        assert not np.any(_near(out, row))
+    _assert_same_rows(single, out)
+
+
+def test_candidates_the_deconvolver_rejects_cast_no_sidelobes(contrast_cube, contrast_single, monkeypatch):
+    from deepfocus import CubeDetector
+
+    path, psf_path, _ = contrast_cube
+    with_psf, without = contrast_single["psf"], contrast_single["none"]
+    sidelobes = [row for row in without if not np.any(_near(with_psf, row))]
+    assert sidelobes
+
+    def scores(self, cube, mf, rows, candidates):  # the deconvolver rejects the bright source
+        x = candidates["x_centroid"].value[[r[0] for r in rows]]
+        y = candidates["y_centroid"].value[[r[0] for r in rows]]
+        return np.where(np.hypot(x - 40, y - 40) < 2, 0.0, np.inf)
+
+    monkeypatch.setattr(CubeDetector, "_deconvolved_scores", scores)
+    out = CubeDetector(model=None)(path, psf=psf_path)
+    assert not np.any(np.hypot(out["x_centroid"].value - 40, out["y_centroid"].value - 40) < 2)
+    for row in sidelobes:  # no longer explained by a source the catalogue does not hold
+        assert np.any(_near(out, row))
+
+
+def _near(table, row):
+    return (
+        np.hypot(
+            table["x_centroid"].value - row["x_centroid"].value,
+            table["y_centroid"].value - row["y_centroid"].value,
+        )
+        < 1.0
+    )
+
+
+def test_tiles_equal_single_pass_with_a_mask(contrast_cube, classical):
+    path, psf_path, _ = contrast_cube
+    mask = np.zeros((N_CHANNELS, NPIX, NPIX), dtype=bool)
+    mask[:, 130:160, 130:160] = True
+    mask[5:30, 50:70, 140:170] = True
+    single = classical(path, mask=mask, psf=psf_path)
+    out = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(
+        path, mask=mask, psf=psf_path
+    )
+    _assert_same_rows(single, out)
+
+
+def test_shipped_networks_on_the_contrast_cube(contrast_cube):
+    path, psf_path, _ = contrast_cube
+    pipeline = DeepFocus()
+    single = pipeline(path, psf=psf_path)
+    out = TiledPipeline(pipeline, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(path, psf=psf_path)
+    assert out.meta["tiling"]["n_tiles"] == 4
+    _assert_same_rows(single, out)

@@ -1,4 +1,7 @@
-"""Tests of out-of-core cube access: tile plans, tiles read from disk, whole-cube noise."""
+"""Tests of out-of-core cube access: tile plans, parts read from disk, whole-cube statistics,
+PSF planes read one at a time."""
+
+import warnings
 
 import astropy.units as u
 import numpy as np
@@ -6,16 +9,18 @@ import pytest
 from astropy.io import fits
 
 from deepfocus.detection.tests import helpers
-from deepfocus.exceptions import InvalidInputError
+from deepfocus.exceptions import DeepFocusWarning, InvalidInputError
 from deepfocus.io.cube import read_cube
+from deepfocus.io.psf import PSFPlanes
 from deepfocus.io.tiles import (
     BYTES_PER_VOXEL,
     Tile,
     channel_noise,
-    crop_psf,
     cube_layout,
+    cube_statistics,
     parse_memory,
     plan_tiles,
+    read_part,
     read_tile,
 )
 
@@ -106,9 +111,9 @@ def test_read_tile_matches_the_whole_cube(files, which):
     layout = cube_layout(files[which])
     assert layout.shape == whole.shape
     assert layout.pixels_per_beam == pytest.approx(whole.pixels_per_beam, rel=1e-3)
-    noise = channel_noise(files[which])
+    statistics = cube_statistics(files[which])
     tile = Tile(0, (slice(30, 60), slice(20, 50)), (slice(10, 80), slice(5, 70)))
-    part = read_tile(files[which], tile, noise=noise)
+    part = read_tile(files[which], tile, statistics=statistics)
     ys, xs = tile.outer
     np.testing.assert_array_equal(part.data, whole.data[:, ys, xs])
     np.testing.assert_array_equal(part.valid, whole.valid[:, ys, xs])
@@ -122,10 +127,62 @@ def test_read_tile_matches_the_whole_cube(files, which):
     assert np.all(sky_tile.separation(sky_whole).arcsec < 1e-6)
 
 
+@pytest.mark.parametrize("which", ["plain", "casa"])
+def test_read_part_of_channels_matches_the_whole_cube(files, which):
+    whole = read_cube(files[which])
+    statistics = cube_statistics(files[which])
+    part = read_part(files[which], channels=slice(5, 17), statistics=statistics)
+    # File channels 5..16 are prepared channels 31..42 of the descending (CASA) file.
+    prepared = slice(31, 43) if whole.flipped else slice(5, 17)
+    np.testing.assert_array_equal(part.data, whole.data[prepared])
+    np.testing.assert_array_equal(part.noise.value, whole.noise.value[prepared])
+    np.testing.assert_allclose(part.spectral_axis.value, whole.spectral_axis.value[prepared])
+
+
+@pytest.fixture(scope="module")
+def flagged_file(files, tmp_path_factory):
+    """The plain file with channel 7 exactly 0 everywhere (flagged) and channel 20 exactly 0 in
+    the left half only (not flagged: the right half holds data)."""
+    path = tmp_path_factory.mktemp("flagged") / "flagged.fits"
+    with fits.open(files["plain"]) as hdul:
+        hdul[0].data[..., 7, :, :] = 0
+        hdul[0].data[..., 20, :, :48] = 0
+        hdul.writeto(path)
+    return path
+
+
+def test_flagged_channels_are_the_whole_cubes(flagged_file):
+    with pytest.warns(DeepFocusWarning, match=r"input channels \[7\] are exactly 0"):
+        statistics = cube_statistics(flagged_file, block_bytes=4 * 4 * 96 * 96)  # blocks of 4 channels
+    np.testing.assert_array_equal(np.flatnonzero(statistics.flagged), [7])
+    with pytest.warns(DeepFocusWarning, match="exactly 0"):
+        whole = read_cube(flagged_file)
+    np.testing.assert_allclose(statistics.noise, whole.noise.value, rtol=1e-6, equal_nan=True)
+    left = Tile(0, (slice(0, 96), slice(0, 40)), (slice(0, 96), slice(0, 44)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)  # the statistics' pass warned already
+        part = read_tile(flagged_file, left, statistics=statistics)
+    # Channel 20 is 0 throughout the tile but not flagged: the tile keeps its zeros, as the whole cube.
+    np.testing.assert_array_equal(part.data, whole.data[:, :, :44])
+    assert np.all(part.data[20] == 0) and np.all(np.isnan(part.data[7]))
+    with pytest.warns(DeepFocusWarning, match=r"channels \[7, 20\]"):
+        alone = read_tile(flagged_file, left)  # without them, the tile decides for itself
+    assert np.all(np.isnan(alone.data[20]))
+
+
+def test_cube_statistics_refuses_an_empty_cube(files, tmp_path):
+    with fits.open(files["plain"]) as hdul:
+        hdul[0].data[...] = np.nan
+        hdul.writeto(tmp_path / "nan.fits")
+    with pytest.raises(InvalidInputError, match="no valid pixel"):
+        cube_statistics(tmp_path / "nan.fits")
+
+
 def test_read_tile_outside_the_valid_area(files):
-    noise = channel_noise(files["casa"])
+    statistics = cube_statistics(files["casa"])
     corner = Tile(0, (slice(0, 8), slice(0, 8)), (slice(0, 8), slice(0, 8)))
-    assert read_tile(files["casa"], corner, noise=noise) is None
+    assert read_tile(files["casa"], corner, statistics=statistics) is None
+    assert read_part(files["casa"], y=slice(0, 8), x=slice(0, 8), statistics=statistics) is None
 
 
 def test_read_tile_of_zeros_is_empty(files, tmp_path):
@@ -133,28 +190,52 @@ def test_read_tile_of_zeros_is_empty(files, tmp_path):
     with fits.open(files["plain"]) as hdul:
         hdul[0].data[..., :40, :40] = 0
         hdul.writeto(tmp_path / "zeros.fits")
-    noise = channel_noise(tmp_path / "zeros.fits")
+    statistics = cube_statistics(tmp_path / "zeros.fits")
     corner = Tile(0, (slice(0, 32), slice(0, 32)), (slice(0, 40), slice(0, 40)))
-    assert read_tile(tmp_path / "zeros.fits", corner, noise=noise) is None
+    assert read_tile(tmp_path / "zeros.fits", corner, statistics=statistics) is None
+    # read_part keeps the zeros (valid pixels: they count in the whole image's statistics).
+    part = read_part(tmp_path / "zeros.fits", y=slice(0, 40), x=slice(0, 40), statistics=statistics)
+    assert part.valid.all() and np.all(part.data == 0)
 
 
-def test_crop_psf(tmp_path):
-    rng = np.random.default_rng(1)
-    psf = rng.normal(size=(3, 41, 41)).astype(np.float32)
-    psf[:, 20, 20] = 2.0
-    out = crop_psf(psf, 5)
-    assert out.shape == (3, 11, 11)
-    np.testing.assert_allclose(out[:, 5, 5], 1.0)
-    np.testing.assert_allclose(out * 2.0, psf[:, 15:26, 15:26], rtol=1e-6)
-    assert crop_psf(psf, 100).shape == (3, 41, 41)
-    # From a file (a Stokes axis, as exportfits writes it), read through a memory map.
+def _psf_file(psf, path):
+    """Write ``psf`` (n_chan, ny, nx) with a Stokes axis, as exportfits does."""
     header = fits.Header()
     header.update(
         CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CTYPE3="FREQ", CTYPE4="STOKES", CDELT1=-1e-5, CDELT2=1e-5
     )
     header.update(CRPIX1=21, CRPIX2=21, CRVAL1=10.0, CRVAL2=-30.0, CDELT3=1e6, CRVAL3=1e11, CDELT4=1.0)
-    fits.PrimaryHDU(psf[None], header).writeto(tmp_path / "psf.fits")
-    from_file = crop_psf(tmp_path / "psf.fits", 5, cell=0.036 * u.arcsec)
-    np.testing.assert_allclose(from_file, out, rtol=1e-6)
+    fits.PrimaryHDU(psf[None], header).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_psf_planes_are_read_cubes_psf(files, tmp_path, flipped):
+    rng = np.random.default_rng(1)
+    psf = rng.normal(size=(48, 41, 41)).astype(np.float32)
+    psf[:, 20, 20] = 2.0 + np.arange(48)
+    path = _psf_file(psf, tmp_path / "psf.fits")
+    cube = read_cube(files["casa" if flipped else "plain"], psf=psf)
+    planes = PSFPlanes(psf, 48, cube.cell, flipped=flipped)
+    assert len(planes) == 48 and planes.shape == (41, 41)
+    for z in (0, 13, 47):
+        np.testing.assert_array_equal(planes[z], cube.psf[z])
+    # From a file (a Stokes axis, as exportfits writes it), normalised as read_psf does.
+    with PSFPlanes(path, 48, 0.036 * u.arcsec, flipped=flipped) as from_file:
+        expected = psf[47 - 13 if flipped else 13] / psf[47 - 13 if flipped else 13][20, 20]
+        np.testing.assert_array_equal(from_file[13], expected.astype(np.float32))
+    # One plane serves every channel.
+    single = PSFPlanes(psf[0], 48, cube.cell)
+    np.testing.assert_array_equal(single[30], psf[0])
+
+
+def test_psf_planes_refuse_bad_psfs(tmp_path):
+    psf = np.ones((3, 41, 41), dtype=np.float32)
+    path = _psf_file(psf, tmp_path / "psf.fits")
     with pytest.raises(InvalidInputError, match="pixels"):
-        crop_psf(tmp_path / "psf.fits", 5, cell=0.1 * u.arcsec)
+        PSFPlanes(path, 3, 0.1 * u.arcsec)
+    with pytest.raises(InvalidInputError, match="3 channels but the cube has 48"):
+        PSFPlanes(psf, 48, 0.036 * u.arcsec)
+    psf[1, 20, 20] = 0
+    with pytest.raises(InvalidInputError, match="centre"):
+        PSFPlanes(_psf_file(psf, tmp_path / "zero.fits"), 3, 0.036 * u.arcsec)
