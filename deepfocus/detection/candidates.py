@@ -1,4 +1,11 @@
-"""Candidate sources from the classical stages: matched filters, 3-D peaks, spectral merging."""
+"""Candidate sources from the classical stages: matched filters, 3-D peaks, deblending.
+
+Peaks are found in the S/N cube of every filter width separately, not only in the best S/N
+over widths: next to a bright, broad line the wide filters' response covers a fainter
+neighbour (a blended source a beam away, or a second line at one position), which then has no
+peak of its own in the best-over-widths cube but does in the narrower filters. Peaks that
+belong to one source are then merged by a saddle test (`~deepfocus.detection.peaks.deblend_peaks`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import numpy as np
 from astropy.table import QTable
 
 from .matched_filter import DEFAULT_WIDTHS, signal_to_noise
-from .peaks import find_peaks_3d, merge_candidates
+from .peaks import DEFAULT_DIP, DEFAULT_REACH, deblend_peaks, find_peaks_3d
 
 __all__ = ["filter_beam", "find_candidates"]
 
@@ -31,16 +38,17 @@ def filter_beam(cube):
     return beam.major.to_value(u.arcsec) / cell, beam.minor.to_value(u.arcsec) / cell, beam.pa.to_value(u.deg)
 
 
-def _subpixel(image, y, x):
-    """Parabolic refinement of a peak at integer ``(y, x)`` of ``image``."""
-    ny, nx = image.shape
+def _subpixel(patch, y, x, shape):
+    """Parabolic refinement of a peak at integer ``(y, x)`` from the 3 x 3 ``patch`` of S/N
+    around it (no shift along an axis where the peak is on the image's edge)."""
+    ny, nx = shape
 
     def vertex(a, b, c):
         d = a - 2 * b + c
         return 0.0 if d >= 0 else float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))
 
-    dx = vertex(image[y, x - 1], image[y, x], image[y, x + 1]) if 0 < x < nx - 1 else 0.0
-    dy = vertex(image[y - 1, x], image[y, x], image[y + 1, x]) if 0 < y < ny - 1 else 0.0
+    dx = vertex(patch[1, 0], patch[1, 1], patch[1, 2]) if 0 < x < nx - 1 else 0.0
+    dy = vertex(patch[0, 1], patch[1, 1], patch[2, 1]) if 0 < y < ny - 1 else 0.0
     return x + dx, y + dy
 
 
@@ -85,17 +93,22 @@ def find_candidates(
         plane_noise=plane_noise,
     )
     footprint = max(3, int(round(beam_scale * major)) | 1)
-    peaks, values = find_peaks_3d(
-        mf.snr, threshold, spatial_size=footprint, spectral_size=3, valid=cube.valid
+    peaks, values, width_index = _peaks_of_every_width(mf, threshold, footprint, cube.valid)
+    keep = deblend_peaks(
+        peaks,
+        values,
+        np.array(mf.widths)[width_index],
+        beam_pix=beam_scale * major,
+        snr_along=lambda width, points: mf.width_snr_at(mf.widths.index(width), points),
+        dip=DEFAULT_DIP,
+        reach=DEFAULT_REACH,
     )
-    width_of = np.array(mf.widths)[mf.best_width[peaks[:, 0], peaks[:, 1], peaks[:, 2]]] if len(peaks) else []
-    keep = merge_candidates(peaks, values, np.asarray(width_of), beam_pix=beam_scale * major)
     table = QTable()
     rows = []
     for i in keep:
         z, y, x = (int(v) for v in peaks[i])
-        w = int(width_of[i])
-        xs, ys = _subpixel(mf.snr[z], y, x)
+        w = int(mf.widths[width_index[i]])
+        xs, ys = _subpixel(_plane_around(mf, width_index[i], z, y, x), y, x, mf.snr.shape[1:])
         rows.append(
             (xs, ys, float(z), max(0, z - w // 2), min(n_chan - 1, z + (w - 1) // 2), float(values[i]), w)
         )
@@ -108,3 +121,38 @@ def find_candidates(
     table["filter_snr"] = rows[:, 5]
     table["filter_width"] = rows[:, 6].astype(int)
     return table, mf
+
+
+def _peaks_of_every_width(mf, threshold, footprint, valid):
+    """3-D peaks of every filter width's S/N cube, brightest first.
+
+    Returns ``(peaks (n, 3), values (n,), width_index (n,))``.
+    """
+    n_chan = mf.snr.shape[0]
+    found = []
+    buffer = np.empty_like(mf.smoothed)
+    for index, width in enumerate(mf.widths):
+        if width > n_chan:
+            continue
+        peaks, values = find_peaks_3d(
+            mf.width_snr(index, out=buffer), threshold, spatial_size=footprint, spectral_size=3, valid=valid
+        )
+        found.append((peaks, values, np.full(len(values), index)))
+    if not found:
+        return np.zeros((0, 3), int), np.zeros(0), np.zeros(0, int)
+    peaks, values, index = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    order = np.argsort(-values, kind="stable")
+    return peaks[order], values[order], index[order]
+
+
+def _plane_around(mf, index, z, y, x):
+    """The 3 x 3 pixels of filter ``index``'s S/N around ``(y, x)`` in channel ``z`` (edges
+    repeat the nearest pixel)."""
+    ny, nx = mf.snr.shape[1:]
+    yy, xx = np.meshgrid(
+        np.clip(np.arange(y - 1, y + 2), 0, ny - 1),
+        np.clip(np.arange(x - 1, x + 2), 0, nx - 1),
+        indexing="ij",
+    )
+    points = np.column_stack([np.full(9, z), yy.ravel(), xx.ravel()])
+    return mf.width_snr_at(index, points).reshape(3, 3)

@@ -16,7 +16,7 @@ from scipy.ndimage import map_coordinates
 from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
-from .lines import fit_line, mask_runs, network_lines
+from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys
 from .matched_filter import DEFAULT_WIDTHS
 from .sidelobes import FilteredPSF, sidelobe_rejected
 
@@ -166,7 +166,12 @@ class CubeDetector:
             z0, w = float(cand["z_centroid"]), int(cand["filter_width"])
             runs = []
             if self._spectral is not None:
-                runs = [r for r in mask_runs(probability[k] > 0.5) if r[0] - w <= z0 <= r[1] + w]
+                runs = [
+                    piece
+                    for run in mask_runs(probability[k] > 0.5)
+                    for piece in split_at_valleys(run, denoised[k])
+                    if piece[0] - w <= z0 <= piece[1] + w
+                ]
             if runs:
                 for lo, hi in runs[:2]:
                     weights = np.clip(denoised[k, lo : hi + 1], 0, None)
@@ -177,6 +182,17 @@ class CubeDetector:
             else:
                 fit = fit_line(spectra[k], z0, w)
                 rows.append((k, fit["z_centroid"], fit["z_min"], fit["z_max"], fit["fwhm"], fit["peak"]))
+        if rows:
+            k = np.array([r[0] for r in rows])
+            repeated = repeated_lines(
+                x[k],
+                y[k],
+                [r[1] for r in rows],
+                [r[4] for r in rows],
+                np.asarray(candidates["filter_snr"])[k],
+                beam_pix=self.min_separation * cube.pixels_per_beam,
+            )
+            rows = [r for r, again in zip(rows, repeated, strict=True) if not again]
         return rows, n_chan
 
     def _deconvolved_scores(self, cube, mf, rows, candidates):

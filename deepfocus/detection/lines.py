@@ -8,7 +8,11 @@ import numpy as np
 import torch
 from astropy.modeling import fitting, models
 
-__all__ = ["fit_line", "network_lines", "mask_runs"]
+__all__ = ["fit_line", "network_lines", "mask_runs", "split_at_valleys", "repeated_lines", "VALLEY_DEPTH"]
+
+#: A run of line channels is two lines where the denoised spectrum between two maxima falls
+#: below this fraction of the lower one (chosen on validation cubes).
+VALLEY_DEPTH = 0.5
 
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -86,6 +90,57 @@ def mask_runs(mask, *, min_length=2, max_gap=1):
     return runs
 
 
+def split_at_valleys(run, spectrum, *, depth=VALLEY_DEPTH, min_length=2):
+    """Split a run of line channels where the spectrum between two of its maxima dips deeply.
+
+    The spectral network marks the channels of blended lines (two sources a beam apart, or two
+    lines of one source) as one run; its denoised spectrum still shows two maxima with a valley
+    between them. The run is cut at every valley lower than ``depth`` times the lower of its
+    two neighbouring maxima (the spectrum smoothed over 3 channels first).
+
+    Parameters
+    ----------
+    run : tuple of int
+        ``(first, last)`` channel of the run.
+    spectrum : `numpy.ndarray`
+        ``(n_chan,)`` denoised spectrum (S/N units).
+    depth : float
+        Largest valley-to-maximum ratio that separates two lines.
+    min_length : int
+        Shortest piece (channels); shorter pieces are not cut off.
+
+    Returns
+    -------
+    runs : list of tuple
+        The pieces, in channel order.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    first, last = run
+    values = uniform_filter1d(np.asarray(spectrum[first : last + 1], dtype=float), 3, mode="nearest")
+    n = len(values)
+    maxima = [
+        i
+        for i in range(n)
+        if (i == 0 or values[i] >= values[i - 1]) and (i == n - 1 or values[i] > values[i + 1])
+    ]
+    pieces, start = [], first
+    for a, b in zip(maxima[:-1], maxima[1:], strict=True):
+        lower = min(values[a], values[b])
+        valley = a + int(np.argmin(values[a : b + 1]))
+        cut = first + valley
+        if (
+            lower > 0
+            and values[valley] < depth * lower
+            and cut - start >= min_length
+            and last - cut >= min_length
+        ):
+            pieces.append((start, cut - 1))
+            start = cut + 1
+    pieces.append((start, last))
+    return pieces
+
+
 def network_lines(spectra, model, *, batch=256):
     """Line masks and denoised spectra from the spectral network.
 
@@ -110,3 +165,43 @@ def network_lines(spectra, model, *, batch=256):
             outs.append(model(x[start : start + batch]))
     out = torch.cat(outs).numpy() if outs else np.zeros((0, 2, x.shape[-1]), np.float32)
     return 1 / (1 + np.exp(-out[:, 0])), out[:, 1]
+
+
+def repeated_lines(x, y, z, fwhm, snr, *, beam_pix, fraction=0.5):
+    """Which lines repeat a brighter one: the same source found from two candidates.
+
+    Candidates of one source found in different filters (or at two channels of one broad line)
+    end, once their lines are measured, as rows within a beam of each other whose line centres
+    lie within ``fraction`` of the wider line's FWHM (at least 2 channels).
+
+    Parameters
+    ----------
+    x, y : array-like
+        Positions (pixels).
+    z, fwhm : array-like
+        Line centres and FWHMs (channels).
+    snr : array-like
+        Brightness order (the matched-filter S/N of each row's candidate): a row repeats only
+        a brighter one.
+    beam_pix : float
+        Beam major axis (pixels).
+    fraction : float
+        Largest centre offset, in FWHMs, of two rows of one line.
+
+    Returns
+    -------
+    repeated : `numpy.ndarray` of bool
+    """
+    x, y, z, fwhm, snr = (np.asarray(v, dtype=float) for v in (x, y, z, fwhm, snr))
+    repeated = np.zeros(len(x), dtype=bool)
+    kept = []
+    for i in np.argsort(-snr, kind="stable"):
+        for j in kept:
+            if np.hypot(x[i] - x[j], y[i] - y[j]) <= beam_pix and abs(z[i] - z[j]) <= fraction * max(
+                fwhm[i], fwhm[j], 2.0
+            ):
+                repeated[i] = True
+                break
+        else:
+            kept.append(i)
+    return repeated

@@ -234,6 +234,20 @@ def test_two_lines_at_one_position_are_two_sources():
     assert catalog["flux"][lower] > catalog["flux"][upper]
 
 
+@pytest.mark.parametrize("model", [None, "default"])
+def test_blended_pair_is_two_sources(model):
+    # A fainter source 0.8 beam from a brighter one, its line 9 channels away: the wide filters
+    # of the bright line cover it (no peak of its own in the best S/N over widths).
+    rows = (
+        (40.0, 48.0, 28.0, 0.0, 0.0, 0.0, 10.0, 10.0, 0.0),
+        (44.0, 45.5, 19.0, 0.0, 0.0, 0.0, 6.0, 8.5, 0.0),
+    )
+    sim = helpers.simulation(rows, seed=1)
+    catalog = DeepFocus(model=model)(sim.dirty)
+    metrics = evaluate(sim.truth, catalog)
+    assert metrics["n_matched"] == 2 and metrics["purity"] == 1.0
+
+
 # -- nothing found -----------------------------------------------------------------------------
 
 

@@ -1,0 +1,79 @@
+"""3-D peaks, the saddle test that deblends them, and the splitting of blended lines."""
+
+import numpy as np
+import pytest
+from scipy.ndimage import maximum_filter
+
+from deepfocus.detection.lines import repeated_lines, split_at_valleys
+from deepfocus.detection.peaks import deblend_peaks, find_peaks_3d, path_points
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_peaks_are_the_maximum_filters(seed):
+    rng = np.random.default_rng(seed)
+    snr = rng.normal(size=(16, 30, 27)).astype(np.float32)
+    valid = rng.random((30, 27)) > 0.1
+    peaks, values = find_peaks_3d(snr, 1.5, spatial_size=5, spectral_size=3, valid=valid)
+    local = maximum_filter(snr, size=(3, 5, 5), mode="constant", cval=-np.inf)
+    expected = set(zip(*np.nonzero((snr == local) & (snr >= 1.5) & valid[None]), strict=True))
+    assert set(map(tuple, peaks)) == expected and len(peaks) == len(expected)
+    assert np.all(np.diff(values) <= 0)  # brightest first
+    np.testing.assert_array_equal(values, snr[tuple(peaks.T)])
+
+
+def test_path_points_join_the_ends():
+    points = path_points((0, 0, 0), (4, 2, -3))
+    assert tuple(points[0]) == (0, 0, 0) and tuple(points[-1]) == (4, 2, -3)
+    assert len(points) == 5 and np.all(np.abs(np.diff(points, axis=0)) <= 1)
+
+
+def _two_blobs(dz, dip_depth):
+    """A 1-D-in-z toy: two peaks on one pixel, a valley of ``dip_depth`` below the fainter."""
+    z = np.arange(40)
+    profile = 20 * np.exp(-0.5 * ((z - 10) / 2) ** 2) + 12 * np.exp(-0.5 * ((z - 10 - dz) / 2) ** 2)
+    floor = 12 - dip_depth
+    between = (z > 10) & (z < 10 + dz)
+    profile[between] = np.maximum(np.minimum(profile[between], floor), floor)
+    return profile
+
+
+@pytest.mark.parametrize(("dip_depth", "separate"), [(6.0, True), (0.5, False)])
+def test_saddle_test_separates_two_lines_only_across_a_dip(dip_depth, separate):
+    profile = _two_blobs(12, dip_depth)
+    peaks = np.array([[10, 5, 5], [22, 5, 5]])
+    values = profile[[10, 22]]
+
+    def snr_along(width, points):
+        return profile[points[:, 0]]
+
+    keep = deblend_peaks(peaks, values, np.array([3, 3]), beam_pix=5.0, snr_along=snr_along)
+    assert list(keep) == ([0, 1] if separate else [0])
+
+
+def test_far_peaks_are_always_separate():
+    def never_dips(width, points):
+        return np.full(len(points), 100.0)
+
+    peaks = np.array([[10, 5, 5], [10, 5, 30]])  # 25 pixels = 5 beams apart
+    keep = deblend_peaks(peaks, np.array([20.0, 10.0]), np.array([3, 3]), beam_pix=5.0, snr_along=never_dips)
+    assert list(keep) == [0, 1]
+
+
+def test_blended_lines_are_split_at_the_valley():
+    z = np.arange(60.0)
+    two = 10 * np.exp(-0.5 * ((z - 20) / 3) ** 2) + 6 * np.exp(-0.5 * ((z - 35) / 3) ** 2)
+    pieces = split_at_valleys((10, 45), two)
+    assert len(pieces) == 2 and pieces[0][0] == 10 and pieces[1][1] == 45
+    assert pieces[0][1] < 28 < pieces[1][0]  # the cut lies in the valley between 20 and 35
+    one = 10 * np.exp(-0.5 * ((z - 28) / 8) ** 2)
+    assert split_at_valleys((10, 45), one) == [(10, 45)]
+
+
+def test_repeated_lines_keep_the_brightest_of_one_line():
+    x = np.array([10.0, 10.5, 10.2, 30.0])
+    y = np.array([10.0, 10.0, 10.5, 10.0])
+    z = np.array([20.0, 21.0, 35.0, 20.0])  # row 1 repeats row 0; row 2 is another line; row 3 far
+    fwhm = np.array([6.0, 4.0, 5.0, 6.0])
+    snr = np.array([10.0, 12.0, 8.0, 9.0])
+    repeated = repeated_lines(x, y, z, fwhm, snr, beam_pix=5.0)
+    assert list(repeated) == [True, False, False, False]  # the brighter of the pair is row 1
