@@ -86,7 +86,10 @@ def default_halo(pixels_per_beam, *, deconvolver=True):
 
     The largest spatial reach of the stages: the characterizer's cutout half-size plus the
     beam-matched filter's kernel half-size (3 sigma of the beam) plus two beams for the peak
-    finding footprint and the blended-neighbour test; with the deconvolver, its cutout half-size
+    finding footprint and the blended-neighbour test; the kernel half-size plus the deblending
+    reach (`~deepfocus.detection.peaks.DEFAULT_REACH` beams from a detection kept up to a beam
+    outside the core, to a peak whose footprint of half a beam lies in the tile), if that is
+    more; with the deconvolver, its cutout half-size
     (`~deepfocus.detection.detector.DECONVOLVER_CUTOUT`) plus the beam by which a kept detection
     may lie outside its tile's core, if that is more.
 
@@ -99,8 +102,11 @@ def default_halo(pixels_per_beam, *, deconvolver=True):
     """
     from .detector import DECONVOLVER_CUTOUT
 
+    from .peaks import DEFAULT_REACH
+
     kernel_half = math.ceil(3 * pixels_per_beam / 2.3548)
     halo = _CUTOUT_SIZE // 2 + kernel_half + math.ceil(2 * pixels_per_beam)
+    halo = max(halo, kernel_half + math.ceil((DEFAULT_REACH + 1.5) * pixels_per_beam))
     if deconvolver:
         halo = max(halo, DECONVOLVER_CUTOUT // 2 + math.ceil(max(1.0, pixels_per_beam)) + 1)
     return int(halo)

@@ -231,6 +231,11 @@ def test_halo_covers_the_characterizer_and_deconvolver_cutouts():
     assert default_halo(5.0) >= CUTOUT_SIZE // 2 + 2 * 5
     # At 20 pixels per beam the 32-pixel floor no longer decides: the beam terms must.
     assert default_halo(20.0) >= CUTOUT_SIZE // 2 + 2 * 20
+    # The deblending saddle test reaches DEFAULT_REACH beams from a detection a beam outside
+    # the core, to a peak whose half-beam footprint must be in the tile.
+    from deepfocus.detection.peaks import DEFAULT_REACH
+
+    assert default_halo(20.0, deconvolver=False) >= 26 + (DEFAULT_REACH + 1.5) * 20
     assert default_halo(20.0) > default_halo(5.0)
     # Without the deconvolver only the characterizer's and the filters' reach count.
     assert default_halo(5.0, deconvolver=False) == CUTOUT_SIZE // 2 + 7 + 10
