@@ -34,6 +34,10 @@ class DeepFocus:
     executor : object, optional
         With ``memory_limit``: where tiles run, anything with a ``concurrent.futures``-style
         ``submit`` (a thread pool, a ``dask.distributed.Client``); default threads.
+    forward_fit : {'auto', 'psf', 'beam', None}
+        The characterizer's forward model (see `SourceCharacterizer`): ``'auto'`` refines the
+        measurements with the cube's PSF when one is given; ``'beam'`` with the restoring beam
+        (CLEANed cubes).
     **detector_options
         Further `CubeDetector` options.
 
@@ -52,12 +56,13 @@ class DeepFocus:
         memory_limit=None,
         max_in_flight=1,
         executor=None,
+        forward_fit="auto",
         **detector_options,
     ):
         from .io.tiles import parse_memory
 
         self.detector = CubeDetector(snr_threshold, model=model, **detector_options)
-        self.characterizer = SourceCharacterizer(model=model)
+        self.characterizer = SourceCharacterizer(model=model, forward_fit=forward_fit)
         self.memory_limit = None if memory_limit is None else parse_memory(memory_limit)
         self.max_in_flight = max_in_flight
         self.executor = executor

@@ -143,6 +143,21 @@ def test_bad_options_are_one_line_errors(bright_files, tmp_path, capsys, args, m
     assert message in err
 
 
+def test_forward_fit_option(cli_run, bright_files, tmp_path):
+    # 'none' keeps the Gaussian fit's measurements; 'beam' refits them through the restoring beam.
+    plain = read_catalog(cli_run["catalog"])
+    for choice, same in (("none", True), ("beam", False)):
+        out = tmp_path / f"{choice}.ecsv"
+        assert (
+            detect(
+                bright_files["dirty"], "--output", out, "--model", "none", "--forward-fit", choice, "--quiet"
+            )
+            == 0
+        )
+        fluxes = read_catalog(out)["flux"].value
+        assert np.allclose(fluxes, plain["flux"].value, rtol=1e-6) == same
+
+
 def test_existing_output_needs_overwrite(cli_run, bright_files, capsys):
     before = cli_run["catalog"].read_bytes()
     assert detect(bright_files["dirty"], "--output", cli_run["catalog"], "--model", "none") == 1

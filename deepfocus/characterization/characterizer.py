@@ -15,9 +15,12 @@ from scipy.ndimage import map_coordinates
 from ..exceptions import InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
+from .forward import FIT_RADIUS, beam_image, refine_sources
 
-__all__ = ["SourceCharacterizer", "CUTOUT_SIZE"]
+__all__ = ["SourceCharacterizer", "CUTOUT_SIZE", "FORWARD_FIT_KERNELS"]
 
+#: The ``forward_fit`` choices of `SourceCharacterizer`.
+FORWARD_FIT_KERNELS = ("auto", "psf", "beam", None)
 #: Side of the line-integrated cutouts the characterizer sees (pixels).
 CUTOUT_SIZE = 32
 #: Intrinsic sizes below this fraction of the beam are reported as 0 (unresolved, flag 8).
@@ -84,11 +87,22 @@ class SourceCharacterizer:
     and the logarithm of the line flux over the cutout's noise, so that the flux scale is kept),
     else by a least-squares elliptical Gaussian fit with the beam deconvolved.
 
+    The first estimates are then refined by a forward model
+    (`~deepfocus.characterization.forward`): an elliptical Gaussian convolved with the point
+    spread function, fitted to the line image by least squares with the position held. With the
+    cube's PSF this measures fluxes, sizes and angles as the instrument saw them (sidelobes
+    included); it roughly doubles the share of fluxes within 10 % on simulated ALMA cubes.
+
     Parameters
     ----------
     model : str, path-like, `torch.nn.Module` or None
         ``"default"`` (the shipped ``characterizer-default``), a weights file, or None for the
         Gaussian fit.
+    forward_fit : {'auto', 'psf', 'beam', None}
+        The kernel of the forward model. ``'auto'``: the cube's PSF when one is given (a dirty
+        cube), else no refinement; ``'psf'``: the PSF, which must be given; ``'beam'``: the
+        restoring beam of each line (a CLEANed cube, whose sources are the CLEAN model
+        convolved with it), even if a PSF is given; None: no refinement.
 
     Examples
     --------
@@ -97,10 +111,15 @@ class SourceCharacterizer:
     >>> catalog = SourceCharacterizer()("cube.fits", catalog)  # doctest: +SKIP
     """
 
-    def __init__(self, *, model="default"):
+    def __init__(self, *, model="default", forward_fit="auto"):
         from ..detection.detector import _load
 
+        if forward_fit not in FORWARD_FIT_KERNELS:
+            raise InvalidInputError(
+                f"forward_fit must be one of {', '.join(map(repr, FORWARD_FIT_KERNELS))}, got {forward_fit!r}"
+            )
         self.model = model
+        self.forward_fit = forward_fit
         self._network, self._info = _load(model, "characterizer")
 
     def __call__(self, cube, catalog, *, psf=None):
@@ -187,6 +206,13 @@ class SourceCharacterizer:
             # The fit measures the line alone: the continuum comes off the line-integrated image.
             line_only = inputs[:, 0] * sigmas[:, None, None] - continua * (n_line * dv)[:, None, None]
             measured = _gaussian_fits(line_only, beams, cell / zooms)
+        kernel = self._kernel(prepared)
+        if kernel is not None:
+            refined = self._refine(
+                prepared, table, data, centres, measured, zooms, beams, dv, kernel, sigmas, noise
+            )
+            for key in ("major", "minor", "pa", "flux"):
+                measured[key] = np.where(refined["ok"], refined[key], measured[key])
         major = np.maximum(measured["major"], measured["minor"])
         minor = np.minimum(measured["major"], measured["minor"])
         unresolved = major < UNRESOLVED * beam_major
@@ -223,6 +249,66 @@ class SourceCharacterizer:
         order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]
 
+    def _kernel(self, prepared):
+        """``'psf'``, ``'beam'`` or None: the forward model's kernel for ``prepared``."""
+        if self.forward_fit is None:
+            return None
+        if self.forward_fit == "beam":
+            return "beam"
+        if prepared.psf is None:
+            if self.forward_fit == "psf":
+                raise InvalidInputError("forward_fit='psf' needs the cube's PSF (psf=...)")
+            return None
+        return "psf"
+
+    @staticmethod
+    def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, sigmas, noise):
+        """Sizes, angles and fluxes from a Gaussian convolved with ``kernel`` (``'psf'``: the
+        cube's PSF; ``'beam'``: the line's restoring beam) fitted to each line image
+        (`~deepfocus.characterization.forward.refine_sources`), started from ``measured``.
+
+        Returns the fit's ``major``, ``minor`` (arcsec), ``pa`` (deg), ``flux`` (Jy km/s) and
+        ``ok``.
+        """
+        cell = prepared.cell.to_value(u.arcsec)
+        channel_has_data = prepared.valid.any(axis=(1, 2))
+        images, valid, kernels, xs, ys = [], [], [], [], []
+        for i, row in enumerate(table):
+            lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
+            beam_pix = beams[i].major.to_value(u.arcsec) / cell
+            observed = np.hypot(measured["major"][i] / cell, beam_pix)
+            half = int(np.ceil(FIT_RADIUS * observed)) + 3
+            cx, cy = (int(v) for v in centres[i])
+            block, _ = _cutout(data, cx, cy, 2 * half)
+            off = channel_has_data.copy()
+            off[lo : hi + 1] = False
+            continuum = _significant_continuum(block, off, noise, half, beam_pix)
+            images.append((block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv)
+            blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 1.0, 0.0)
+            valid.append(_cutout(blank, cx, cy, 2 * half)[0] > 0)
+            if kernel == "psf":
+                kernels.append(np.asarray(prepared.psf[(lo + hi) // 2], dtype=float))
+            else:
+                kernels.append(beam_image(beams[i], cell, 2 * half))
+            xs.append(half + measured["dx"][i] / zooms[i])
+            ys.append(half + measured["dy"][i] / zooms[i])
+        fit = refine_sources(
+            images,
+            valid,
+            kernels,
+            xs,
+            ys,
+            measured["major"] / cell,
+            measured["minor"] / cell,
+            measured["pa"],
+            measured["flux"],
+            noise=sigmas,
+            beam_area=[float((b.sr / (cell * u.arcsec) ** 2).to_value(u.one)) for b in beams],
+        )
+        fit["major"] = fit["major"] * cell
+        fit["minor"] = fit["minor"] * cell
+        return fit
+
     @staticmethod
     def _continuum(continua, x, y, major, minor, pa, beams, noise, n_off):
         """Spatially integrated continuum (Jy): peak continuum over the beam dilution.
@@ -249,6 +335,19 @@ class SourceCharacterizer:
                 dilution = 1.0
             values.append(p * dilution)
         return np.asarray(values) * u.Jy
+
+
+def _significant_continuum(block, off, noise, centre, beam_pix):
+    """The per-pixel continuum of a cutout (median of its line-free channels ``off``), or 0 when
+    it is not significant (3 sigma) within half a beam of the centre: subtracting a continuum
+    that is not there only adds the noise of the median to the line image."""
+    if off.sum() < 3:
+        return 0.0
+    continuum = np.median(block[off], axis=0)
+    sigma = np.sqrt(np.pi / 2) * np.median(noise[off]) / np.sqrt(off.sum())
+    yy, xx = np.mgrid[: block.shape[1], : block.shape[2]]
+    near = np.hypot(xx - centre, yy - centre) <= 0.5 * beam_pix
+    return continuum if abs(float(continuum[near].mean())) >= 3 * sigma else 0.0
 
 
 def _blended(table, beam_major_pix):

@@ -97,6 +97,14 @@ def register(subparsers):
         "e.g. 'psfs/{stem}.psf.fits'; with --output-dir only 'auto' or a pattern",
     )
     det.add_argument(
+        "--forward-fit",
+        choices=("auto", "psf", "beam", "none"),
+        default="auto",
+        help="refine sizes, angles and fluxes by fitting each source seen through the PSF: 'auto' "
+        "with --psf (a dirty cube), 'beam' with the restoring beam (a CLEANed cube), 'none' "
+        "(default auto)",
+    )
+    det.add_argument(
         "--memory-limit",
         metavar="SIZE",
         help="process each cube out of core in overlapping tiles whose working memory stays within "
@@ -187,7 +195,9 @@ def _run_single(args, cube) -> int:
         if not psf.is_file():
             raise DeepFocusError(f"no PSF file {psf}")
     model = None if args.model.lower() == "none" else args.model
-    pipeline = DeepFocus(args.snr_threshold, model=model, memory_limit=args.memory_limit)
+    pipeline = DeepFocus(
+        args.snr_threshold, model=model, memory_limit=args.memory_limit, forward_fit=_forward_fit(args)
+    )
     catalog = detect_cube(
         cube,
         args.output,
@@ -204,6 +214,10 @@ def _run_single(args, cube) -> int:
     if not args.quiet:
         print(f"{len(catalog)} sources -> {args.output}")
     return 0
+
+
+def _forward_fit(args):
+    return None if args.forward_fit == "none" else args.forward_fit
 
 
 def _plot_sources(cube, catalog, folder, model):
@@ -264,6 +278,7 @@ def _run_batch(args) -> int:
             memory_limit=args.memory_limit,
             psf=args.psf,
             progress=not args.quiet,
+            forward_fit=_forward_fit(args),
         )
     if not args.quiet:
         print(str(summary).splitlines()[0])

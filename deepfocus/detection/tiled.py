@@ -101,7 +101,6 @@ def default_halo(pixels_per_beam, *, deconvolver=True):
         Whether the detector judges candidates with the deconvolver network.
     """
     from .detector import DECONVOLVER_CUTOUT
-
     from .peaks import DEFAULT_REACH
 
     kernel_half = math.ceil(3 * pixels_per_beam / 2.3548)
@@ -305,7 +304,7 @@ class TiledPipeline:
         for tile in plan.tiles:
             part = None if mask is None else mask[..., tile.outer[0], tile.outer[1]]
             given = (whole.statistics, whole.continuum[tile.outer], whole.plane_noise)
-            jobs.append((stages, str(path), tile, given, part, (ny, nx), margin))
+            jobs.append((stages, str(path), tile, given, part, (ny, nx), margin, psf))
         tables, meta = [], None
         with warnings.catch_warnings():
             # Empty tiles are normal; the stitched result warns once if everything is empty.
@@ -523,12 +522,14 @@ def _bounded(executor, jobs, limit):
         yield pending.popleft().result()
 
 
-def _process_tile(stages, path, tile, given, mask, image_shape, margin):
+def _process_tile(stages, path, tile, given, mask, image_shape, margin, psf=None):
     """Run the detector (and characterizer) on one tile; its detections near or in the core, in
     full-cube pixels, with the detector's positions (``_x_detect``, ``_y_detect``: the
     characterizer refines ``x_centroid``/``y_centroid``) for the sidelobe test.
 
     ``given``: the whole cube's statistics, its continuum over the tile and its plane noise.
+    ``psf``: the cube's PSF, for the characterizer's forward model only (read a plane at a time;
+    the detector's sidelobe test runs on the stitched catalogue).
     Returns ``(tile.index, table or None, meta or None)``.
     """
     detector, characterizer = stages
@@ -541,7 +542,7 @@ def _process_tile(stages, path, tile, given, mask, image_shape, margin):
         table["_x_detect"] = table["x_centroid"].value
         table["_y_detect"] = table["y_centroid"].value
         if characterizer is not None:
-            table = characterizer(prepared, table)
+            table = _characterize(characterizer, prepared, table, psf)
     meta = dict(table.meta) if table is not None else None
     if table is None or len(table) == 0:
         return tile.index, None, meta
@@ -555,6 +556,16 @@ def _process_tile(stages, path, tile, given, mask, image_shape, margin):
     table["_depth"] = depth[keep]
     table["_tile"] = np.full(len(table), tile.index)
     return tile.index, table, meta
+
+
+def _characterize(characterizer, prepared, table, psf):
+    """``characterizer(prepared, table)`` with the PSF planes attached to the tile, if any."""
+    if psf is None:
+        return characterizer(prepared, table)
+    from ..io.psf import PSFPlanes
+
+    with PSFPlanes(psf, prepared.n_channels, prepared.cell, flipped=prepared.flipped) as planes:
+        return characterizer(dataclasses.replace(prepared, psf=planes), table)
 
 
 def _stitch(tables, beam_pix):

@@ -309,6 +309,10 @@ def test_psf_file_is_accepted(bright_sim, classical_catalog, tmp_path):
     catalog = DeepFocus(model=None)(paths["dirty"], psf=paths["psf"])
     metrics = evaluate(bright_sim.truth, catalog)
     assert metrics["completeness"] == 1.0 and metrics["purity"] == 1.0
-    assert np.allclose(catalog["flux"].value, classical_catalog["flux"].value, rtol=1e-6)
+    # Without the forward model the PSF serves the sidelobe test only; with it (the default),
+    # it is the kernel of the characterizer's fits and the fluxes change.
+    plain = DeepFocus(model=None, forward_fit=None)(paths["dirty"], psf=paths["psf"])
+    assert np.allclose(plain["flux"].value, classical_catalog["flux"].value, rtol=1e-6)
+    assert not np.allclose(catalog["flux"].value, classical_catalog["flux"].value, rtol=1e-3)
     with pytest.raises(InvalidInputError, match="PSF"):
         DeepFocus(model=None)(paths["dirty"], psf=np.ones((3, 8, 8)))  # 3 channels, not 48
