@@ -5,9 +5,10 @@
 - spectral network: median line-centre error (channels) and line-extent IoU per S/N bin;
 - characterizer (S/N >= 5): flux within 10 %, position angle within 10 deg (resolved sources),
   FWHM within 10 % (resolved), median position error; beside a least-squares 2-D Gaussian fit
-  (astropy.modeling) on the same cutouts, and the fraction of fluxes within 10 % per S/N bin
-  beside an oracle that knows each source's noise-free image and fits only its amplitude (a
-  reference for how much of the flux error the noise alone imposes).
+  (astropy.modeling) on the same cutouts, the forward-model refinement that the pipeline runs
+  with a PSF (a Gaussian through the cube's PSF, fitted from the network's estimates,
+  `deepfocus.characterization.forward`), and the fraction of fluxes within 10 % per S/N bin
+  beside an oracle that knows each source's noise-free image and fits only its amplitude.
 
 Writes ``benchmarks/results/networks.json`` and ``docs/_generated/networks.rst``.
 Run: ``python benchmarks/networks.py [--weights DIR] [--cubes 150]``
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from deepfocus.characterization.characterizer import _gaussian_fits
+from deepfocus.characterization.forward import refine_sources
 from deepfocus.deconvolution.clean import hogbom_clean, restore
 from deepfocus.models import load_model
 from deepfocus.training.data import simulate_cubes, training_observations
@@ -138,6 +140,7 @@ def characterization_rows(sim, network, rng):
                 "pa_true": pa_true,
                 "network": net,
                 "gaussian_fit": gaussian_fit(x[0] * sigma, t, beam, sim, beam_area_pix, row),
+                "forward_fit": forward_fit(x[0] * sigma, net, t, sigma, sim, beam_area_pix, row),
                 # Least-squares amplitude of the known noise-free image within 2 beams.
                 "oracle_flux_ratio": oracle_flux_ratio(x[0], clean[0], sim.beam_major_pix),
             }
@@ -173,6 +176,33 @@ def gaussian_fit(image, target, beam, sim, beam_area_pix, row):
     }
 
 
+def forward_fit(image, net, target, sigma, sim, beam_area_pix, row):
+    """The forward-model refinement of the network's estimates (position held), with the PSF."""
+    n = image.shape[-1]
+    x, y = n // 2 + target[0] + net["dx"], n // 2 + target[1] + net["dy"]
+    fit = refine_sources(
+        [image],
+        [np.ones_like(image, dtype=bool)],
+        [np.asarray(sim.psf, dtype=float)],
+        [x],
+        [y],
+        [net["major"] / sim.cell_arcsec],
+        [net["minor"] / sim.cell_arcsec],
+        [net["pa"]],
+        [net["flux_ratio"] * float(row["flux"].to_value(u.Jy * u.km / u.s))],
+        noise=[sigma],
+        beam_area=[beam_area_pix],
+    )
+    return {
+        "dx": net["dx"],
+        "dy": net["dy"],
+        "flux_ratio": float(fit["flux"][0] / row["flux"].to_value(u.Jy * u.km / u.s)),
+        "major": float(fit["major"][0] * sim.cell_arcsec),
+        "minor": float(fit["minor"][0] * sim.cell_arcsec),
+        "pa": float(fit["pa"][0]),
+    }
+
+
 def summarise_characterization(rows):
     bright = [r for r in rows if r["snr"] >= 5]
     resolved = [
@@ -189,11 +219,12 @@ def summarise_characterization(rows):
                 "n": len(sel),
                 "network": float(np.mean([abs(r["network"]["flux_ratio"] - 1) < 0.1 for r in sel])),
                 "gaussian_fit": float(np.mean([abs(r["gaussian_fit"]["flux_ratio"] - 1) < 0.1 for r in sel])),
+                "forward_fit": float(np.mean([abs(r["forward_fit"]["flux_ratio"] - 1) < 0.1 for r in sel])),
                 "oracle": float(np.mean([abs(r["oracle_flux_ratio"] - 1) < 0.1 for r in sel])),
             }
         )
     out["oracle_flux_within_10pct"] = float(np.mean([abs(r["oracle_flux_ratio"] - 1) < 0.1 for r in bright]))
-    for method in ("network", "gaussian_fit"):
+    for method in ("network", "gaussian_fit", "forward_fit"):
         flux_ok = np.mean([abs(r[method]["flux_ratio"] - 1) < 0.1 for r in bright])
         pos = np.median([np.hypot(r[method]["dx"], r[method]["dy"]) for r in bright])
         pa_err = [abs((r[method]["pa"] - r["pa_true"] + 90) % 180 - 90) for r in resolved]
@@ -327,13 +358,20 @@ def main():
                 f"{v['median_position_error_pix']:.3f}",
             )
             for m, v in charac_summary.items()
-            if m in ("network", "gaussian_fit")
+            if m in ("network", "gaussian_fit", "forward_fit")
         ],
     )
     t4 = rst_table(
-        ["S/N", "sources", "network", "Gaussian fit", "oracle (known source image)"],
+        ["S/N", "sources", "network", "Gaussian fit", "forward fit (PSF)", "oracle (known source image)"],
         [
-            (b["snr_bin"], b["n"], f"{b['network']:.2f}", f"{b['gaussian_fit']:.2f}", f"{b['oracle']:.2f}")
+            (
+                b["snr_bin"],
+                b["n"],
+                f"{b['network']:.2f}",
+                f"{b['gaussian_fit']:.2f}",
+                f"{b['forward_fit']:.2f}",
+                f"{b['oracle']:.2f}",
+            )
             for b in charac_summary["flux_within_10pct_by_snr"]
         ],
     )
@@ -348,8 +386,9 @@ def main():
         f"Characterizer, sources with S/N >= 5 ({c['n_sources_snr_ge_5']}; {c['n_resolved']} resolved: "
         f"intrinsic major axis >= {RESOLVED} beam and axis ratio <= 0.8):\n\n{t3}\n\n"
         "Fraction of fluxes within 10 % per S/N bin; the oracle knows each source's noise-free "
-        "line-integrated image and fits only its amplitude, so its misses are the noise's "
-        f"(all S/N >= 5: {charac_summary['oracle_flux_within_10pct']:.2f}):\n\n{t4}\n"
+        "line-integrated image and fits only its amplitude within two beams of the centre of the "
+        "32-pixel cutout (a reference, not a bound: the forward fit uses the pixels out to 1.5 "
+        f"observed FWHMs; all S/N >= 5: {charac_summary['oracle_flux_within_10pct']:.2f}):\n\n{t4}\n"
     )
     write_docs("networks", text)
     print(text)
