@@ -50,7 +50,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from ..exceptions import InvalidInputError, NoDetectionsWarning
+from ..exceptions import DeepFocusWarning, InvalidInputError, NoDetectionsWarning
 from ..io.tiles import cube_layout, cube_statistics, plan_tiles, read_part, read_tile
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "default_halo",
     "detect_cube_tiled",
     "input_spectral_axis",
+    "network_bytes",
     "plane_noise",
 ]
 
@@ -79,6 +80,28 @@ CONTINUUM_BYTES_PER_VOXEL = 32
 #: margin. On top come the last ``max(widths)`` filtered planes (4 bytes per pixel each) and a
 #: running sum per width (8 bytes per pixel each).
 PLANE_BYTES_PER_VOXEL = 56
+
+
+def network_bytes(n_channels):
+    """Working memory of the networks for one tile, besides its voxels (bytes).
+
+    The stages run one after the other, so the largest counts: the deconvolver's batches of 64
+    cutouts (174 MiB measured), the spectral network's batches of 256 spectra (0.375 MiB per
+    channel measured: 192 MiB at 512 channels) and the characterizer, which measures all of a
+    tile's sources at once (about 1 MiB each measured: this allows for 256).
+
+    Parameters
+    ----------
+    n_channels : int
+        Channels of the cube.
+    """
+    return int(max(256 * 2**20, 0.4 * 2**20 * n_channels))
+
+
+def _uses_networks(pipeline):
+    detector, characterizer = _stages(pipeline)
+    networks = [detector._spectral, detector._deconvolver, getattr(characterizer, "_network", None)]
+    return any(n is not None for n in networks)
 
 
 def default_halo(pixels_per_beam, *, deconvolver=True):
@@ -156,9 +179,10 @@ class TiledPipeline:
     pipeline : `~deepfocus.DeepFocus` or `~deepfocus.CubeDetector`
         What runs on each tile (its detector, then its characterizer).
     memory_limit : int or str
-        Budget for the tiles in flight together, and for each pass over the whole cube (bytes,
-        or a size such as ``"2 GiB"``). The process's fixed footprint (Python, torch, the
-        networks: about 0.5 GiB) comes on top.
+        Budget for the tiles in flight together (their voxels and, with networks, their batches:
+        `network_bytes`), and for each pass over the whole cube (bytes, or a size such as
+        ``"2 GiB"``). The process's fixed footprint (Python, torch, the networks' weights: about
+        0.4 GiB) comes on top.
     halo : int, optional
         Halo width (pixels); default `default_halo` of the cube's beam.
     max_in_flight : int
@@ -203,8 +227,13 @@ class TiledPipeline:
         if halo is None:
             detector, _ = _stages(self.pipeline)
             halo = default_halo(layout.pixels_per_beam, deconvolver=detector._deconvolver is not None)
+        overhead = network_bytes(layout.shape[0]) if _uses_networks(self.pipeline) else 0
         return plan_tiles(
-            layout.shape, memory_limit=self.memory_limit, halo=halo, max_in_flight=self.max_in_flight
+            layout.shape,
+            memory_limit=self.memory_limit,
+            halo=halo,
+            max_in_flight=self.max_in_flight,
+            tile_overhead=overhead,
         )
 
     def __call__(self, path, *, mask=None, psf=None, plan=None):
@@ -358,6 +387,14 @@ def _metadata_only(prepared):
     )
 
 
+def _quiet_read(path, **box):
+    """`~deepfocus.io.tiles.read_part` without the reader's warnings (infinite values, a missing
+    BUNIT, ...): the tiles, which cover the same pixels, give them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeepFocusWarning)
+        return read_part(path, **box)
+
+
 def continuum_map(path, statistics, *, mask=None, memory_limit, progress=False):
     """The continuum and the valid pixels of a whole FITS cube, over spatial tiles of all channels.
 
@@ -401,7 +438,7 @@ def continuum_map(path, statistics, *, mask=None, memory_limit, progress=False):
     reference = None
     for tile in tqdm(plan.tiles, desc="continuum", unit="tile", disable=not progress):
         ys, xs = tile.core
-        part = read_part(path, y=ys, x=xs, statistics=statistics)
+        part = _quiet_read(path, y=ys, x=xs, statistics=statistics)
         if part is None:
             continue
         view = masked_view(part, None if mask is None else mask[..., ys, xs])
@@ -476,7 +513,7 @@ def plane_noise(
     def blocks():
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             channels = slice(n_chan - b, n_chan - a) if reference.flipped else slice(a, b)
-            part = read_part(path, channels=channels, statistics=statistics)
+            part = _quiet_read(path, channels=channels, statistics=statistics)
             if part is None:
                 yield np.full((b - a, ny, nx), np.nan, dtype=np.float32)
             else:

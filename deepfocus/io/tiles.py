@@ -196,12 +196,14 @@ def _edges(n, parts):
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def plan_tiles(shape, *, memory_limit, halo, max_in_flight=1, bytes_per_voxel=BYTES_PER_VOXEL):
+def plan_tiles(
+    shape, *, memory_limit, halo, max_in_flight=1, bytes_per_voxel=BYTES_PER_VOXEL, tile_overhead=0
+):
     """Cut a cube into the fewest spatial tiles whose working memory fits the budget.
 
     Tiles span all channels. The budget is shared by the ``max_in_flight`` tiles processed at
     once; a tile of ``ny x nx`` pixels (core plus halo) needs about
-    ``bytes_per_voxel * n_chan * ny * nx`` bytes.
+    ``bytes_per_voxel * n_chan * ny * nx + tile_overhead`` bytes.
 
     Parameters
     ----------
@@ -216,6 +218,9 @@ def plan_tiles(shape, *, memory_limit, halo, max_in_flight=1, bytes_per_voxel=BY
         Tiles processed at once.
     bytes_per_voxel : float
         Working memory per voxel of a tile (default `BYTES_PER_VOXEL`).
+    tile_overhead : int
+        Working memory of a tile besides its voxels (bytes): the networks' batches
+        (`deepfocus.detection.tiled.network_bytes`).
 
     Returns
     -------
@@ -239,7 +244,7 @@ def plan_tiles(shape, *, memory_limit, halo, max_in_flight=1, bytes_per_voxel=BY
     per_pixel = bytes_per_voxel * n_chan
 
     def need(tile_y, tile_x):
-        return int(per_pixel * tile_y * tile_x)
+        return int(per_pixel * tile_y * tile_x + tile_overhead)
 
     whole = need(ny, nx)
     if whole <= per_tile:

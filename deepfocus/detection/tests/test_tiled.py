@@ -29,6 +29,8 @@ NPIX, N_CHANNELS = 192, 48
 HALO = 38
 #: A budget for 2 x 2 tiles of 96-pixel cores (+ halo): core edges at pixel 95.5 in x and y.
 LIMIT_2X2 = int(BYTES_PER_VOXEL * N_CHANNELS * (96 + HALO) ** 2 * 1.01)
+#: The same with the shipped networks (their batches come on top of each tile's voxels).
+LIMIT_2X2_NETWORKS = LIMIT_2X2 + tiled_module.network_bytes(N_CHANNELS)
 
 #: (x, y, z, major / beam, minor / beam, PA, line FWHM channels, peak S/N): sources exactly on
 #: the core edges (x or y = 95.5), a bright extended one on the corner of all four tiles, one
@@ -165,7 +167,7 @@ def test_deepfocus_switches_to_tiles_above_the_budget(edge_cube, single):
 def test_shipped_networks_tiled_equal_single_pass(edge_cube):
     pipeline = DeepFocus()
     one = pipeline(edge_cube[0])
-    out = TiledPipeline(pipeline, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(edge_cube[0])
+    out = TiledPipeline(pipeline, memory_limit=LIMIT_2X2_NETWORKS, halo=HALO, progress=False)(edge_cube[0])
     match = match_catalogs(one, out)
     assert len(out) == len(one) == len(match.truth_index)
     a, b = one[match.truth_index], out[match.catalog_index]
@@ -239,6 +241,15 @@ def test_halo_covers_the_characterizer_and_deconvolver_cutouts():
     assert default_halo(20.0) > default_halo(5.0)
     # Without the deconvolver only the characterizer's and the filters' reach count.
     assert default_halo(5.0, deconvolver=False) == CUTOUT_SIZE // 2 + 7 + 10
+
+
+def test_networks_plan_room_for_their_batches(edge_cube, classical):
+    networks = TiledPipeline(DeepFocus(), memory_limit=LIMIT_2X2_NETWORKS, halo=HALO).plan(edge_cube[0])
+    assert networks.grid == (2, 2)
+    assert networks.tile_bytes == TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO).plan(
+        edge_cube[0]
+    ).tile_bytes + tiled_module.network_bytes(N_CHANNELS)
+    assert tiled_module.network_bytes(4000) > tiled_module.network_bytes(48)  # long spectra
 
 
 def test_classical_pipeline_plans_the_smaller_halo(edge_cube, classical):
@@ -485,6 +496,7 @@ def test_shipped_networks_on_the_contrast_cube(contrast_cube):
     path, psf_path, _ = contrast_cube
     pipeline = DeepFocus()
     single = pipeline(path, psf=psf_path)
-    out = TiledPipeline(pipeline, memory_limit=LIMIT_2X2, halo=HALO, progress=False)(path, psf=psf_path)
+    tiled = TiledPipeline(pipeline, memory_limit=LIMIT_2X2_NETWORKS, halo=HALO, progress=False)
+    out = tiled(path, psf=psf_path)
     assert out.meta["tiling"]["n_tiles"] == 4
     _assert_same_rows(single, out)
