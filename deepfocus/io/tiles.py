@@ -48,11 +48,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Peak working memory of detection + characterisation per voxel of a tile (bytes): 71 measured
-#: by ``benchmarks/scale.py`` (peak RSS growth over the voxels of the largest tile, shipped
-#: networks, 512 x 512 x 128 cube in 8 tiles, channel-noise pass included; 61-68 on the
-#: 512 x 1024 x 1024 benchmark cube), plus a margin.
-BYTES_PER_VOXEL = 80
+#: Peak working memory of detection + characterisation per voxel of a tile (bytes): 95 measured
+#: (anonymous memory of the largest tile beyond the networks' allowance,
+#: `deepfocus.detection.tiled.network_bytes`: shipped networks, the 512 x 1024 x 1024 cube of
+#: ``benchmarks/scale.py`` in 60 tiles; the matched filter keeps its beam-filtered cube for the
+#: peaks of every width), plus a margin.
+BYTES_PER_VOXEL = 104
 
 #: Smallest core side (pixels) a plan may use.
 MIN_CORE = 16
