@@ -214,7 +214,7 @@ def test_cli_workers_run_a_local_cluster(cubes, tmp_path):
 
 
 def test_memory_limit_processes_each_cube_in_tiles(cubes, tmp_path, capsys):
-    tiled = detect_many(cubes[0], tmp_path / "tiled", model=None, memory_limit="30 MiB", progress=False)
+    tiled = detect_many(cubes[0], tmp_path / "tiled", model=None, memory_limit="20 MiB", progress=False)
     whole = detect_many(cubes[0], tmp_path / "whole", model=None, progress=False)
     a, b = read_catalog(tiled.ok[0].outputs[0]), read_catalog(whole.ok[0].outputs[0])
     assert a.meta["tiling"]["n_tiles"] > 1
@@ -222,9 +222,9 @@ def test_memory_limit_processes_each_cube_in_tiles(cubes, tmp_path, capsys):
     assert np.allclose(a["x_centroid"].value, b["x_centroid"].value)
     assert np.allclose(a["flux"].value, b["flux"].value)
     with pytest.raises(InvalidInputError, match="not with memory_limit"):
-        detect_many(cubes[0], tmp_path / "p", model=None, memory_limit="30 MiB", plot=True)
+        detect_many(cubes[0], tmp_path / "p", model=None, memory_limit="20 MiB", plot=True)
     code = detect(
-        cubes[0], "--output-dir", tmp_path / "cli", "--model", "none", "--memory-limit", "30MiB", "--quiet"
+        cubes[0], "--output-dir", tmp_path / "cli", "--model", "none", "--memory-limit", "20MiB", "--quiet"
     )
     assert code == 0 and read_catalog(output_paths(cubes[0], tmp_path / "cli")["catalog"]).meta["tiling"]
 

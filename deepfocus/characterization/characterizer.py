@@ -21,6 +21,9 @@ __all__ = ["SourceCharacterizer", "CUTOUT_SIZE", "FORWARD_FIT_KERNELS"]
 
 #: The ``forward_fit`` choices of `SourceCharacterizer`.
 FORWARD_FIT_KERNELS = ("auto", "psf", "beam", None)
+
+#: Cutouts per characterizer-network call: about 1 MiB of activations each (measured).
+NETWORK_BATCH = 64
 #: Side of the line-integrated cutouts the characterizer sees (pixels).
 CUTOUT_SIZE = 32
 #: Intrinsic sizes below this fraction of the beam are reported as 0 (unresolved, flag 8).
@@ -191,8 +194,13 @@ class SourceCharacterizer:
         if self._network is not None:
             # The network was trained on cutouts with the continuum left in (it measures the line).
             scaled, log_scale = scale_cutouts(inputs)
-            with torch.no_grad():
-                p = self._network(torch.from_numpy(scaled)).numpy()
+            with torch.no_grad():  # batches bound the activations (about 1 MiB per cutout)
+                p = np.concatenate(
+                    [
+                        self._network(torch.from_numpy(scaled[start : start + NETWORK_BATCH])).numpy()
+                        for start in range(0, len(scaled), NETWORK_BATCH)
+                    ]
+                )
             p[:, 6] += log_scale
             measured = {
                 "dx": p[:, 0],

@@ -141,7 +141,11 @@ def split_at_valleys(run, spectrum, *, depth=VALLEY_DEPTH, min_length=2):
     return pieces
 
 
-def network_lines(spectra, model, *, batch=256):
+#: Spectra per spectral-network call: about 0.11 MiB of activations per channel (measured).
+SPECTRAL_BATCH = 64
+
+
+def network_lines(spectra, model, *, batch=SPECTRAL_BATCH):
     """Line masks and denoised spectra from the spectral network.
 
     Parameters
@@ -150,6 +154,8 @@ def network_lines(spectra, model, *, batch=256):
         ``(n, n_chan)`` spectra in S/N units.
     model : `torch.nn.Module`
         The spectral network (2 output channels: line logits, denoised spectrum).
+    batch : int
+        Spectra per call (bounds the memory of the network's activations).
 
     Returns
     -------

@@ -207,28 +207,52 @@ def estimate_continuum(cube, noise, *, clip=2.5, iterations=3, significance=3.0)
         ``(ny, nx)`` float32, Jy/beam.
     """
     n_chan, spatial = cube.shape[0], cube.shape[1:]
+    pixels = np.reshape(cube, (n_chan, -1))
+    noise = np.asarray(noise)
+    sigma_scale = 1.2533 * np.median(noise)
+    # Each pixel's estimate uses its own spectrum only: blocks of pixels bound the work arrays.
+    continuum = np.empty(pixels.shape[1], dtype=np.float32)
+    for start in range(0, pixels.shape[1], CONTINUUM_BLOCK_PIXELS):
+        block = slice(start, start + CONTINUUM_BLOCK_PIXELS)
+        continuum[block] = _pixel_continuum(
+            pixels[:, block], noise, sigma_scale, clip, iterations, significance
+        )
+    return continuum.reshape(spatial)
+
+
+#: Pixels whose continuum is estimated at once (`estimate_continuum`).
+CONTINUUM_BLOCK_PIXELS = 8192
+
+
+def _pixel_continuum(pixels, noise, sigma_scale, clip, iterations, significance):
+    """`estimate_continuum` of the ``(n_chan, n_pixels)`` spectra ``pixels``."""
     # (pixels, channels): medians along the contiguous axis are about twice as fast.
-    work = np.ascontiguousarray(np.reshape(cube, (n_chan, -1)).T, dtype=np.float32)
+    work = np.ascontiguousarray(pixels.T, dtype=np.float32)
     blank = ~np.isfinite(work)
     work[blank] = 0.0
-    limit = clip * np.asarray(noise)[None, :]
+    limit = clip * noise[None, :]
     continuum = median_rows(work)
     # Line channels are replaced by the running estimate (not removed), so that plain, fast
     # medians can be used; a few passes settle on the median of the line-free channels. A pixel
-    # without line (or blank) channels keeps its first median: only the others are recomputed.
+    # without line (or blank) channels keeps its first median, and a pixel stops once a pass
+    # adds no line channel to it: each pixel's result depends on its own spectrum only.
     line = blank.copy()
+    active = np.arange(len(work))
     for iteration in range(iterations):
-        new_line = blank | (work > continuum[:, None] + limit)
-        if iteration > 0 and not (new_line & ~line).any():
-            break
-        line = new_line
-        rows = np.flatnonzero(line.any(axis=1))
+        new_line = blank[active] | (work[active] > continuum[active, None] + limit)
+        if iteration > 0:
+            grew = (new_line & ~line[active]).any(axis=1)
+            active, new_line = active[grew], new_line[grew]
+            if not len(active):
+                break
+        line[active] = new_line
+        rows = active[new_line.any(axis=1)]
         continuum[rows] = median_rows(np.where(line[rows], continuum[rows, None], work[rows]))
     used = np.sum(~line, axis=1)
     continuum = np.where(used > 0, continuum, np.nan)
-    sigma = 1.2533 * np.median(noise) / np.sqrt(np.maximum(used, 1))
+    sigma = sigma_scale / np.sqrt(np.maximum(used, 1))
     continuum = np.where(np.isfinite(continuum) & (np.abs(continuum) >= significance * sigma), continuum, 0.0)
-    return continuum.astype(np.float32).reshape(spatial)
+    return continuum.astype(np.float32)
 
 
 def usable_noise(noise):
@@ -237,13 +261,22 @@ def usable_noise(noise):
     return np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmedian(noise))
 
 
+#: Planes filtered per FFT call: bounds the transient float64/complex work arrays of
+#: `scipy.signal.fftconvolve` (about 30 bytes per voxel of the block) to a few planes.
+FFT_BLOCK_PLANES = 8
+
+
 def _smoothed(cube, noise, valid, continuum, kernel):
     """Continuum-subtracted channels over their noise (0 where invalid), and the same
     correlated with the beam ``kernel``; both ``(n_chan, ny, nx)`` float32."""
     channel_snr = cube - continuum[None]
     np.divide(channel_snr, noise[:, None, None], out=channel_snr)
     channel_snr[~(np.isfinite(channel_snr) & valid[None])] = 0.0
-    smoothed = fftconvolve(channel_snr, kernel[None], mode="same", axes=(1, 2)).astype(np.float32)
+    smoothed = np.empty_like(channel_snr)
+    # Each plane is filtered on its own, so blocks of planes give the whole cube's values.
+    for start in range(0, len(channel_snr), FFT_BLOCK_PLANES):
+        block = slice(start, start + FFT_BLOCK_PLANES)
+        smoothed[block] = fftconvolve(channel_snr[block], kernel[None], mode="same", axes=(1, 2))
     return channel_snr, smoothed
 
 

@@ -130,4 +130,3 @@ def deblend_peaks(peaks, values, widths, *, beam_pix, snr_along, dip=DEFAULT_DIP
         if not belongs:
             kept.append(i)
     return np.array(kept, dtype=int)
-

@@ -85,17 +85,19 @@ PLANE_BYTES_PER_VOXEL = 56
 def network_bytes(n_channels):
     """Working memory of the networks for one tile, besides its voxels (bytes).
 
-    The stages run one after the other, so the largest counts: the deconvolver's batches of 64
-    cutouts (174 MiB measured), the spectral network's batches of 256 spectra (0.375 MiB per
-    channel measured: 192 MiB at 512 channels) and the characterizer, which measures all of a
-    tile's sources at once (about 1 MiB each measured: this allows for 256).
+    The stages run one after the other, so the largest counts: the deconvolver's batches of
+    `~deepfocus.detection.detector.DECONVOLVER_BATCH` cutouts (50 MiB measured), the spectral
+    network's batches of `~deepfocus.detection.lines.SPECTRAL_BATCH` spectra (0.11 MiB per
+    channel measured: 57 MiB at 512 channels) and the characterizer's batches of
+    `~deepfocus.characterization.characterizer.NETWORK_BATCH` cutouts (61 MiB measured), plus
+    a margin.
 
     Parameters
     ----------
     n_channels : int
         Channels of the cube.
     """
-    return int(max(256 * 2**20, 0.4 * 2**20 * n_channels))
+    return int(max(96 * 2**20, 0.15 * 2**20 * n_channels))
 
 
 def _uses_networks(pipeline):

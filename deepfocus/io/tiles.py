@@ -48,12 +48,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Peak working memory of detection + characterisation per voxel of a tile (bytes): 95 measured
-#: (anonymous memory of the largest tile beyond the networks' allowance,
-#: `deepfocus.detection.tiled.network_bytes`: shipped networks, the 512 x 1024 x 1024 cube of
-#: ``benchmarks/scale.py`` in 60 tiles; the matched filter keeps its beam-filtered cube for the
-#: peaks of every width), plus a margin.
-BYTES_PER_VOXEL = 104
+#: Peak working memory of detection + characterisation per voxel of a tile (bytes): 43 measured
+#: (anonymous resident memory during the tiles beyond the process's footprint, shipped networks,
+#: a 512 x 512 x 512 cube of ``benchmarks/scale.py`` in 81 tiles of up to 135 x 135 pixels;
+#: the networks' batches are reserved apart, `deepfocus.detection.tiled.network_bytes`), plus
+#: a margin. Tiles are read without a memory map, so the file's pages do not count.
+BYTES_PER_VOXEL = 52
 
 #: Smallest core side (pixels) a plan may use.
 MIN_CORE = 16

@@ -163,5 +163,7 @@ def test_sources_smaller_than_half_the_beam_are_not_resolved():
     assert m["position_angle_within_10deg"] == 0.0 and m["fwhm_within_10pct"] == 0.0
     # A beam in pixels with no pixel size anywhere: every source with a size counts.
     bare = make_catalog(rows, meta={"channel_velocity_width_kms": 10.0})
-    m = evaluate(bare, make_catalog([{**r, "position_angle": 80.0} for r in rows], meta=None), beam_major=5 * u.pix)
+    m = evaluate(
+        bare, make_catalog([{**r, "position_angle": 80.0} for r in rows], meta=None), beam_major=5 * u.pix
+    )
     assert m["n_position_angle"] == 2 and math.isnan(m["resolved_min_fwhm_arcsec"])
