@@ -46,11 +46,8 @@ SOURCES = (
 )
 
 
-@pytest.fixture(scope="module")
-def edge_cube(tmp_path_factory):
-    """A 192 x 192 x 48 simulated cube with `SOURCES`; its dirty FITS path and truth."""
-    itf = Interferometer(Observation(npix=NPIX, n_channels=N_CHANNELS, tsys=60 * u.K))
-    rows = np.array(SOURCES)
+def _simulate(sources, seed, itf):
+    rows = np.array(sources, dtype=float).reshape(-1, 8)
     beam = itf.beam.major.to(u.arcsec)
     dv = itf.observation.channel_velocity_width
     table = QTable()
@@ -70,7 +67,14 @@ def edge_cube(tmp_path_factory):
         channel_velocity_width=dv,
         n_channels=N_CHANNELS,
     )
-    sim = simulate(catalog=table, seed=3, interferometer=itf)
+    return simulate(catalog=table, seed=seed, interferometer=itf)
+
+
+@pytest.fixture(scope="module")
+def edge_cube(tmp_path_factory):
+    """A 192 x 192 x 48 simulated cube with `SOURCES`; its dirty FITS path and truth."""
+    itf = Interferometer(Observation(npix=NPIX, n_channels=N_CHANNELS, tsys=60 * u.K))
+    sim = _simulate(SOURCES, 3, itf)
     paths = sim.write(tmp_path_factory.mktemp("edges"), "edge")
     return paths["dirty"], sim.truth
 
@@ -270,30 +274,6 @@ CONTRAST_SOURCES = (
     (60.0, 150.0, 35.0, 0.0, 0.0, 0.0, 6.0, 5.0),
     (140.0, 140.0, 20.0, 0.5, 0.5, 0.0, 4.0, 8.0),
 )
-
-
-def _simulate(sources, seed, itf):
-    rows = np.array(sources, dtype=float).reshape(-1, 8)
-    beam = itf.beam.major.to(u.arcsec)
-    dv = itf.observation.channel_velocity_width
-    table = QTable()
-    table["x_centroid"] = rows[:, 0] * u.pix
-    table["y_centroid"] = rows[:, 1] * u.pix
-    table["z_centroid"] = rows[:, 2]
-    table["fwhm_major"] = rows[:, 3] * beam
-    table["fwhm_minor"] = rows[:, 4] * beam
-    table["position_angle"] = rows[:, 5] * u.deg
-    table["line_width"] = rows[:, 6] * dv
-    table["continuum_flux"] = np.zeros(len(rows)) * u.Jy
-    table["flux"] = flux_for_snr(
-        rows[:, 7],
-        table,
-        beam=itf.beam,
-        noise_rms=itf.noise_rms[N_CHANNELS // 2],
-        channel_velocity_width=dv,
-        n_channels=N_CHANNELS,
-    )
-    return simulate(catalog=table, seed=seed, interferometer=itf)
 
 
 @pytest.fixture(scope="module")
