@@ -57,6 +57,12 @@ def register(subparsers):
         "--niter", type=positive_int, default=10_000, help="CLEAN maximum iterations per plane"
     )
     parser.add_argument("--threads", type=positive_int, help="torch threads for the network")
+    parser.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="image mode: read the cube (and the PSF) in parts of at most SIZE (e.g. 2GiB) to build "
+        "the band image, never the whole cube in memory",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("--quiet", action="store_true", help="no summary line (errors still shown)")
     parser.set_defaults(func=_run)
@@ -79,11 +85,17 @@ def _run(args) -> int:
     if args.method == "clean":
         from ..deconvolution import HogbomClean
 
-        method = HogbomClean(mode=args.mode, gain=args.gain, threshold=args.threshold, max_iter=args.niter)
+        method = HogbomClean(
+            mode=args.mode,
+            gain=args.gain,
+            threshold=args.threshold,
+            max_iter=args.niter,
+            memory_limit=args.memory_limit,
+        )
     else:
         from ..deconvolution import Deconvolver
 
-        method = Deconvolver(args.model, mode=args.mode, threads=args.threads)
+        method = Deconvolver(args.model, mode=args.mode, threads=args.threads, memory_limit=args.memory_limit)
     result = method(
         args.cube,
         psf=args.psf,

@@ -9,6 +9,7 @@ and a dict of what to add to the result's ``meta``.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -35,16 +36,27 @@ class BaseDeconvolver:
         Deconvolve the line image integrated over the band (a 2-D
         `~spectral_cube.Projection` in Jy/pixel km/s) or every channel (a
         `~spectral_cube.SpectralCube` in Jy/pixel).
+    memory_limit : int or str, optional
+        With ``mode='image'``: a FITS path is read in parts of at most this size (bytes, or a
+        size such as ``"2 GiB"``) to build its band image, and its PSF a plane at a time
+        (`~deepfocus.deconvolution.out_of_core`), so the cube is never held in memory. The
+        deconvolution of the 2-D image then needs what it needs in memory (the network: about
+        0.9 GB per 1024 x 1024 tile).
     """
 
     #: Whether the method itself needs the PSF (CLEAN does; the network does not).
     needs_psf = False
     method = "base"
 
-    def __init__(self, *, mode="image"):
+    def __init__(self, *, mode="image", memory_limit=None):
+        from ..io.tiles import parse_memory
+
         if mode not in MODES:
             raise InvalidInputError(f"mode must be one of {MODES}, got {mode!r}")
+        if memory_limit is not None and mode != "image":
+            raise InvalidInputError("memory_limit works with mode='image' only (the band image)")
         self.mode = mode
+        self.memory_limit = None if memory_limit is None else parse_memory(memory_limit)
 
     def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None):  # pragma: no cover - abstract
         """``(sky, meta)``: the sky estimate of every plane and extra ``meta`` entries."""
@@ -84,22 +96,18 @@ class BaseDeconvolver:
             Unreadable cube, no beam, a PSF of the wrong shape or not peaked at its centre, or a
             PSF missing where it is needed.
         """
-        from ..detection.detector import prepare
-
         start = time.perf_counter()
-        prepared = prepare(cube, psf=psf)
         want_psf = self.needs_psf or residual or restored
-        if want_psf and prepared.psf is None:
+        if want_psf and psf is None and not _has_psf(cube):
             need = "CLEAN" if self.needs_psf else "the residual and restored images"
             raise InvalidInputError(
                 f"{need} need the PSF: pass psf= (tclean's .psf exported to FITS, or an array); "
                 "deepfocus does not substitute a Gaussian"
             )
-        psf_cube = _check_psf(prepared) if prepared.psf is not None else None
-        planes, sigma, valid, unit = self._planes(prepared)
-        psf_planes = None
-        if psf_cube is not None:
-            psf_planes = psf_cube if self.mode == "cube" else _mean_psf(psf_cube, prepared)
+        if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):
+            prepared, planes, sigma, valid, unit, psf_planes = self._read_in_parts(cube, psf)
+        else:
+            prepared, planes, sigma, valid, unit, psf_planes = self._read_whole(cube, psf)
         sky, extra = self._deconvolve(planes, sigma, psf_planes, pixels_per_beam=prepared.pixels_per_beam)
         sky = np.asarray(sky, dtype=np.float64)
         sky[~np.isfinite(sigma)] = 0.0
@@ -128,6 +136,26 @@ class BaseDeconvolver:
             meta=meta,
         )
 
+    def _read_whole(self, cube, psf):
+        """``(prepared, planes, sigma, valid, unit, psf_planes)`` of a cube read whole."""
+        from ..detection.detector import prepare
+
+        prepared = prepare(cube, psf=psf)
+        psf_cube = _check_psf(prepared) if prepared.psf is not None else None
+        planes, sigma, valid, unit = self._planes(prepared)
+        psf_planes = None
+        if psf_cube is not None:
+            psf_planes = psf_cube if self.mode == "cube" else _mean_psf(psf_cube, prepared)
+        return prepared, planes, sigma, valid, unit, psf_planes
+
+    def _read_in_parts(self, path, psf):
+        """As `_read_whole` for the band image of a FITS cube read in parts (``memory_limit``)."""
+        from .out_of_core import band_image, mean_psf_planes
+
+        image, sigma, valid, reference = band_image(path, memory_limit=self.memory_limit)
+        psf_planes = None if psf is None else mean_psf_planes(psf, reference, image.shape)
+        return reference, image[None], np.array([sigma]), valid[None], KMS, psf_planes
+
     def _planes(self, prepared):
         """The 2-D dirty images to deconvolve (NaN set to 0), their noise and valid areas."""
         data = np.nan_to_num(prepared.data.astype(np.float64), nan=0.0)
@@ -150,6 +178,11 @@ class BaseDeconvolver:
             oy, ox = (size - k.shape[0]) // 2, (size - k.shape[1]) // 2
             out[i, oy : oy + k.shape[0], ox : ox + k.shape[1]] = k / k.max()
         return out
+
+
+def _has_psf(cube):
+    """Whether an already prepared cube carries its PSF."""
+    return getattr(cube, "psf", None) is not None
 
 
 def _check_psf(prepared):

@@ -120,6 +120,9 @@ class HogbomClean(BaseDeconvolver):
         ``tclean``'s ``threshold`` in Jy, expressed in noise units).
     max_iter : int
         Maximum number of components per plane (``tclean``'s ``niter``).
+    memory_limit : int or str, optional
+        Read a FITS cube in parts of at most this size (``mode='image'`` only; see
+        `deepfocus.deconvolution.out_of_core`).
 
     Examples
     --------
@@ -130,8 +133,8 @@ class HogbomClean(BaseDeconvolver):
     method = "hogbom"
     needs_psf = True
 
-    def __init__(self, *, mode="image", gain=0.1, threshold=3.0, max_iter=10_000):
-        super().__init__(mode=mode)
+    def __init__(self, *, mode="image", gain=0.1, threshold=3.0, max_iter=10_000, memory_limit=None):
+        super().__init__(mode=mode, memory_limit=memory_limit)
         if isinstance(gain, bool) or not isinstance(gain, (int, float, np.floating)) or not 0 < gain <= 1:
             raise InvalidInputError(f"gain must be a number in (0, 1], got {gain!r}")
         if (

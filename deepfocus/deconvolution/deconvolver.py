@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -82,6 +83,9 @@ class Deconvolver(BaseDeconvolver):
         bounds memory.
     threads : int, optional
         Torch threads to use (default: torch's setting).
+    memory_limit : int or str, optional
+        Read a FITS cube in parts of at most this size (``mode='image'`` only; see
+        `deepfocus.deconvolution.out_of_core`).
 
     Examples
     --------
@@ -95,9 +99,17 @@ class Deconvolver(BaseDeconvolver):
     method = "network"
 
     def __init__(
-        self, model="default", *, mode="image", tile_size=1024, overlap=128, batch_size=8, threads=None
+        self,
+        model="default",
+        *,
+        mode="image",
+        tile_size=1024,
+        overlap=128,
+        batch_size=8,
+        threads=None,
+        memory_limit=None,
     ):
-        super().__init__(mode=mode)
+        super().__init__(mode=mode, memory_limit=memory_limit)
         for name, value, low in (
             ("tile_size", tile_size, 16),
             ("overlap", overlap, 0),
@@ -197,15 +209,21 @@ class Deconvolver(BaseDeconvolver):
     def __call__(self, cube, *, psf=None, residual=False, restored=False):  # noqa: D102 - see base
         from ..detection.detector import prepare
 
-        prepared = prepare(cube, psf=psf)
+        if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):
+            from ..io.tiles import cube_layout
+
+            pixels_per_beam = cube_layout(cube).pixels_per_beam  # from the header: read in parts later
+        else:
+            cube = prepare(cube, psf=psf)
+            pixels_per_beam = cube.pixels_per_beam
         low, high = TRAINED_PIXELS_PER_BEAM
-        if not 0.75 * low <= prepared.pixels_per_beam <= 1.5 * high:
+        if not 0.75 * low <= pixels_per_beam <= 1.5 * high:
             warnings.warn(
-                f"the cube has {prepared.pixels_per_beam:.2g} pixels per beam; the shipped deconvolver "
+                f"the cube has {pixels_per_beam:.2g} pixels per beam; the shipped deconvolver "
                 f"was trained on {low:g}-{high:g}: expect a less accurate sky estimate",
                 DeepFocusWarning,
                 stacklevel=2,
             )
-        return super().__call__(prepared, psf=psf, residual=residual, restored=restored)
+        return super().__call__(cube, psf=psf, residual=residual, restored=restored)
 
     __call__.__doc__ = BaseDeconvolver.__call__.__doc__

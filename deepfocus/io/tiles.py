@@ -298,7 +298,9 @@ def plan_tiles(
 
 
 def _human(n):
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 @dataclass(frozen=True)
@@ -456,7 +458,7 @@ def channel_noise(path, *, block_bytes=256 * 2**20):
 def read_part(path, *, channels=slice(None), y=slice(None), x=slice(None), statistics=None):
     """Read a box of a FITS cube as a `~deepfocus.io.cube.PreparedCube`.
 
-    Only the box's bytes are read (``section`` of the memory-mapped file). It is prepared as
+    Only the box's bytes are read (``section``, without a memory map). It is prepared as
     `~deepfocus.io.cube.read_cube` prepares a whole cube (units, Stokes, beams, frequency
     ascending), with its WCS shifted to the box and, with ``statistics``, the whole cube's noise
     and flagged channels.

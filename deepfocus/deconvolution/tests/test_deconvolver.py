@@ -238,3 +238,63 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     assert main(argv) == 1
     assert "--residual and --restored need the PSF: give --psf" in capsys.readouterr().err
     assert not sky.exists()
+
+
+@pytest.fixture(scope="module")
+def casa_style_files(tmp_path_factory):
+    """A bright simulated cube as CASA writes it (Stokes axis, per-channel beams, descending
+    frequency, NaN border) and its PSF (file channel order), as FITS files."""
+    from deepfocus.detection.tests import helpers
+
+    folder = tmp_path_factory.mktemp("ooc")
+    bright = helpers.simulation()
+    cube_path = helpers.casa_style(helpers.write_simulation(bright, folder)["dirty"], folder / "cube.fits")
+    psf_path = folder / "cube.psf.fits"
+    fits.PrimaryHDU(bright.psf[::-1].astype(np.float32), header=bright.dirty.wcs.to_header()).writeto(
+        psf_path
+    )
+    return cube_path, psf_path
+
+
+@pytest.mark.parametrize("method", ["network", "clean"])
+def test_memory_limit_reads_the_cube_in_parts_with_the_same_result(
+    casa_style_files, network, method, monkeypatch
+):
+    from deepfocus.deconvolution import out_of_core
+
+    cube_path, psf_path = casa_style_files
+    parts = []
+    real = out_of_core.plan_tiles
+    monkeypatch.setattr(out_of_core, "plan_tiles", lambda *a, **k: parts.append(real(*a, **k)) or parts[-1])
+    make = (
+        (lambda **k: Deconvolver(**k))
+        if method == "network"
+        else (lambda **k: HogbomClean(threshold=1.0, **k))
+    )
+    whole = (network if method == "network" else make())(
+        cube_path, psf=psf_path, residual=True, restored=True
+    )
+    limit = 32 * 48 * 96 * 30  # parts of about 30 rows of all 48 channels
+    in_parts = make(memory_limit=limit)(cube_path, psf=psf_path, residual=True, restored=True)
+    assert len(parts) == 1 and len(parts[0]) > 2
+    for name in ("dirty", "sky", "residual", "restored"):
+        a, b = getattr(whole, name), getattr(in_parts, name)
+        assert a.unit == b.unit and a.wcs.wcs.compare(b.wcs.wcs, tolerance=1e-12), name
+        np.testing.assert_array_equal(np.isnan(a.value), np.isnan(b.value))
+        np.testing.assert_allclose(b.value, a.value, rtol=1e-5, atol=1e-6 * np.nanmax(np.abs(a.value)))
+    assert in_parts.restored.beam == whole.restored.beam
+    with pytest.raises(InvalidInputError, match="mode='image' only"):
+        Deconvolver(mode="cube", memory_limit="1 GiB")
+
+
+def test_cli_memory_limit(casa_style_files, tmp_path, capsys):
+    cube_path, _ = casa_style_files
+    out = tmp_path / "sky.fits"
+    argv = ["deconvolve", str(cube_path), "--output", str(out), "--quiet", "--threads", "1"]
+    assert main([*argv, "--memory-limit", "2MiB"]) == 0
+    reference = tmp_path / "ref.fits"
+    assert main([*argv[:2], "--output", str(reference), *argv[4:]]) == 0
+    np.testing.assert_allclose(fits.getdata(out), fits.getdata(reference), rtol=1e-5, atol=1e-9)
+    assert main([*argv, "--memory-limit", "1GiB", "--mode", "cube", "--overwrite"]) == 1
+    assert main([*argv, "--memory-limit", "100KiB", "--overwrite"]) == 1
+    assert "too small" in capsys.readouterr().err
