@@ -27,7 +27,7 @@ class DeepFocus:
     memory_limit : int or str, optional
         Tile budget (bytes, or a size such as ``"2 GiB"``). A FITS cube whose working memory
         would exceed it is processed out of core, in overlapping spatial tiles read from the
-        memory-mapped file (`~deepfocus.detection.tiled.TiledPipeline`), with the same catalogue
+        file (`~deepfocus.detection.tiled.TiledPipeline`), with the same catalogue
         as a single pass. None (default): always one pass in memory.
     max_in_flight : int
         With ``memory_limit``: tiles processed at once (they share the budget).

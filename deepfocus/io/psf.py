@@ -77,12 +77,27 @@ def read_psf(path):
     return array / centre[:, None, None], cell
 
 
+class _FilePlanes:
+    """The planes of a FITS image ``section`` as an ``(n_planes, ny, nx)`` sequence, read one
+    at a time (leading axes flattened in C order)."""
+
+    def __init__(self, section, shape):
+        self._section, self._leading = section, tuple(shape[:-2])
+        self.shape = (int(np.prod(self._leading)), *shape[-2:])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        return self._section[(*np.unravel_index(index, self._leading), slice(None), slice(None))]
+
+
 class PSFPlanes:
     """The PSF plane of one channel at a time, in a prepared cube's channel order.
 
     ``planes[z]`` is what ``PreparedCube.psf[z]`` holds when the cube is read with the same
-    ``psf`` (`~deepfocus.io.cube.read_cube`), without loading the whole PSF: a FITS file is
-    memory-mapped and only the planes asked for are read.
+    ``psf`` (`~deepfocus.io.cube.read_cube`), without loading the whole PSF: only the planes
+    of a FITS file asked for are read.
 
     Parameters
     ----------
@@ -125,13 +140,16 @@ class PSFPlanes:
             )
 
     def _open(self, path, cell):
-        """The file's image as an ``(n_planes, ny, nx)`` memory-mapped view, its header checked."""
+        """The file's image as ``(n_planes, ny, nx)`` planes read on demand, its header checked."""
         try:
-            self._hdul = fits.open(path, mode="readonly", memmap=True)
-            data = self._hdul[0].data
+            # Not memory-mapped: the pages of a mapped file that are touched stay in the
+            # process's resident memory while it is open.
+            self._hdul = fits.open(path, mode="readonly", memmap=False)
+            hdu = self._hdul[0]
+            shape = hdu.shape
         except (OSError, ValueError, TypeError) as exc:
             raise InvalidInputError(f"cannot read PSF FITS file {str(path)!r}: {exc}") from exc
-        if data is None:
+        if len(shape) < 2:
             raise InvalidInputError(f"{path}: the primary HDU holds no image")
         psf_cell = _pixel_size(self._hdul[0].header, path)
         if not np.isclose(psf_cell.to_value(u.arcsec), u.Quantity(cell).to_value(u.arcsec), rtol=1e-4):
@@ -139,9 +157,9 @@ class PSFPlanes:
                 f"{path}: the PSF's pixels ({psf_cell.to_value(u.arcsec):.6g} arcsec) differ from the "
                 f"cube's ({u.Quantity(cell).to_value(u.arcsec):.6g} arcsec)"
             )
-        planes = data.reshape(-1, *data.shape[-2:])
+        planes = _FilePlanes(hdu.section, shape)
         ny, nx = planes.shape[-2:]
-        _check_centres(np.asarray(planes[:, ny // 2, nx // 2], dtype=float), path)
+        _check_centres(np.asarray(hdu.section[..., ny // 2, nx // 2], dtype=float).ravel(), path)
         return planes
 
     def close(self):

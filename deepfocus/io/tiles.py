@@ -6,8 +6,9 @@ detector and the characterizer need to measure a core source exactly as a single
 the beam-matched filter, the peak-finding footprint, the characterizer's cutouts). Cores tile
 the image without overlap; halos overlap their neighbours' cores.
 
-Parts of the cube (spatial tiles, blocks of channels) are read from a memory-mapped FITS file
-through `astropy.io.fits` ``section``, so only their bytes are read, and each becomes a
+Parts of the cube (spatial tiles, blocks of channels) are read from the FITS file (not
+memory-mapped) through `astropy.io.fits` ``section``, so little more than their bytes are
+read, and each becomes a
 `~deepfocus.io.cube.PreparedCube` with its own sliced WCS. What `~deepfocus.io.cube.read_cube`
 decides channel by channel from the data (the robust noise of every channel, which channels are
 flagged: exactly 0 wherever valid) is measured once over the whole cube, a block of channels at
