@@ -145,6 +145,8 @@ def child(args):
             halo_pix=plan.halo,
             largest_tile_voxels=int(max(np.prod(t.shape) for t in plan.tiles) * plan.shape[0]),
             tile_bytes_estimate=plan.tile_bytes,
+            n_channel_blocks=len(plan.channel_blocks),
+            channel_halo=plan.channel_halo,
         )
     print("RESULT " + json.dumps(out), flush=True)
 

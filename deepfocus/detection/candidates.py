@@ -53,7 +53,15 @@ def _subpixel(patch, y, x, shape):
 
 
 def find_candidates(
-    cube, *, threshold=5.0, widths=DEFAULT_WIDTHS, beam_scale=1.0, continuum=None, plane_noise=None
+    cube,
+    *,
+    threshold=5.0,
+    widths=DEFAULT_WIDTHS,
+    beam_scale=1.0,
+    continuum=None,
+    plane_noise=None,
+    beam=None,
+    peak_channels=None,
 ):
     """Candidate line sources of a prepared cube from the classical matched-filter stages.
 
@@ -70,6 +78,13 @@ def find_candidates(
     continuum, plane_noise : `numpy.ndarray`, optional
         For a part of a larger cube: the whole cube's continuum over the part's pixels and plane
         noise (see `~deepfocus.detection.matched_filter.signal_to_noise`).
+    beam : tuple of float, optional
+        ``(major, minor, pa)`` of the spatial filter (pixels, pixels, degrees); default
+        `filter_beam` of ``cube`` (a block of channels of a larger cube is given the whole
+        cube's).
+    peak_channels : slice, optional
+        Channels of ``cube`` where peaks may lie (a block of channels of a larger cube: those
+        whose filter windows lie inside the block); default: all.
 
     Returns
     -------
@@ -80,7 +95,7 @@ def find_candidates(
         The S/N cubes (for the later stages).
     """
     n_chan = cube.data.shape[0]
-    major, minor, pa = filter_beam(cube)
+    major, minor, pa = filter_beam(cube) if beam is None else beam
     mf = signal_to_noise(
         cube.data,
         cube.noise,
@@ -94,6 +109,10 @@ def find_candidates(
     )
     footprint = max(3, int(round(beam_scale * major)) | 1)
     peaks, values, width_index = _peaks_of_every_width(mf, threshold, footprint, cube.valid)
+    if peak_channels is not None:
+        lo, hi, _ = peak_channels.indices(n_chan)
+        inside = (peaks[:, 0] >= lo) & (peaks[:, 0] < hi)
+        peaks, values, width_index = peaks[inside], values[inside], width_index[inside]
     keep = deblend_peaks(
         peaks,
         values,

@@ -153,14 +153,17 @@ class CubeDetector:
     # -- stages ----------------------------------------------------------------------------
     def _lines(self, cube, mf, candidates):
         """Refine each candidate's line; split positions that hold two lines."""
-        n_chan = cube.data.shape[0]
+        spectra = mf.channel_snr[(slice(None), *candidate_pixels(candidates, mf.snr.shape[1:]))].T
+        return self._find_lines(spectra, candidates, self.min_separation * cube.pixels_per_beam)
+
+    def _find_lines(self, spectra, candidates, beam_pix):
+        """The line rows ``(candidate, z_centroid, lo, hi, fwhm, peak)`` of the candidates,
+        from their ``(n, n_chan)`` spectra of ``channel_snr`` (frequency ascending); repeated
+        lines (`~deepfocus.detection.lines.repeated_lines` within ``beam_pix``) dropped.
+        Returns ``(rows, n_chan)``."""
+        n_chan = spectra.shape[1]
         x = candidates["x_centroid"].value
         y = candidates["y_centroid"].value
-        spectra = mf.channel_snr[
-            :,
-            np.clip(np.rint(y).astype(int), 0, mf.snr.shape[1] - 1),
-            np.clip(np.rint(x).astype(int), 0, mf.snr.shape[2] - 1),
-        ].T
         rows = []
         if self._spectral is not None and len(candidates):
             probability, denoised = network_lines(spectra, self._spectral)
@@ -192,7 +195,7 @@ class CubeDetector:
                 [r[1] for r in rows],
                 [r[4] for r in rows],
                 np.asarray(candidates["filter_snr"])[k],
-                beam_pix=self.min_separation * cube.pixels_per_beam,
+                beam_pix=beam_pix,
             )
             rows = [r for r, again in zip(rows, repeated, strict=True) if not again]
         return rows, n_chan
@@ -207,26 +210,25 @@ class CubeDetector:
         """
         if self._deconvolver is None:
             return np.full(len(rows), np.inf)
-        import torch
-
         beam_pix = (cube.beams[len(cube.beams) // 2].major / cube.cell).to_value(u.one)
-        half = DECONVOLVER_CUTOUT // 2
-        yy, xx = np.mgrid[:DECONVOLVER_CUTOUT, :DECONVOLVER_CUTOUT]
         inputs = np.zeros((len(rows), 1, DECONVOLVER_CUTOUT, DECONVOLVER_CUTOUT), dtype=np.float32)
         centres = np.empty((len(rows), 2))
         for i, (k, _zc, lo, hi, _fwhm, _peak) in enumerate(rows):
             cx, cy = candidates["x_centroid"][k].value, candidates["y_centroid"][k].value
-            x0, y0 = int(round(cx)) - half, int(round(cy)) - half
-            # The line image (unit noise where channels are independent, as the training inputs:
-            # moment 0 / sigma), summed over the cutout only.
-            line_image = _LineImage(mf.channel_snr, lo, hi)
-            cutout, valid = _cutout(line_image, cube.valid, y0, x0, DECONVOLVER_CUTOUT)
-            sigma = float(mad_std(cutout[valid])) if valid.sum() > 16 else 0.0
-            inputs[i, 0] = cutout / (sigma if sigma > 0 else 1.0)
+            y0, x0 = deconvolver_corner(cx, cy)
+            inputs[i, 0] = deconvolver_input(_LineImage(mf.channel_snr, lo, hi), cube.valid, y0, x0)
             centres[i] = cy - y0, cx - x0
-        scores = np.empty(len(rows))
+        return self._scores(inputs, centres, beam_pix)
+
+    def _scores(self, inputs, centres, beam_pix):
+        """The deconvolved S/N within ``beam_pix`` of the ``centres`` (``(n, 2)`` ``(y, x)``,
+        cutout pixels) of the deconvolver's ``inputs`` over their interpolated peak."""
+        import torch
+
+        yy, xx = np.mgrid[:DECONVOLVER_CUTOUT, :DECONVOLVER_CUTOUT]
+        scores = np.empty(len(inputs))
         with torch.no_grad():
-            for start in range(0, len(rows), DECONVOLVER_BATCH):
+            for start in range(0, len(inputs), DECONVOLVER_BATCH):
                 batch = inputs[start : start + DECONVOLVER_BATCH]
                 out = self._deconvolver(torch.from_numpy(batch)).numpy()[:, 0]
                 for j in range(len(batch)):
@@ -374,6 +376,30 @@ class CubeDetector:
             "cell_arcsec": float(cube.cell.to_value(u.arcsec)),
             "channel_velocity_width_kms": float(cube.channel_velocity_width.to_value(u.km / u.s)),
         }
+
+
+def candidate_pixels(candidates, shape):
+    """``(y, x)`` integer pixels of the candidates' centroids, clipped to an image of ``shape``."""
+    return (
+        np.clip(np.rint(candidates["y_centroid"].value).astype(int), 0, shape[0] - 1),
+        np.clip(np.rint(candidates["x_centroid"].value).astype(int), 0, shape[1] - 1),
+    )
+
+
+def deconvolver_corner(cx, cy):
+    """``(y0, x0)``: the corner of the `DECONVOLVER_CUTOUT` square centred on ``(cx, cy)``."""
+    half = DECONVOLVER_CUTOUT // 2
+    return int(round(cy)) - half, int(round(cx)) - half
+
+
+def deconvolver_input(line_image, valid, y0, x0):
+    """The deconvolver's input: the `DECONVOLVER_CUTOUT` square at ``(y0, x0)`` of the line
+    image (``channel_snr`` summed over the line over the square root of its channels: unit noise
+    where channels are independent, as the training inputs' moment 0 / sigma), over its robust
+    noise; ``valid`` (2-D bool) marks the pixels with data."""
+    cutout, ok = _cutout(line_image, valid, y0, x0, DECONVOLVER_CUTOUT)
+    sigma = float(mad_std(cutout[ok])) if ok.sum() > 16 else 0.0
+    return cutout / (sigma if sigma > 0 else 1.0)
 
 
 class _LineImage:

@@ -28,6 +28,7 @@ __all__ = [
     "median_rows",
     "estimate_continuum",
     "filtered_plane_noise",
+    "normalised_channels",
     "usable_noise",
     "window_sum",
     "DEFAULT_WIDTHS",
@@ -266,12 +267,39 @@ def usable_noise(noise):
 FFT_BLOCK_PLANES = 8
 
 
+def normalised_channels(data, noise, valid, continuum):
+    """Continuum-subtracted channels over their noise, 0 where invalid (float32).
+
+    Element by element, so any part of a cube (a block of channels, the spectra of a few
+    pixels) gets the whole cube's values.
+
+    Parameters
+    ----------
+    data : `numpy.ndarray`
+        ``(n_chan, ...)`` Jy/beam, NaN where invalid (the trailing axes are pixels: an image,
+        or a list of pixels).
+    noise : `numpy.ndarray`
+        ``(n_chan,)`` noise of every channel (Jy/beam), as `usable_noise` gives it.
+    valid : `numpy.ndarray`
+        Bool over the trailing axes: pixels with data.
+    continuum : `numpy.ndarray`
+        Over the trailing axes: the continuum (Jy/beam).
+
+    Returns
+    -------
+    channel_snr : `numpy.ndarray`
+        ``data``'s shape, float32.
+    """
+    channel_snr = np.asarray(data, dtype=np.float32) - continuum[None]
+    np.divide(channel_snr, np.reshape(noise, (-1,) + (1,) * (channel_snr.ndim - 1)), out=channel_snr)
+    channel_snr[~(np.isfinite(channel_snr) & valid[None])] = 0.0
+    return channel_snr
+
+
 def _smoothed(cube, noise, valid, continuum, kernel):
     """Continuum-subtracted channels over their noise (0 where invalid), and the same
     correlated with the beam ``kernel``; both ``(n_chan, ny, nx)`` float32."""
-    channel_snr = cube - continuum[None]
-    np.divide(channel_snr, noise[:, None, None], out=channel_snr)
-    channel_snr[~(np.isfinite(channel_snr) & valid[None])] = 0.0
+    channel_snr = normalised_channels(cube, noise, valid, continuum)
     smoothed = np.empty_like(channel_snr)
     # Each plane is filtered on its own, so blocks of planes give the whole cube's values.
     for start in range(0, len(channel_snr), FFT_BLOCK_PLANES):

@@ -87,8 +87,9 @@ def network_bytes(n_channels):
 
     The stages run one after the other, so the largest counts: the deconvolver's batches of
     `~deepfocus.detection.detector.DECONVOLVER_BATCH` cutouts (50 MiB measured), the spectral
-    network's batches of `~deepfocus.detection.lines.SPECTRAL_BATCH` spectra (0.11 MiB per
-    channel measured: 57 MiB at 512 channels) and the characterizer's batches of
+    network's batches (`~deepfocus.detection.lines.spectral_batch`: 0.11 MiB per channel
+    and spectrum of the batch measured, 57 MiB for 64 spectra of 512 channels, smaller batches
+    for longer spectra) and the characterizer's batches of
     `~deepfocus.characterization.characterizer.NETWORK_BATCH` cutouts (61 MiB measured), plus
     a margin.
 
@@ -97,7 +98,10 @@ def network_bytes(n_channels):
     n_channels : int
         Channels of the cube.
     """
-    return int(max(96 * 2**20, 0.15 * 2**20 * n_channels))
+    from .lines import spectral_batch
+
+    spectra = 0.11 * 2**20 * n_channels * spectral_batch(n_channels) / 64
+    return int(max(96 * 2**20, 1.3 * spectra))
 
 
 def _uses_networks(pipeline):
@@ -160,13 +164,17 @@ class _WholeCube:
     plane_noise : `numpy.ndarray`
         ``(len(widths), n_chan)``, frequency-ascending channels.
     reference : `~deepfocus.io.cube.PreparedCube`
-        The cube's metadata (beams, channel order, pixel size) on a one-pixel cube.
+        The cube's metadata (beams, channel order, pixel size, the WCS of the full cube) on a
+        one-pixel cube.
+    valid : `numpy.ndarray`
+        ``(ny, nx)`` pixels with data in some channel, the user's mask applied.
     """
 
     statistics: object
     continuum: np.ndarray
     plane_noise: np.ndarray
     reference: object
+    valid: np.ndarray
 
 
 class TiledPipeline:
@@ -195,6 +203,10 @@ class TiledPipeline:
         the calling thread for one tile in flight, else a thread pool of ``max_in_flight``.
     progress : bool
         Show progress bars over the passes and the tiles (tqdm).
+    channel_blocks : int, optional
+        Read every tile in this many blocks of channels (see
+        `deepfocus.detection.channel_blocks`). Default: only when a tile of all channels would
+        not fit the budget, or would be so small that its halo doubles the voxels read.
 
     Examples
     --------
@@ -204,7 +216,17 @@ class TiledPipeline:
     >>> catalog = tiled("big_cube.fits")  # doctest: +SKIP
     """
 
-    def __init__(self, pipeline, *, memory_limit, halo=None, max_in_flight=1, executor=None, progress=True):
+    def __init__(
+        self,
+        pipeline,
+        *,
+        memory_limit,
+        halo=None,
+        max_in_flight=1,
+        executor=None,
+        progress=True,
+        channel_blocks=None,
+    ):
         from ..io.tiles import parse_memory
 
         _stages(pipeline)
@@ -214,28 +236,41 @@ class TiledPipeline:
             raise InvalidInputError(f"halo must be a non-negative number of pixels, got {halo!r}")
         if executor is not None and not callable(getattr(executor, "submit", None)):
             raise TypeError(f"executor must have a submit(fn, *args) method, got {executor!r}")
+        if channel_blocks is not None and (
+            isinstance(channel_blocks, bool) or int(channel_blocks) != channel_blocks or channel_blocks < 1
+        ):
+            raise InvalidInputError(f"channel_blocks must be a positive integer, got {channel_blocks!r}")
         self.pipeline = pipeline
         self.memory_limit = parse_memory(memory_limit)
         self.halo = None if halo is None else int(halo)
         self.max_in_flight = int(max_in_flight)
         self.executor = executor
         self.progress = bool(progress)
+        self.channel_blocks = None if channel_blocks is None else int(channel_blocks)
 
     def plan(self, path, layout=None):
         """The `~deepfocus.io.tiles.TilePlan` for the FITS cube at ``path`` (header only;
         ``layout``, its `~deepfocus.io.tiles.cube_layout`, if already read)."""
+        from .channel_blocks import COLUMN_BYTES_PER_VOXEL, channel_halo, column_half
+
         layout = cube_layout(path) if layout is None else layout
+        detector, _ = _stages(self.pipeline)
         halo = self.halo
         if halo is None:
-            detector, _ = _stages(self.pipeline)
             halo = default_halo(layout.pixels_per_beam, deconvolver=detector._deconvolver is not None)
         overhead = network_bytes(layout.shape[0]) if _uses_networks(self.pipeline) else 0
+        n_chan, ny, nx = layout.shape
+        side = 2 * column_half(layout.pixels_per_beam) + 1
+        column = COLUMN_BYTES_PER_VOXEL * n_chan * min(side, ny) * min(side, nx)
         return plan_tiles(
             layout.shape,
             memory_limit=self.memory_limit,
             halo=halo,
             max_in_flight=self.max_in_flight,
             tile_overhead=overhead,
+            channel_halo=channel_halo(detector.widths) if n_chan > 1 else None,
+            column_bytes=column,
+            channel_parts=self.channel_blocks,
         )
 
     def __call__(self, path, *, mask=None, psf=None, plan=None):
@@ -271,7 +306,7 @@ class TiledPipeline:
                     f"mask shape {mask.shape} matches neither the image {(ny, nx)} nor the cube"
                 )
         log.info(
-            "%s: %d x %d x %d in %d tiles (%d x %d grid, halo %d pix, <= %.0f MiB each, %d in flight)",
+            "%s: %d x %d x %d in %d tiles (%d x %d grid, halo %d pix, %s, <= %.0f MiB each, %d in flight)",
             path,
             n_chan,
             ny,
@@ -279,10 +314,11 @@ class TiledPipeline:
             len(plan),
             *plan.grid,
             plan.halo,
+            f"{len(plan.channel_blocks)} blocks of channels" if plan.channel_blocks else "all channels",
             plan.tile_bytes / 2**20,
             plan.max_in_flight,
         )
-        if len(plan) == 1:
+        if len(plan) == 1 and not plan.channel_blocks:
             catalog = self._single_pass(path, mask, psf)
         else:
             catalog = self._tiles(path, mask, psf, plan, layout)
@@ -321,7 +357,7 @@ class TiledPipeline:
             memory_limit=plan.memory_limit,
             progress=self.progress,
         )
-        return _WholeCube(statistics, continuum, noise, reference)
+        return _WholeCube(statistics, continuum, noise, reference, valid)
 
     def _tiles(self, path, mask, psf, plan, layout):
         """Detections of every tile, stitched; the sidelobe test on the stitched catalogue."""
@@ -335,6 +371,9 @@ class TiledPipeline:
         for tile in plan.tiles:
             part = None if mask is None else mask[..., tile.outer[0], tile.outer[1]]
             given = (whole.statistics, whole.continuum[tile.outer], whole.plane_noise)
+            if plan.channel_blocks:  # what the blocks need besides
+                frame = _shifted(whole.reference, tile.origin)
+                given += (whole.valid[tile.outer], frame, plan.channel_blocks)
             jobs.append((stages, str(path), tile, given, part, (ny, nx), margin, psf))
         tables, meta = [], None
         with warnings.catch_warnings():
@@ -382,11 +421,25 @@ class TiledPipeline:
             yield from _bounded(self.executor, jobs, self.max_in_flight)
 
 
-def _metadata_only(prepared):
-    """``prepared`` reduced to one pixel: its beams, channel order, WCS and noise, no image."""
-    return dataclasses.replace(
-        prepared, data=prepared.data[:, :1, :1].copy(), valid=prepared.valid[:, :1, :1].copy()
+def _metadata_only(prepared, origin=(0, 0)):
+    """``prepared`` reduced to one pixel: its beams, channel order, WCS and noise, no image;
+    ``origin``: the full-cube pixel ``(y, x)`` of ``prepared``'s pixel ``(0, 0)``, to which the
+    WCS is shifted back (it is then the full cube's)."""
+    return _shifted(
+        dataclasses.replace(
+            prepared, data=prepared.data[:, :1, :1].copy(), valid=prepared.valid[:, :1, :1].copy()
+        ),
+        (-origin[0], -origin[1]),
     )
+
+
+def _shifted(prepared, origin):
+    """``prepared`` with its WCS shifted so that its pixel ``(0, 0)`` is its pixel ``origin``
+    (``(y, x)``)."""
+    wcs = prepared.wcs.deepcopy()
+    wcs.wcs.crpix = wcs.wcs.crpix - np.array([origin[1], origin[0], 0], dtype=float)
+    wcs.wcs.set()
+    return dataclasses.replace(prepared, wcs=wcs)
 
 
 def _quiet_read(path, **box):
@@ -423,7 +476,8 @@ def continuum_map(path, statistics, *, mask=None, memory_limit, progress=False):
     valid : `numpy.ndarray`
         ``(ny, nx)`` bool: pixels valid in some channel and not masked (the detector's map).
     reference : `~deepfocus.io.cube.PreparedCube` or None
-        The cube's metadata on one pixel (None if no tile held a finite pixel).
+        The cube's metadata on one pixel, with the full cube's WCS (None if no tile held a
+        finite pixel).
     """
     from tqdm.auto import tqdm
 
@@ -447,7 +501,7 @@ def continuum_map(path, statistics, *, mask=None, memory_limit, progress=False):
         continuum[ys, xs] = estimate_continuum(view.data, usable_noise(view.noise))
         valid[ys, xs] = view.valid
         if reference is None:
-            reference = _metadata_only(part)
+            reference = _metadata_only(part, origin=(ys.start, xs.start))
     log.info("continuum of %s from %d tiles", path, len(plan))
     return continuum, valid, reference
 
@@ -546,6 +600,8 @@ def tiling_meta(plan):
         "memory_limit_bytes": plan.memory_limit,
         "tile_bytes_estimate": plan.tile_bytes,
         "max_in_flight": plan.max_in_flight,
+        "channel_blocks": len(plan.channel_blocks),
+        "channel_halo": plan.channel_halo,
     }
 
 
@@ -566,21 +622,34 @@ def _process_tile(stages, path, tile, given, mask, image_shape, margin, psf=None
     full-cube pixels, with the detector's positions (``_x_detect``, ``_y_detect``: the
     characterizer refines ``x_centroid``/``y_centroid``) for the sidelobe test.
 
-    ``given``: the whole cube's statistics, its continuum over the tile and its plane noise.
+    ``given``: the whole cube's statistics, its continuum over the tile and its plane noise;
+    for a tile read in blocks of channels, also the whole cube's valid pixels over the tile, the
+    cube's metadata with the tile's WCS and the blocks (`deepfocus.detection.channel_blocks`).
     ``psf``: the cube's PSF, for the characterizer's forward model only (read a plane at a time;
     the detector's sidelobe test runs on the stitched catalogue).
     Returns ``(tile.index, table or None, meta or None)``.
     """
+    from . import channel_blocks
+
     detector, characterizer = stages
-    statistics, continuum, noise = given
-    prepared = read_tile(path, tile, statistics=statistics)
-    if prepared is None:
-        return tile.index, None, None
-    table = detector(prepared, mask=mask, continuum=continuum, plane_noise=noise)
+    statistics, continuum, noise = given[:3]
+    if len(given) > 3:
+        valid, frame, blocks = given[3:]
+        tile_data = channel_blocks.TileData(
+            path, tile, statistics, continuum, valid, noise, _usable(frame), frame, mask
+        )
+        table = channel_blocks.detect_in_blocks(detector, tile_data, blocks)
+    else:
+        prepared = read_tile(path, tile, statistics=statistics)
+        if prepared is None:
+            return tile.index, None, None
+        table = detector(prepared, mask=mask, continuum=continuum, plane_noise=noise)
     if table is not None:
         table["_x_detect"] = table["x_centroid"].value
         table["_y_detect"] = table["y_centroid"].value
-        if characterizer is not None:
+        if characterizer is not None and len(given) > 3:
+            table = channel_blocks.characterize_in_blocks(characterizer, tile_data, table, psf=psf)
+        elif characterizer is not None:
             table = _characterize(characterizer, prepared, table, psf)
     meta = dict(table.meta) if table is not None else None
     if table is None or len(table) == 0:
@@ -595,6 +664,13 @@ def _process_tile(stages, path, tile, given, mask, image_shape, margin, psf=None
     table["_depth"] = depth[keep]
     table["_tile"] = np.full(len(table), tile.index)
     return tile.index, table, meta
+
+
+def _usable(prepared):
+    """The usable noise of every channel of ``prepared`` (Jy/beam, frequency ascending)."""
+    from .matched_filter import usable_noise
+
+    return usable_noise(u.Quantity(prepared.noise, u.Jy / u.beam).value)
 
 
 def _characterize(characterizer, prepared, table, psf):

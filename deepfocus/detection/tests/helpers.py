@@ -16,6 +16,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable
 
+from deepfocus.evaluation import match_catalogs
 from deepfocus.simulation import Interferometer, Observation, simulate
 from deepfocus.simulation.catalog import flux_for_snr
 
@@ -170,3 +171,58 @@ def assert_same_catalog(a, b):
     meta_a = {k: v for k, v in a.meta.items() if k != "date"}
     meta_b = {k: v for k, v in b.meta.items() if k != "date"}
     assert meta_a == meta_b
+
+
+def write_rows_cube(folder, sources, seed, *, npix, n_channels, name, psf=False):
+    """`simulate_rows` of a ``npix`` x ``npix`` x ``n_channels`` observation (Tsys 60 K) written
+    into ``folder``: ``(paths, truth)``."""
+    itf = Interferometer(Observation(npix=npix, n_channels=n_channels, tsys=60 * u.K))
+    sim = simulate_rows(sources, seed, itf)
+    return sim.write(folder, name, psf=psf), sim.truth
+
+
+def simulate_rows(sources, seed, itf):
+    """A simulation of ``(x, y, z, major / beam, minor / beam, PA, line FWHM channels, peak S/N)``
+    rows (no continuum) by the interferometer ``itf``."""
+    rows = np.array(sources, dtype=float).reshape(-1, 8)
+    beam = itf.beam.major.to(u.arcsec)
+    dv = itf.observation.channel_velocity_width
+    table = QTable()
+    table["x_centroid"] = rows[:, 0] * u.pix
+    table["y_centroid"] = rows[:, 1] * u.pix
+    table["z_centroid"] = rows[:, 2]
+    table["fwhm_major"] = rows[:, 3] * beam
+    table["fwhm_minor"] = rows[:, 4] * beam
+    table["position_angle"] = rows[:, 5] * u.deg
+    table["line_width"] = rows[:, 6] * dv
+    table["continuum_flux"] = np.zeros(len(rows)) * u.Jy
+    table["flux"] = flux_for_snr(
+        rows[:, 7],
+        table,
+        beam=itf.beam,
+        noise_rms=itf.noise_rms[itf.observation.n_channels // 2],
+        channel_velocity_width=dv,
+        n_channels=itf.observation.n_channels,
+    )
+    return simulate(catalog=table, seed=seed, interferometer=itf)
+
+
+def assert_same_rows(single, tiled):
+    """The same rows, columns equal to float tolerance (the order may differ among equal S/N)."""
+    assert len(tiled) == len(single)
+    match = match_catalogs(single, tiled)
+    assert len(match.truth_index) == len(single)
+    a, b = single[match.truth_index], tiled[match.catalog_index]
+    assert a.colnames == b.colnames
+    for name in a.colnames:
+        if name == "id":
+            continue
+        if name == "sky_centroid":
+            assert np.all(b[name].separation(a[name]).arcsec < 1e-5)
+        elif np.issubdtype(np.asarray(a[name]).dtype, np.integer):
+            np.testing.assert_array_equal(np.asarray(b[name]), np.asarray(a[name]), err_msg=name)
+        else:
+            value = getattr(a[name], "value", np.asarray(a[name]))
+            np.testing.assert_allclose(
+                getattr(b[name], "value", np.asarray(b[name])), value, rtol=1e-4, atol=1e-5, err_msg=name
+            )
