@@ -72,7 +72,7 @@ class DeepFocus:
         `~deepfocus.exceptions.NoDetectionsWarning`).
 
         With ``memory_limit``, a FITS path whose working memory exceeds it is processed in tiles
-        (``meta["tiling"]`` records the plan).
+        (and blocks of channels; ``meta["tiling"]`` records the plan).
         """
         from .detection.detector import prepare
 
@@ -83,7 +83,7 @@ class DeepFocus:
                 self, memory_limit=self.memory_limit, max_in_flight=self.max_in_flight, executor=self.executor
             )
             plan = tiled.plan(cube)
-            if len(plan) > 1:
+            if len(plan) > 1 or plan.channel_blocks:
                 return tiled(cube, mask=mask, psf=psf, plan=plan)
         prepared = prepare(cube, psf=psf)
         with warnings.catch_warnings():

@@ -123,6 +123,16 @@ def test_budget_below_a_tile_of_all_channels_runs_in_blocks(long_cube, classical
     assert_same_rows(classical(path), out)
 
 
+def test_deepfocus_runs_a_single_tile_in_blocks(long_cube, classical, monkeypatch):
+    # A plan of one tile read in blocks of channels (a long band) is not a single pass.
+    path = long_cube[0]
+    forced = TiledPipeline(classical, memory_limit="4 GiB", channel_blocks=BLOCKS).plan(path)
+    assert len(forced) == 1 and len(forced.channel_blocks) == BLOCKS
+    monkeypatch.setattr(TiledPipeline, "plan", lambda self, cube, layout=None: forced)
+    out = DeepFocus(model=None, memory_limit="4 GiB")(path)
+    assert out.meta["tiling"]["channel_blocks"] == BLOCKS
+
+
 def test_column_covers_the_characterizer_cutout():
     from deepfocus.characterization.characterizer import CUTOUT_SIZE
 
