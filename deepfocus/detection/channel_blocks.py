@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable, vstack
 
-from ..exceptions import DeepFocusWarning
-from ..io.tiles import read_part
+from .tiled import _characterize as characterize_part
+from .tiled import _quiet_read
 
 __all__ = [
     "COLUMN_BYTES_PER_VOXEL",
@@ -84,14 +83,6 @@ def column_half(pixels_per_beam):
     return int(max(native, math.ceil(FIT_RADIUS * observed) + 3))
 
 
-def _quiet_read(path, **box):
-    """`~deepfocus.io.tiles.read_part` without the reader's warnings (the passes over the whole
-    cube gave them)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeepFocusWarning)
-        return read_part(path, **box)
-
-
 @dataclasses.dataclass
 class TileData:
     """What the steps need of the tile and the whole cube (pixels of the tile's outer box)."""
@@ -110,12 +101,9 @@ class TileData:
     def n_chan(self):
         return self.frame.n_channels
 
-    def to_file(self, lo, hi):
-        """File channels (a slice) of the frequency-ascending channels ``lo``..``hi - 1``."""
-        return slice(self.n_chan - hi, self.n_chan - lo) if self.frame.flipped else slice(lo, hi)
-
-    def to_prepared(self, part):
-        """Frequency-ascending channels (a slice) of the file channels ``part``."""
+    def other_order(self, part):
+        """The file channels of the frequency-ascending channels ``part`` (a slice), or the
+        other way round: the same channels reversed when the file's frequencies descend."""
         return slice(self.n_chan - part.stop, self.n_chan - part.start) if self.frame.flipped else part
 
     def read(self, channels, ys=None, xs=None):
@@ -125,7 +113,7 @@ class TileData:
         ys = slice(0, self.continuum.shape[0]) if ys is None else ys
         xs = slice(0, self.continuum.shape[1]) if xs is None else xs
         y0, x0 = self.tile.origin
-        file_channels = self.to_file(channels.start, channels.stop)
+        file_channels = self.other_order(channels)
         part = _quiet_read(
             self.path,
             channels=file_channels,
@@ -181,7 +169,7 @@ def _candidates(detector, tile_data, blocks):
     margin = _window_margin(detector.widths)
     found = []
     for block in blocks:
-        outer, core = tile_data.to_prepared(block.outer), tile_data.to_prepared(block.core)
+        outer, core = tile_data.other_order(block.outer), tile_data.other_order(block.core)
         read = tile_data.read(outer)
         if read is None:
             continue
@@ -230,7 +218,7 @@ def _spectra(tile_data, candidates, blocks):
     py, px = candidate_pixels(candidates, tile_data.continuum.shape)
     spectra = np.zeros((len(candidates), tile_data.n_chan), dtype=np.float32)
     for block in blocks:
-        core = tile_data.to_prepared(block.core)
+        core = tile_data.other_order(block.core)
         read = tile_data.read(core)
         if read is not None:
             data, noise = read
@@ -292,7 +280,6 @@ def characterize_in_blocks(characterizer, tile_data, table, *, psf=None):
         What ``characterizer`` gives on the whole tile.
     """
     from ..characterization.characterizer import _blended
-    from .tiled import _characterize as characterize_part
 
     frame = tile_data.frame
     half = column_half(frame.pixels_per_beam)
