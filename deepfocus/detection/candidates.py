@@ -14,7 +14,7 @@ import numpy as np
 from astropy.table import QTable
 
 from .matched_filter import DEFAULT_WIDTHS, signal_to_noise
-from .peaks import DEFAULT_DIP, DEFAULT_REACH, deblend_peaks, find_peaks_3d
+from .peaks import DEFAULT_DIP, DEFAULT_DIP_FRACTION, DEFAULT_REACH, deblend_peaks, find_peaks_3d
 
 __all__ = ["filter_beam", "find_candidates"]
 
@@ -120,6 +120,7 @@ def find_candidates(
         beam_pix=beam_scale * major,
         snr_along=lambda width, points: mf.width_snr_at(mf.widths.index(width), points),
         dip=DEFAULT_DIP,
+        dip_fraction=DEFAULT_DIP_FRACTION,
         reach=DEFAULT_REACH,
     )
     table = QTable()

@@ -38,6 +38,7 @@ from ..exceptions import DeepFocusError, InvalidInputError
 from .noise import T_GROUND
 
 __all__ = [
+    "attenuate_truth_snr",
     "CasaResult",
     "simulate_with_casa",
     "simulate_casa_observation",
@@ -180,6 +181,9 @@ class CasaResult:
         measurement set: ``model`` (Jy/pixel), ``residual`` and ``image`` (restored, Jy/beam),
         each ``(n_chan, npix, npix)``; ``seconds`` (that ``tclean`` call alone),
         ``threshold_jy``, ``iterations`` and ``settings``.
+    primary_beam : `numpy.ndarray` or None
+        ``tclean``'s primary-beam gain (``.pb``), same shape, 1 at the field centre and NaN where
+        CASA masks it; None if ``tclean`` wrote none.
     """
 
     dirty: np.ndarray
@@ -190,6 +194,7 @@ class CasaResult:
     casa_version: str = ""
     settings: dict = field(default_factory=dict)
     clean: dict | None = None
+    primary_beam: np.ndarray | None = None
 
 
 def _config_path(name: str) -> Path:
@@ -442,9 +447,12 @@ def simulate_with_casa(sky_cube, observation, *, seed=None, workdir=None, clean=
             raise DeepFocusError(f"CASA simobserve made no measurement set (looked for *{suffix})")
         vis = str(sorted(ms)[0])
         casatasks.tclean(vis=vis, **tclean_args)
-        images = _export(casatasks, "img", ("image", "psf"))
+        # The .pb of tclean's standard gridder: the attenuation simobserve applied.
+        extensions = ("image", "psf", "pb") if Path("img.pb").exists() else ("image", "psf")
+        images = _export(casatasks, "img", extensions)
         dirty, freqs, beams = images["image"]
         psf = images["psf"][0]
+        primary_beam = images["pb"][0] if "pb" in images else None
         cleaned = None if clean is None else _tclean_hogbom(casatasks, vis, tclean_args, dirty, clean)
     except DeepFocusError:
         raise
@@ -472,6 +480,7 @@ def simulate_with_casa(sky_cube, observation, *, seed=None, workdir=None, clean=
         casa_version=casatools.version_string(),
         settings={"simobserve": simobserve_args, "tclean": tclean_args},
         clean=cleaned,
+        primary_beam=primary_beam,
     )
 
 
@@ -565,4 +574,36 @@ def simulate_casa_observation(
         engine="casa",
     )
     result.truth.meta["casa_version"] = casa.casa_version
+    if casa.primary_beam is not None:
+        attenuate_truth_snr(result.truth, casa.primary_beam)
     return result
+
+
+def attenuate_truth_snr(truth, primary_beam):
+    """Scale the truth's ``snr`` by the primary-beam gain at each source, in place.
+
+    The truth's S/N is that of the unattenuated sky; CASA's dirty cube holds the sky times the
+    primary beam, with noise that is flat across the field (no ``pbcor``). The S/N a finder can
+    reach is therefore the gain times the truth's, and zero where CASA blanks the image (gain
+    below ``pblimit``). Fluxes stay intrinsic. ``meta["snr_primary_beam"]`` records the scaling.
+
+    Parameters
+    ----------
+    truth : `~astropy.table.QTable`
+        Truth catalogue with ``x_centroid``, ``y_centroid`` (pix), ``z_centroid`` and ``snr``.
+    primary_beam : `numpy.ndarray`
+        ``(n_chan, ny, nx)`` gain, NaN where masked.
+    """
+    if not len(truth):
+        truth.meta["snr_primary_beam"] = True
+        return
+    n_chan, ny, nx = primary_beam.shape
+    z = np.clip(np.rint(np.asarray(truth["z_centroid"], dtype=float)).astype(int), 0, n_chan - 1)
+    y = np.rint(truth["y_centroid"].to_value(u.pix)).astype(int)
+    x = np.rint(truth["x_centroid"].to_value(u.pix)).astype(int)
+    inside = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+    gain = np.zeros(len(truth))
+    gain[inside] = primary_beam[z[inside], y[inside], x[inside]]
+    gain = np.where(np.isfinite(gain), np.clip(gain, 0.0, 1.0), 0.0)
+    truth["snr"] = np.asarray(truth["snr"], dtype=float) * gain
+    truth.meta["snr_primary_beam"] = True

@@ -50,6 +50,24 @@ def test_saddle_test_separates_two_lines_only_across_a_dip(dip_depth, separate):
     assert list(keep) == ([0, 1] if separate else [0])
 
 
+@pytest.mark.parametrize(
+    ("faint", "dip_depth", "separate"),
+    [(8.0, 2.0, True), (8.0, 1.0, False), (20.0, 2.5, False), (20.0, 3.5, True)],
+)
+def test_a_faint_peak_needs_a_dip_of_a_fifth_of_its_snr(faint, dip_depth, separate):
+    """The drop that separates two peaks: 3 noise units, or a fifth of the fainter peak's S/N
+    if that is less (a faint source on a bright neighbour's wing)."""
+    profile = np.full(40, faint - dip_depth)
+    profile[10], profile[22] = 40.0, faint
+    peaks = np.array([[10, 5, 5], [22, 5, 5]])
+
+    def snr_along(width, points):
+        return profile[points[:, 0]]
+
+    keep = deblend_peaks(peaks, profile[[10, 22]], np.array([3, 3]), beam_pix=5.0, snr_along=snr_along)
+    assert list(keep) == ([0, 1] if separate else [0])
+
+
 def test_far_peaks_are_always_separate():
     def never_dips(width, points):
         return np.full(len(points), 100.0)

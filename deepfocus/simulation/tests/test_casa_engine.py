@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from deepfocus.exceptions import DeepFocusError, InvalidInputError
-from deepfocus.simulation.casa_engine import casa_offline_config, import_casa, simulate_with_casa
+from deepfocus.simulation.casa_engine import (
+    attenuate_truth_snr,
+    casa_offline_config,
+    import_casa,
+    simulate_with_casa,
+)
 from deepfocus.simulation.observation import Observation
 
 HAS_CASA = all(importlib.util.find_spec(m) is not None for m in ("casatools", "casatasks", "casadata"))
@@ -64,6 +69,11 @@ def test_point_source_peak_and_cleanup(casa, tmp_path):
     assert result.dirty[1][peak] == pytest.approx(flux, rel=0.02)
     assert np.nanmax(np.abs(result.dirty[[0, 2]])) < 1e-6  # the line is in channel 1 only
     assert np.nanmax(result.psf[1]) == pytest.approx(1.0, abs=1e-3)
+    # The primary beam: 1 at the pointing centre, falling outwards.
+    centre = obs.npix // 2
+    assert result.primary_beam.shape == result.dirty.shape
+    assert result.primary_beam[1, centre, centre] == pytest.approx(1.0, abs=1e-3)
+    assert result.primary_beam[1, centre, 0] < result.primary_beam[1, centre, centre // 2] < 1.0
     # Channels as the observation defines them, one fitted beam per channel.
     assert np.allclose(result.frequencies.to_value(u.Hz), obs.frequencies.to_value(u.Hz))
     assert len(result.beams) == obs.n_channels
@@ -146,3 +156,22 @@ def test_offline_config_is_temporary(monkeypatch):
     with casa_offline_config():
         assert os.environ["CASASITECONFIG"] == "/somewhere/mine.py"
     assert os.environ["CASASITECONFIG"] == "/somewhere/mine.py"
+
+
+def test_truth_snr_scaled_by_primary_beam():
+    from astropy.table import QTable
+
+    gain = np.full((4, 10, 10), 0.5, dtype=np.float32)
+    gain[:, 2, 3] = 0.8
+    gain[:, 9, 9] = np.nan  # masked by CASA (below pblimit)
+    truth = QTable(
+        {
+            "x_centroid": [3.2, 9.0, 20.0, 5.0] * u.pix,
+            "y_centroid": [1.8, 9.0, 5.0, 5.0] * u.pix,
+            "z_centroid": [1.0, 2.0, 2.0, 7.0],  # a line centre beyond the band uses the last channel
+            "snr": [10.0, 10.0, 10.0, 4.0],
+        }
+    )
+    attenuate_truth_snr(truth, gain)
+    assert np.allclose(truth["snr"], [8.0, 0.0, 0.0, 2.0])  # off the image or masked: nothing left
+    assert truth.meta["snr_primary_beam"] is True
