@@ -292,7 +292,16 @@ def empty_catalog():
 
 
 def detect_cube(
-    cube, catalog, *, pipeline, regions=None, region_format=None, plot=None, psf=None, catalog_format=None
+    cube,
+    catalog,
+    *,
+    pipeline,
+    regions=None,
+    region_format=None,
+    plot=None,
+    psf=None,
+    pb=None,
+    catalog_format=None,
 ):
     """Run ``pipeline`` on one cube and write its catalogue (and regions, plot) atomically.
 
@@ -314,6 +323,9 @@ def detect_cube(
         Overrides the suffix of ``regions``.
     psf : path-like or array-like, optional
         The cube's PSF (see `~deepfocus.io.cube.read_cube`).
+    pb : path-like or array-like, optional
+        The cube's primary-beam gain (``tclean`` ``.pb``): fluxes are divided by it
+        (`~deepfocus.characterization.primary_beam.primary_beam_correct`).
     catalog_format : {'ecsv', 'fits', 'votable'}, optional
         Overrides the suffix of ``catalog``.
 
@@ -338,12 +350,13 @@ def detect_cube(
             regions=regions,
             region_format=region_format,
             psf=psf,
+            pb=pb,
             catalog_format=catalog_format,
         )
     prepared = prepare(cube, psf=psf)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        table = pipeline(prepared)
+        table = pipeline(prepared, pb=pb)
     if table is None:
         table = empty_catalog()
         table.meta.update(pipeline.detector._meta(prepared))

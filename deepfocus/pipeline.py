@@ -67,12 +67,16 @@ class DeepFocus:
         self.max_in_flight = max_in_flight
         self.executor = executor
 
-    def __call__(self, cube, *, mask=None, psf=None):
+    def __call__(self, cube, *, mask=None, psf=None, pb=None):
         """Detect and characterise; returns a `~astropy.table.QTable` or None (with a
         `~deepfocus.exceptions.NoDetectionsWarning`).
 
         With ``memory_limit``, a FITS path whose working memory exceeds it is processed in tiles
         (and blocks of channels; ``meta["tiling"]`` records the plan).
+
+        ``pb`` (the ``.pb`` that ``tclean`` writes beside a flat-noise ``.image``: a FITS path or
+        an array) divides the fluxes by the primary-beam gain at each source
+        (`~deepfocus.characterization.primary_beam.primary_beam_correct`).
         """
         from .detection.detector import prepare
 
@@ -84,7 +88,7 @@ class DeepFocus:
             )
             plan = tiled.plan(cube)
             if len(plan) > 1 or plan.channel_blocks:
-                return tiled(cube, mask=mask, psf=psf, plan=plan)
+                return with_primary_beam(tiled(cube, mask=mask, psf=psf, plan=plan), pb, plan.shape)
         prepared = prepare(cube, psf=psf)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)
@@ -92,4 +96,14 @@ class DeepFocus:
         if catalog is None:
             warnings.warn("no sources detected", NoDetectionsWarning, stacklevel=2)
             return None
-        return self.characterizer(prepared, catalog)
+        return with_primary_beam(self.characterizer(prepared, catalog), pb, prepared.data.shape)
+
+
+def with_primary_beam(catalog, pb, shape):
+    """``catalog`` with its fluxes corrected by the primary beam ``pb`` (if given) of a cube of
+    ``shape``; None stays None."""
+    if pb is None or catalog is None:
+        return catalog
+    from .characterization.primary_beam import primary_beam_correct
+
+    return primary_beam_correct(catalog, pb, shape=shape)

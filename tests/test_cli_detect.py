@@ -158,6 +158,27 @@ def test_forward_fit_option(cli_run, bright_files, tmp_path):
         assert np.allclose(fluxes, plain["flux"].value, rtol=1e-6) == same
 
 
+def test_pb_option_divides_fluxes_by_the_primary_beam(cli_run, bright_files, tmp_path, capsys):
+    from astropy.io import fits
+
+    with fits.open(bright_files["dirty"]) as hdul:
+        hdul[0].data = hdul[0].data * np.float32(0.5)  # attenuated sky and noise: same S/N
+        hdul.writeto(tmp_path / "attenuated.fits")
+        gain = np.full((1,) + hdul[0].data.shape[-3:], 0.5, np.float32)  # a Stokes axis, as exportfits
+    fits.PrimaryHDU(gain).writeto(tmp_path / "attenuated.pb.fits")
+    out = tmp_path / "pbcor.ecsv"
+    argv = [tmp_path / "attenuated.fits", "--output", out, "--model", "none", "--quiet"]
+    assert detect(*argv, "--pb", tmp_path / "attenuated.pb.fits") == 0
+    plain = read_catalog(cli_run["catalog"])
+    corrected = read_catalog(out)
+    assert np.allclose(corrected["flux"].value, plain["flux"].value, rtol=1e-4)
+    assert corrected.meta["primary_beam_corrected"] is True
+    assert detect(*argv, "--pb", tmp_path / "missing.fits", "--overwrite") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("deepfocus detect: error: no primary-beam file")
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_existing_output_needs_overwrite(cli_run, bright_files, capsys):
     before = cli_run["catalog"].read_bytes()
     assert detect(bright_files["dirty"], "--output", cli_run["catalog"], "--model", "none") == 1

@@ -97,6 +97,13 @@ def register(subparsers):
         "e.g. 'psfs/{stem}.psf.fits'; with --output-dir only 'auto' or a pattern",
     )
     det.add_argument(
+        "--pb",
+        metavar="FILE",
+        type=Path,
+        help="one cube: its primary-beam gain (tclean .pb exported to FITS); fluxes are divided by "
+        "the gain at each source (detect on the flat-noise .image, not the .image.pbcor)",
+    )
+    det.add_argument(
         "--forward-fit",
         choices=("auto", "psf", "beam", "none"),
         default="auto",
@@ -194,6 +201,8 @@ def _run_single(args, cube) -> int:
         psf = psf_path(cube, args.psf) if args.psf == "auto" or "{stem}" in args.psf else Path(args.psf)
         if not psf.is_file():
             raise DeepFocusError(f"no PSF file {psf}")
+    if args.pb is not None and not args.pb.is_file():
+        raise DeepFocusError(f"no primary-beam file {args.pb}")
     model = None if args.model.lower() == "none" else args.model
     pipeline = DeepFocus(
         args.snr_threshold, model=model, memory_limit=args.memory_limit, forward_fit=_forward_fit(args)
@@ -206,6 +215,7 @@ def _run_single(args, cube) -> int:
         region_format=args.region_format,
         plot=plot,
         psf=psf,
+        pb=args.pb,
     )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
@@ -250,6 +260,8 @@ def _run_batch(args) -> int:
         raise DeepFocusError("--plot needs the whole cube in memory: not with --memory-limit")
     if args.plot_sources is not None:
         raise DeepFocusError("--plot-sources applies to one cube: use --output FILE")
+    if args.pb is not None:
+        raise DeepFocusError("--pb applies to one cube: use --output FILE")
     if args.workers and args.scheduler:
         raise DeepFocusError("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
     if args.threads < 1:

@@ -770,7 +770,7 @@ def input_spectral_axis(path):
 
 
 def detect_cube_tiled(
-    cube, catalog, *, pipeline, regions=None, region_format=None, psf=None, catalog_format=None
+    cube, catalog, *, pipeline, regions=None, region_format=None, psf=None, pb=None, catalog_format=None
 ):
     """Run a `~deepfocus.DeepFocus` with a ``memory_limit`` on a FITS cube and write its outputs.
 
@@ -790,6 +790,8 @@ def detect_cube_tiled(
         Region file (DS9 or CRTF by suffix or ``region_format``).
     psf : path-like or array-like, optional
         The cube's PSF.
+    pb : path-like or array-like, optional
+        The cube's primary-beam gain: fluxes are divided by it.
 
     Returns
     -------
@@ -799,6 +801,7 @@ def detect_cube_tiled(
     from ..batch import empty_catalog
     from ..io.catalog import write_catalog
     from ..io.regions import write_regions
+    from ..pipeline import with_primary_beam
 
     if getattr(pipeline, "memory_limit", None) is None:
         raise InvalidInputError("detect_cube_tiled needs a DeepFocus with a memory_limit")
@@ -811,7 +814,7 @@ def detect_cube_tiled(
     plan = tiled.plan(cube)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        table = tiled(cube, psf=psf, plan=plan)
+        table = with_primary_beam(tiled(cube, psf=psf, plan=plan), pb, plan.shape)
     if table is None:
         table = empty_catalog()
         table.meta["source"] = str(cube)

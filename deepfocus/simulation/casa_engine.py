@@ -576,6 +576,7 @@ def simulate_casa_observation(
     result.truth.meta["casa_version"] = casa.casa_version
     if casa.primary_beam is not None:
         attenuate_truth_snr(result.truth, casa.primary_beam)
+        result.primary_beam = np.asarray(casa.primary_beam, np.float32)
     return result
 
 

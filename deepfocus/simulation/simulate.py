@@ -80,6 +80,10 @@ class SimulatedObservation:
         PSF of every channel, ``(n_chan, npix, npix)``.
     seed : int or None
         Seed of the random catalogue and noise.
+    primary_beam : `numpy.ndarray` or None
+        The primary-beam gain the dirty cube was attenuated by, ``(n_chan, npix, npix)``, NaN
+        where the image is blank (the CASA engine's ``tclean`` ``.pb``); None when no primary
+        beam was applied (the fast engine's default).
     """
 
     dirty: SpectralCube
@@ -88,6 +92,7 @@ class SimulatedObservation:
     observation: Observation
     psf: np.ndarray
     seed: int | None = None
+    primary_beam: np.ndarray | None = None
 
     def summary(self) -> str:
         """A few lines describing the cube and its sources."""
@@ -112,7 +117,7 @@ class SimulatedObservation:
             )
         return "\n".join(lines)
 
-    def write(self, directory, name="sim", *, overwrite=False, psf=False) -> dict:
+    def write(self, directory, name="sim", *, overwrite=False, psf=False, pb=False) -> dict:
         """Write ``{name}_dirty.fits``, ``{name}_sky.fits`` and ``{name}_truth.ecsv``.
 
         Parameters
@@ -125,6 +130,8 @@ class SimulatedObservation:
             Replace existing files.
         psf : bool
             Also write ``{name}_psf.fits``.
+        pb : bool
+            Also write ``{name}_pb.fits`` (the primary-beam gain; only if the simulation has one).
 
         Returns
         -------
@@ -139,6 +146,8 @@ class SimulatedObservation:
         }
         if psf:
             paths["psf"] = directory / f"{name}_psf.fits"
+        if pb and self.primary_beam is not None:
+            paths["pb"] = directory / f"{name}_pb.fits"
         if not overwrite:
             existing = [str(p) for p in paths.values() if p.exists()]
             if existing:
@@ -146,11 +155,12 @@ class SimulatedObservation:
         for kind in ("dirty", "sky"):
             with atomic_path(paths[kind]) as tmp:
                 getattr(self, kind).hdulist.writeto(tmp)
-        if psf:
-            header = self.sky.header.copy()
-            header["BUNIT"] = ""
-            with atomic_path(paths["psf"]) as tmp:
-                fits.PrimaryHDU(self.psf.astype(np.float32), header=header).writeto(tmp)
+        for kind, array in (("psf", self.psf), ("pb", self.primary_beam)):
+            if kind in paths:
+                header = self.sky.header.copy()
+                header["BUNIT"] = ""
+                with atomic_path(paths[kind]) as tmp:
+                    fits.PrimaryHDU(np.asarray(array, np.float32), header=header).writeto(tmp)
         with atomic_path(paths["truth"]) as tmp:
             self.truth.write(tmp, format="ascii.ecsv")
         return paths

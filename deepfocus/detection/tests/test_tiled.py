@@ -140,6 +140,14 @@ def test_deepfocus_switches_to_tiles_above_the_budget(edge_cube, single):
     small = DeepFocus(model=None, memory_limit="4 GiB")(edge_cube[0])
     assert "tiling" not in small.meta
     assert len(small) == len(single)
+    # A primary beam corrects the stitched catalogue's fluxes as it does a single pass's.
+    from astropy.io import fits
+
+    shape = fits.getdata(edge_cube[0]).squeeze().shape
+    gain = np.linspace(0.5, 1.0, shape[-1], dtype=np.float32)[None, None, :] * np.ones(shape, np.float32)
+    corrected = DeepFocus(model=None, memory_limit=LIMIT_2X2)(edge_cube[0], pb=gain)
+    x = np.rint(big["x_centroid"].value).astype(int)
+    np.testing.assert_allclose(corrected["flux"].value, big["flux"].value / gain[0, 0, x], rtol=1e-6)
 
 
 @pytest.mark.slow

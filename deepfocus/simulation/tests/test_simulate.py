@@ -85,6 +85,18 @@ def test_write_and_read_back(result, tmp_path):
     ]
 
 
+def test_write_primary_beam(result, tmp_path):
+    from dataclasses import replace
+
+    from astropy.io import fits
+
+    assert result.primary_beam is None  # the fast engine applies none by default
+    assert "pb" not in result.write(tmp_path / "none", "cube", pb=True)
+    gain = np.linspace(0.2, 1.0, result.psf.size, dtype=np.float32).reshape(result.psf.shape)
+    paths = replace(result, primary_beam=gain).write(tmp_path / "pb", "cube", pb=True)
+    np.testing.assert_array_equal(fits.getdata(paths["pb"]), gain)
+
+
 def test_same_seed_same_cube(small_interferometer):
     a = simulate(interferometer=small_interferometer, seed=5)
     b = simulate(interferometer=small_interferometer, seed=5)

@@ -1,0 +1,234 @@
+"""How far any stage that keeps or drops candidates could lift deepfocus's F1: an oracle bound.
+
+On validation cubes (the validation seed: neither the training nor the benchmark's test cubes),
+the candidates of the matched filter are taken down to a low threshold, their lines found by the
+spectral network, and each is kept exactly when it matches a true source: no classifier of
+candidates (network or other) can do better than this oracle, so its F1 bounds what the networks
+can add to the classical stages without finding new candidates. Also counts, per band of
+matched-filter S/N, how many candidates are true and false (what a classifier would have to
+separate), and scores both shipped pipelines on the same cubes.
+
+A second oracle bounds the position-angle target: for every resolved, elongated source of S/N
+>= 5 (as `deepfocus.evaluation` counts them) it knows the source's position, sizes and line
+channels and the cube's PSF, and takes the angle whose PSF-convolved Gaussian fits the line image
+best (a grid of 1 deg, the amplitude fitted); only the noise stands between it and the truth.
+
+Writes ``benchmarks/results/detection_ceiling.json`` and ``docs/_generated/detection_ceiling.rst``.
+Run: ``python benchmarks/detection_ceiling.py [--cubes 40] [--casa-cubes 6]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import astropy.units as u
+import numpy as np
+from astropy.table import QTable
+from detection import test_cubes
+from scipy.signal import fftconvolve
+
+from deepfocus import DeepFocus
+from deepfocus.characterization.forward import FIT_RADIUS, _crop, _fwhm, _source_image
+from deepfocus.detection.candidates import find_candidates
+from deepfocus.detection.detector import CubeDetector, masked_view
+from deepfocus.evaluation import evaluate, match_catalogs, matched_table
+from deepfocus.evaluation.metrics import MAX_AXIS_RATIO, RESOLVED_BEAM_FRACTION
+from deepfocus.io.cube import read_cube
+from deepfocus.training.train import SEED_OFFSETS
+
+from _common import machine, rst_table, write_docs, write_json
+
+#: The lowest matched-filter S/N of the oracle's candidates.
+LOW_THRESHOLD = 4.0
+#: Bands of matched-filter S/N in which true and false candidates are counted.
+BANDS = ((4.0, 4.5), (4.5, 5.0), (5.0, 5.5), (5.5, 6.0), (6.0, np.inf))
+
+
+def candidate_rows(detector, cube):
+    """Every candidate line above `LOW_THRESHOLD` as a catalogue (input channel order) with its
+    matched-filter S/N."""
+    view = masked_view(cube)
+    candidates, mf = find_candidates(
+        view, threshold=LOW_THRESHOLD, widths=detector.widths, beam_scale=detector.min_separation
+    )
+    rows, n_chan = detector._lines(view, mf, candidates)
+    k = np.array([r[0] for r in rows], dtype=int)
+    z = np.array([cube.to_input_channel(r[1]) for r in rows], dtype=float)
+    table = QTable(
+        {
+            "x_centroid": candidates["x_centroid"].value[k] * u.pix,
+            "y_centroid": candidates["y_centroid"].value[k] * u.pix,
+            "z_centroid": z,
+        }
+    )
+    return table, np.asarray(candidates["filter_snr"])[k]
+
+
+def resolved_bright(truth):
+    """Truth rows whose position angle is scored: S/N >= 5, resolved and elongated."""
+    major = truth["fwhm_major"].to_value(u.arcsec)
+    minor = truth["fwhm_minor"].to_value(u.arcsec)
+    beam = float(truth.meta["beam_major_arcsec"])
+    return (
+        (np.asarray(truth["snr"]) >= 5)
+        & (major >= RESOLVED_BEAM_FRACTION * beam)
+        & (minor <= MAX_AXIS_RATIO * major)
+        & (major > 0)
+    )
+
+
+def angle_error(measured, true):
+    """Position-angle difference (deg) folded into [-90, 90)."""
+    return (np.asarray(measured) - np.asarray(true) + 90) % 180 - 90
+
+
+def pa_oracle(sim, row):
+    """The position angle (deg) of the Gaussian, with every other property known, through the
+    PSF that fits the line image best."""
+    data = np.nan_to_num(np.asarray(sim.dirty.unmasked_data[:].value, dtype=float))
+    n_chan = data.shape[0]
+    lo, hi = int(row["z_min"]), int(row["z_max"])
+    off = np.ones(n_chan, dtype=bool)
+    off[lo : hi + 1] = False
+    continuum = np.median(data[off], axis=0) if off.sum() >= 3 else 0.0
+    image = (data[lo : hi + 1] - continuum).sum(axis=0)
+    cell = float(sim.truth.meta["cell_arcsec"])
+    major = row["fwhm_major"].to_value(u.arcsec) / cell
+    minor = row["fwhm_minor"].to_value(u.arcsec) / cell
+    kernel = np.asarray(sim.psf[(lo + hi) // 2], dtype=float)
+    half = int(np.ceil(FIT_RADIUS * np.hypot(major, _fwhm(kernel)))) + 3
+    cx, cy = int(round(row["x_centroid"].value)), int(round(row["y_centroid"].value))
+    ny, nx = image.shape
+    if not (half <= cx < nx - half and half <= cy < ny - half):
+        return np.nan  # too close to the edge for a whole fit region
+    cut = image[cy - half : cy + half, cx - half : cx + half]
+    size = 2 * half
+    x, y = row["x_centroid"].value - cx + half, row["y_centroid"].value - cy + half
+    yy, xx = np.mgrid[:size, :size]
+    region = np.hypot(xx - x, yy - y) <= FIT_RADIUS * np.hypot(major, _fwhm(kernel))
+    kernel = _crop(kernel, size)
+    d = cut[region]
+    best, best_rss = np.nan, np.inf
+    for angle in range(180):
+        source = _source_image(size, x, y, major, minor, np.radians(angle))
+        m = fftconvolve(source, kernel, mode="same")[region]
+        amplitude = np.dot(m, d) / max(np.dot(m, m), 1e-30)
+        rss = float(np.sum((d - amplitude * m) ** 2))
+        if rss < best_rss:
+            best, best_rss = float(angle), rss
+    return best
+
+
+def summed(metrics):
+    n_truth = sum(m["n_truth"] for m in metrics)
+    n_det = sum(m["n_detected"] for m in metrics)
+    n_match = sum(m["n_matched"] for m in metrics)
+    return {
+        "n_truth": n_truth,
+        "n_detected": n_det,
+        "n_matched": n_match,
+        "completeness": n_match / n_truth,
+        "purity": n_match / n_det if n_det else float("nan"),
+        "f1": 2 * n_match / (n_truth + n_det),
+    }
+
+
+def within_10(errors):
+    errors = np.asarray(errors, dtype=float)
+    errors = errors[np.isfinite(errors)]
+    return {"n": int(len(errors)), "fraction": float(np.mean(np.abs(errors) < 10)) if len(errors) else None}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cubes", type=int, default=40)
+    parser.add_argument("--casa-cubes", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    import importlib.util
+
+    n_casa = args.casa_cubes if importlib.util.find_spec("casatools") is not None else 0
+    seed = SEED_OFFSETS["validation"] + args.seed
+    detector = CubeDetector(6.0)
+    pipelines = {"networks": DeepFocus(6.0), "networks off": DeepFocus(6.0, model=None)}
+    scores = {name: [] for name in pipelines}
+    oracle, band_counts, n_truth = [], np.zeros((len(BANDS), 2), dtype=int), 0
+    oracle_pa_errors, network_pa_errors = [], []
+    failures = []
+    for _engine, sim in test_cubes(args.cubes, n_casa, seed, failures):
+        cube = read_cube(sim.dirty, psf=sim.psf)
+        n_truth += len(sim.truth)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name, pipeline in pipelines.items():
+                catalog = pipeline(cube, pb=sim.primary_beam)
+                scores[name].append(evaluate(sim.truth, catalog))
+                if name == "networks" and catalog is not None:
+                    pairs = matched_table(sim.truth, catalog)
+                    scored = resolved_bright(sim.truth)[np.asarray(pairs["truth_index"], dtype=int)]
+                    measured = pairs["det_position_angle"].value[scored]
+                    truth_pa = pairs["true_position_angle"].value[scored]
+                    network_pa_errors += list(angle_error(measured, truth_pa))
+            rows, snr = candidate_rows(detector, cube)
+        match = match_catalogs(sim.truth, rows if len(rows) else None)
+        true = np.zeros(len(rows), dtype=bool)
+        true[match.catalog_index] = True
+        for b, (lo, hi) in enumerate(BANDS):
+            here = (snr >= lo) & (snr < hi)
+            band_counts[b] += [int(np.sum(here & true)), int(np.sum(here & ~true))]
+        oracle.append(evaluate(sim.truth, rows[true] if true.any() else None))
+        for row in sim.truth[resolved_bright(sim.truth)]:
+            oracle_pa_errors.append(float(angle_error(pa_oracle(sim, row), row["position_angle"].value)))
+    results = {name: summed(m) for name, m in scores.items()}
+    results[f"oracle: every true candidate above S/N {LOW_THRESHOLD:g}"] = summed(oracle)
+    data = {
+        "machine": machine(),
+        "seed": seed,
+        "cubes": {"fast": args.cubes, "casa": n_casa},
+        "n_truth": n_truth,
+        "results": results,
+        "candidates_by_filter_snr": [
+            {"filter_snr": [lo, None if np.isinf(hi) else hi], "true": int(t), "false": int(f)}
+            for (lo, hi), (t, f) in zip(BANDS, band_counts, strict=True)
+        ],
+        "position_angle_within_10deg": {
+            "networks (matched sources)": within_10(network_pa_errors),
+            "oracle (all such sources)": within_10(oracle_pa_errors),
+        },
+        "casa_failures": failures,
+    }
+    write_json("detection_ceiling", data)
+    rows = [
+        (name, f"{r['f1']:.3f}", f"{r['purity']:.3f}", f"{r['completeness']:.3f}")
+        for name, r in results.items()
+    ]
+    bands = [
+        (f"{lo:g} - {hi:g}" if np.isfinite(hi) else f">= {lo:g}", str(t), str(f))
+        for (lo, hi), (t, f) in zip(BANDS, band_counts, strict=True)
+    ]
+    m = data["machine"]
+    text = (
+        f"{args.cubes} fast-engine and {n_casa} CASA-engine validation cubes (seed {seed}, not the "
+        f"benchmark's test cubes), {n_truth} sources; {m['cores']} cores, {m['date'][:10]}; "
+        "``python benchmarks/detection_ceiling.py``. The oracle keeps exactly the candidates "
+        "that match a true source: no stage that keeps or drops candidates can beat it.\n\n"
+        f"{rst_table(['pipeline', 'F1', 'purity', 'completeness'], rows)}\n\n"
+        "Candidates (lines found by the spectral network) by matched-filter S/N:\n\n"
+        f"{rst_table(['matched-filter S/N', 'true', 'false'], bands)}\n\n"
+        "Position angle within 10 deg, resolved and elongated sources of S/N >= 5:\n\n"
+        + rst_table(
+            ["estimate", "n", "within 10 deg"],
+            [
+                (name, str(v["n"]), f"{v['fraction']:.2f}")
+                for name, v in data["position_angle_within_10deg"].items()
+            ],
+        )
+        + "\n"
+    )
+    write_docs("detection_ceiling", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
