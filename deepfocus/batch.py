@@ -34,6 +34,7 @@ __all__ = [
     "expand_cubes",
     "output_paths",
     "psf_path",
+    "product_path",
     "local_client",
 ]
 
@@ -209,22 +210,30 @@ def psf_path(cube, psf):
     InvalidInputError
         ``psf`` is neither ``"auto"`` nor a pattern with ``{stem}``.
     """
+    return product_path(cube, psf, "psf")
+
+
+def product_path(cube, spec, product):
+    """Another ``tclean`` product of ``cube`` (``product``: ``"psf"`` or ``"pb"``), from
+    ``"auto"`` (``NAME.image.fits`` -> ``NAME.<product>.fits`` beside it) or a ``{stem}``
+    pattern; see `psf_path`."""
+    what = {"psf": "PSF", "pb": "primary beam"}[product]
     stem = _stem(cube)
-    if psf == "auto":
-        for product in _CASA_PRODUCTS:
-            if stem.endswith(product):
-                stem = stem[: -len(product)]
+    if spec == "auto":
+        for suffix in _CASA_PRODUCTS:
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
                 break
-        return Path(cube).parent / f"{stem}.psf.fits"
-    if "{stem}" not in str(psf):
+        return Path(cube).parent / f"{stem}.{product}.fits"
+    if "{stem}" not in str(spec):
         raise InvalidInputError(
-            f"the PSF of many cubes must be 'auto' or a pattern with {{stem}}, got {psf!r} "
-            "(one PSF cannot serve cubes observed differently)"
+            f"the {what} of many cubes must be 'auto' or a pattern with {{stem}}, got {spec!r} "
+            f"(one {what} cannot serve cubes observed differently)"
         )
     try:
-        return Path(str(psf).format(stem=stem))
+        return Path(str(spec).format(stem=stem))
     except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidInputError(f"bad PSF pattern {psf!r}: only {{stem}} may be used ({exc})") from None
+        raise InvalidInputError(f"bad {what} pattern {spec!r}: only {{stem}} may be used ({exc})") from None
 
 
 def output_paths(cube, output_dir, *, catalog_format="ecsv", regions=None, plot=False):
@@ -413,19 +422,20 @@ def _run_cube(cube, paths, settings):
             previous = torch.get_num_threads()
             torch.set_num_threads(threads)
         pipeline = _pipeline(settings["snr_threshold"], settings["model"], settings["options"])
-        psf = None
-        if settings["psf"] is not None:
-            psf = psf_path(cube, settings["psf"])
-            if not psf.is_file():
-                raise InvalidInputError(f"no PSF file {psf} for this cube")
+        products = {}
+        for product, what in (("psf", "PSF"), ("pb", "primary-beam")):
+            if settings[product] is not None:
+                products[product] = product_path(cube, settings[product], product)
+                if not products[product].is_file():
+                    raise InvalidInputError(f"no {what} file {products[product]} for this cube")
         table = detect_cube(
             cube,
             paths["catalog"],
             pipeline=pipeline,
             regions=paths["regions"],
             plot=paths["plot"],
-            psf=psf,
             catalog_format=settings["catalog_format"],
+            **products,
         )
     except DeepFocusError as exc:
         return _failed(cube, exc, begin)
@@ -461,6 +471,7 @@ def detect_many(
     threads=1,
     memory_limit=None,
     psf=None,
+    pb=None,
     progress=True,
     **pipeline_options,
 ):
@@ -503,6 +514,10 @@ def detect_many(
     psf : str, optional
         Each cube's PSF: ``"auto"`` (CASA's naming beside the cube) or a pattern with
         ``{stem}`` (see `psf_path`). A cube without its PSF file fails.
+    pb : str, optional
+        Each cube's primary-beam gain (``tclean``'s ``.pb``), by which its fluxes are divided:
+        ``"auto"`` (``NAME.image.fits`` -> ``NAME.pb.fits``) or a pattern with ``{stem}``. A
+        cube without its file fails.
     progress : bool
         A progress bar over the cubes.
     **pipeline_options
@@ -547,10 +562,13 @@ def detect_many(
             f"cubes with the same output name in one folder: {', '.join(clashes[0])} "
             "(rename them or split the batch)"
         )
-    if psf is not None:
-        psf_path(cubes[0], psf)  # a bad pattern fails before any task is sent
-        if psf != "auto" and not Path(str(psf)).is_absolute():
-            psf = str(Path.cwd() / str(psf))  # workers of a remote cluster have other folders
+    products = {"psf": psf, "pb": pb}
+    for product, spec in products.items():
+        if spec is not None:
+            product_path(cubes[0], spec, product)  # a bad pattern fails before any task is sent
+            if spec != "auto" and not Path(str(spec)).is_absolute():
+                # Workers of a remote cluster have other folders.
+                products[product] = str(Path.cwd() / str(spec))
     if memory_limit is not None:
         if plot:
             raise InvalidInputError("plots need the whole cube in memory: not with memory_limit")
@@ -571,7 +589,7 @@ def detect_many(
         "options": options,
         "catalog_format": catalog_format,
         "threads": threads,
-        "psf": psf,
+        **products,
     }
     results = {}
     bar = tqdm(total=len(cubes), unit="cube", desc="deepfocus detect", disable=not progress)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfocus.batch import detect_many, expand_cubes, local_client, output_paths, psf_path
+from deepfocus.batch import detect_many, expand_cubes, local_client, output_paths, product_path, psf_path
 from deepfocus.cli import main
 from deepfocus.detection.tests import helpers
 from deepfocus.detection.tests.bad_inputs import write_bad_input
@@ -132,6 +132,9 @@ def test_psf_names_of_a_batch(tmp_path):
     for bad in ("one.psf.fits", "{name}.fits"):
         with pytest.raises(InvalidInputError, match="PSF"):
             psf_path("obs/src1.image.fits", bad)
+    assert product_path("obs/src1.image.pbcor.fits", "auto", "pb") == Path("obs/src1.pb.fits")
+    with pytest.raises(InvalidInputError, match="primary beam of many cubes"):
+        product_path("obs/src1.image.fits", "one.pb.fits", "pb")
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +186,37 @@ def test_batch_cube_without_its_psf_fails_alone(casa_named, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["p.image.ecsv"]
 
 
+def test_batch_divides_each_cube_by_its_primary_beam(casa_named, tmp_path, capsys):
+    from astropy.io import fits
+
+    from deepfocus import DeepFocus
+
+    folder = tmp_path / "obs"
+    folder.mkdir()
+    images = []
+    for image, gain in zip(casa_named, (0.5, 0.8), strict=True):
+        copy = folder / image.name
+        copy.write_bytes(image.read_bytes())
+        shape = fits.getdata(image).shape
+        fits.PrimaryHDU(np.full(shape, gain, np.float32)).writeto(copy.with_name(copy.name[:1] + ".pb.fits"))
+        images.append(copy)
+    lonely = folder / "r.image.fits"
+    lonely.write_bytes(casa_named[0].read_bytes())
+    out = tmp_path / "out"
+    code = detect(*images, lonely, "--output-dir", out, "--model", "none", "--pb", "auto", "--quiet")
+    assert code == 1  # r has no r.pb.fits: it fails alone
+    assert f"no primary-beam file {folder / 'r.pb.fits'}" in capsys.readouterr().err
+    for image, gain in zip(casa_named, (0.5, 0.8), strict=True):
+        plain = DeepFocus(model=None)(image)
+        corrected = read_catalog(out / image.name.replace(".fits", ".ecsv"))
+        np.testing.assert_allclose(corrected["flux"].value, plain["flux"].value / gain, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--output-dir", "d", "--psf", "one.psf.fits"], "pattern with {stem}"),
+        (["--output-dir", "d", "--pb", "one.pb.fits"], "pattern with {stem}"),
         (["--output", "x.ecsv"], "use --output-dir"),
         (["--output-dir", "d", "--regions", "x.reg"], "without a file name"),
         (["--output-dir", "d", "--workers", "2", "--scheduler", "tcp://h:1"], "not both"),

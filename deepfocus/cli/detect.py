@@ -98,10 +98,11 @@ def register(subparsers):
     )
     det.add_argument(
         "--pb",
-        metavar="FILE",
-        type=Path,
-        help="one cube: its primary-beam gain (tclean .pb exported to FITS); fluxes are divided by "
-        "the gain at each source (detect on the flat-noise .image, not the .image.pbcor)",
+        metavar="FILE|auto|PATTERN",
+        help="the cube's primary-beam gain (tclean .pb exported to FITS), 'auto' (NAME.image.fits -> "
+        "NAME.pb.fits) or a pattern with {stem}: fluxes are divided by the gain at each source "
+        "(detect on the flat-noise .image, not the .image.pbcor); with --output-dir only 'auto' or a "
+        "pattern",
     )
     det.add_argument(
         "--forward-fit",
@@ -174,7 +175,7 @@ def _configure_logging(args):
 
 
 def _run_single(args, cube) -> int:
-    from ..batch import detect_cube, psf_path
+    from ..batch import detect_cube, product_path, psf_path
     from ..pipeline import DeepFocus
 
     if args.regions == _AUTO:
@@ -201,8 +202,11 @@ def _run_single(args, cube) -> int:
         psf = psf_path(cube, args.psf) if args.psf == "auto" or "{stem}" in args.psf else Path(args.psf)
         if not psf.is_file():
             raise DeepFocusError(f"no PSF file {psf}")
-    if args.pb is not None and not args.pb.is_file():
-        raise DeepFocusError(f"no primary-beam file {args.pb}")
+    pb = None
+    if args.pb is not None:
+        pb = product_path(cube, args.pb, "pb") if args.pb == "auto" or "{stem}" in args.pb else Path(args.pb)
+        if not pb.is_file():
+            raise DeepFocusError(f"no primary-beam file {pb}")
     model = None if args.model.lower() == "none" else args.model
     pipeline = DeepFocus(
         args.snr_threshold, model=model, memory_limit=args.memory_limit, forward_fit=_forward_fit(args)
@@ -215,7 +219,7 @@ def _run_single(args, cube) -> int:
         region_format=args.region_format,
         plot=plot,
         psf=psf,
-        pb=args.pb,
+        pb=pb,
     )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
@@ -260,8 +264,6 @@ def _run_batch(args) -> int:
         raise DeepFocusError("--plot needs the whole cube in memory: not with --memory-limit")
     if args.plot_sources is not None:
         raise DeepFocusError("--plot-sources applies to one cube: use --output FILE")
-    if args.pb is not None:
-        raise DeepFocusError("--pb applies to one cube: use --output FILE")
     if args.workers and args.scheduler:
         raise DeepFocusError("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
     if args.threads < 1:
@@ -289,6 +291,7 @@ def _run_batch(args) -> int:
             threads=args.threads,
             memory_limit=args.memory_limit,
             psf=args.psf,
+            pb=args.pb,
             progress=not args.quiet,
             forward_fit=_forward_fit(args),
         )
