@@ -311,6 +311,7 @@ def detect_cube(
     psf=None,
     pb=None,
     catalog_format=None,
+    progress=True,
 ):
     """Run ``pipeline`` on one cube and write its catalogue (and regions, plot) atomically.
 
@@ -337,6 +338,8 @@ def detect_cube(
         (`~deepfocus.characterization.primary_beam.primary_beam_correct`).
     catalog_format : {'ecsv', 'fits', 'votable'}, optional
         Overrides the suffix of ``catalog``.
+    progress : bool
+        Progress bars over the passes and tiles of an out-of-core run.
 
     Returns
     -------
@@ -361,6 +364,7 @@ def detect_cube(
             psf=psf,
             pb=pb,
             catalog_format=catalog_format,
+            progress=progress,
         )
     prepared = prepare(cube, psf=psf)
     with warnings.catch_warnings():
@@ -435,6 +439,7 @@ def _run_cube(cube, paths, settings):
             regions=paths["regions"],
             plot=paths["plot"],
             catalog_format=settings["catalog_format"],
+            progress=False,  # the batch has its own bar
             **products,
         )
     except DeepFocusError as exc:

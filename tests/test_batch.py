@@ -253,10 +253,16 @@ def test_memory_limit_processes_each_cube_in_tiles(cubes, tmp_path, capsys):
     assert np.allclose(a["flux"].value, b["flux"].value)
     with pytest.raises(InvalidInputError, match="not with memory_limit"):
         detect_many(cubes[0], tmp_path / "p", model=None, memory_limit="20 MiB", plot=True)
+    capsys.readouterr()
     code = detect(
         cubes[0], "--output-dir", tmp_path / "cli", "--model", "none", "--memory-limit", "20MiB", "--quiet"
     )
     assert code == 0 and read_catalog(output_paths(cubes[0], tmp_path / "cli")["catalog"]).meta["tiling"]
+    # One cube out of core: --quiet also hides the tiles' progress bars.
+    single = tmp_path / "single.ecsv"
+    code = detect(cubes[0], "--output", single, "--model", "none", "--memory-limit", "20MiB", "--quiet")
+    assert code == 0 and read_catalog(single).meta["tiling"]["n_tiles"] > 1
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_scheduler_address(cubes, tmp_path, capsys):

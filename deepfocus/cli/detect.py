@@ -220,6 +220,7 @@ def _run_single(args, cube) -> int:
         plot=plot,
         psf=psf,
         pb=pb,
+        progress=not args.quiet,
     )
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)

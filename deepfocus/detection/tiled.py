@@ -770,7 +770,16 @@ def input_spectral_axis(path):
 
 
 def detect_cube_tiled(
-    cube, catalog, *, pipeline, regions=None, region_format=None, psf=None, pb=None, catalog_format=None
+    cube,
+    catalog,
+    *,
+    pipeline,
+    regions=None,
+    region_format=None,
+    psf=None,
+    pb=None,
+    catalog_format=None,
+    progress=True,
 ):
     """Run a `~deepfocus.DeepFocus` with a ``memory_limit`` on a FITS cube and write its outputs.
 
@@ -792,6 +801,8 @@ def detect_cube_tiled(
         The cube's PSF.
     pb : path-like or array-like, optional
         The cube's primary-beam gain: fluxes are divided by it.
+    progress : bool
+        Progress bars over the passes and the tiles.
 
     Returns
     -------
@@ -810,6 +821,7 @@ def detect_cube_tiled(
         memory_limit=pipeline.memory_limit,
         max_in_flight=pipeline.max_in_flight,
         executor=pipeline.executor,
+        progress=progress,
     )
     plan = tiled.plan(cube)
     with warnings.catch_warnings():
