@@ -25,9 +25,10 @@ MIN_PRIMARY_BEAM_GAIN = 0.2
 
 
 def _squeezed_shape(shape):
-    """``shape`` without degenerate leading axes (a Stokes axis), keeping the last three."""
+    """``shape`` without degenerate leading axes (Stokes; the one channel of an ``mfs`` image),
+    keeping the last two."""
     shape = tuple(shape)
-    while len(shape) > 3 and shape[0] == 1:
+    while len(shape) > 2 and shape[0] == 1:
         shape = shape[1:]
     return shape
 
@@ -38,9 +39,10 @@ def primary_beam_gain(pb, x, y, z, *, shape):
     Parameters
     ----------
     pb : str, path-like or `numpy.ndarray`
-        The gain: a FITS file (``tclean``'s ``.pb`` exported with ``exportfits``; a degenerate
-        Stokes axis is dropped) or an array, ``(n_chan, ny, nx)`` or one plane ``(ny, nx)`` for
-        every channel. Only the planes of the sources are read from a file.
+        The gain: a FITS file (``tclean``'s ``.pb`` exported with ``exportfits``; degenerate
+        leading axes are dropped) or an array, ``(n_chan, ny, nx)`` or one plane ``(ny, nx)``
+        (e.g. an ``mfs`` image's) for every channel. Only the planes of the sources are read
+        from a file.
     x, y, z : array-like
         0-based pixel column, row and channel (in the cube's own channel order).
     shape : tuple of int

@@ -62,10 +62,15 @@ def test_gains_below_the_limit_are_not_applied():
         primary_beam_correct(_catalog(), gain, shape=SHAPE, min_gain=0)
 
 
-def test_one_plane_serves_every_channel():
+def test_one_plane_serves_every_channel(tmp_path):
     plane = _gain()[0]
     corrected = primary_beam_correct(_catalog(), plane, shape=SHAPE)
     assert corrected["primary_beam_gain"][1] == pytest.approx(plane[15, 25])
+    # An mfs .pb as exportfits writes it: (stokes, one channel, dec, ra).
+    path = tmp_path / "mfs.pb.fits"
+    fits.PrimaryHDU(plane[None, None]).writeto(path)
+    from_file = primary_beam_correct(_catalog(), path, shape=SHAPE)
+    assert np.allclose(from_file["primary_beam_gain"], corrected["primary_beam_gain"], equal_nan=True)
 
 
 def test_a_fits_file_with_a_stokes_axis_gives_the_same_gains(tmp_path):
