@@ -85,15 +85,14 @@ def angle_error(measured, true):
     return (np.asarray(measured) - np.asarray(true) + 90) % 180 - 90
 
 
-def pa_oracle(sim, row):
+def pa_oracle(sim, data, row):
     """The position angle (deg) of the Gaussian, with every other property known, through the
     PSF that fits the line image best.
 
-    The line image sums the channels within 0.7 line FWHM of the line centre (the window of
-    best S/N for a Gaussian line) less the median of the channels outside twice that; pixels
-    beyond the image count as blank.
+    ``data`` is the dirty cube as a float array. The line image sums the channels within 0.7
+    line FWHM of the line centre (the window of best S/N for a Gaussian line) less the median
+    of the channels outside twice that; pixels beyond the image count as blank.
     """
-    data = np.asarray(sim.dirty.unmasked_data[:].value, dtype=float)
     n_chan = data.shape[0]
     dv = float(sim.truth.meta["channel_velocity_width_kms"])
     z, width = float(row["z_centroid"]), row["line_width"].to_value(u.km / u.s) / dv
@@ -178,10 +177,11 @@ def main():
                     measured = pairs["det_position_angle"].value[scored]
                     truth_pa = pairs["true_position_angle"].value[scored]
                     network_pa_errors += list(angle_error(measured, truth_pa))
+                    data = np.asarray(sim.dirty.unmasked_data[:].value, dtype=float)
                     for index in np.asarray(pairs["truth_index"], dtype=int)[scored]:
                         row = sim.truth[index]
                         oracle_pa_errors.append(
-                            float(angle_error(pa_oracle(sim, row), row["position_angle"].value))
+                            float(angle_error(pa_oracle(sim, data, row), row["position_angle"].value))
                         )
             rows, snr = candidate_rows(detector, cube)
         match = match_catalogs(sim.truth, rows if len(rows) else None)

@@ -175,7 +175,7 @@ def _configure_logging(args):
 
 
 def _run_single(args, cube) -> int:
-    from ..batch import detect_cube, product_path, psf_path
+    from ..batch import detect_cube
     from ..pipeline import DeepFocus
 
     if args.regions == _AUTO:
@@ -197,16 +197,8 @@ def _run_single(args, cube) -> int:
         raise DeepFocusError(
             "--plot and --plot-sources need the whole cube in memory: not with --memory-limit"
         )
-    psf = None
-    if args.psf is not None:
-        psf = psf_path(cube, args.psf) if args.psf == "auto" or "{stem}" in args.psf else Path(args.psf)
-        if not psf.is_file():
-            raise DeepFocusError(f"no PSF file {psf}")
-    pb = None
-    if args.pb is not None:
-        pb = product_path(cube, args.pb, "pb") if args.pb == "auto" or "{stem}" in args.pb else Path(args.pb)
-        if not pb.is_file():
-            raise DeepFocusError(f"no primary-beam file {pb}")
+    psf = _product_file(cube, args.psf, "psf", "PSF")
+    pb = _product_file(cube, args.pb, "pb", "primary-beam")
     model = None if args.model.lower() == "none" else args.model
     pipeline = DeepFocus(
         args.snr_threshold, model=model, memory_limit=args.memory_limit, forward_fit=_forward_fit(args)
@@ -229,6 +221,19 @@ def _run_single(args, cube) -> int:
     if not args.quiet:
         print(f"{len(catalog)} sources -> {args.output}")
     return 0
+
+
+def _product_file(cube, spec, product, what):
+    """The file of ``--psf``/``--pb`` for one cube (a path, ``auto`` or a ``{stem}`` pattern),
+    checked to exist; None if the option is not given."""
+    from ..batch import product_path
+
+    if spec is None:
+        return None
+    path = product_path(cube, spec, product) if spec == "auto" or "{stem}" in spec else Path(spec)
+    if not path.is_file():
+        raise DeepFocusError(f"no {what} file {path}")
+    return path
 
 
 def _forward_fit(args):
