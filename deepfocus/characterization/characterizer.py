@@ -92,7 +92,8 @@ class SourceCharacterizer:
 
     The first estimates are then refined by a forward model
     (`~deepfocus.characterization.forward`): an elliptical Gaussian convolved with the point
-    spread function, fitted to the line image by least squares with the position held. With the
+    spread function, fitted to the line image by least squares, with the position held for a
+    compact source and fitted (within half a beam) for a resolved one. With the
     cube's PSF this measures fluxes, sizes and angles as the instrument saw them (sidelobes
     included); it roughly doubles the share of fluxes within 10 % on simulated ALMA cubes.
 
@@ -221,6 +222,8 @@ class SourceCharacterizer:
             )
             for key in ("major", "minor", "pa", "flux"):
                 measured[key] = np.where(refined["ok"], refined[key], measured[key])
+            measured["dx"] = np.where(refined["ok"], refined["dx"], measured["dx"])
+            measured["dy"] = np.where(refined["ok"], refined["dy"], measured["dy"])
         major = np.maximum(measured["major"], measured["minor"])
         minor = np.minimum(measured["major"], measured["minor"])
         unresolved = major < UNRESOLVED * beam_major
@@ -271,11 +274,13 @@ class SourceCharacterizer:
 
     @staticmethod
     def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, sigmas, noise):
-        """Sizes, angles and fluxes from a Gaussian convolved with ``kernel`` (``'psf'``: the
-        cube's PSF; ``'beam'``: the line's restoring beam) fitted to each line image
-        (`~deepfocus.characterization.forward.refine_sources`), started from ``measured``.
+        """Sizes, angles, fluxes and (of resolved sources) positions from a Gaussian convolved
+        with ``kernel`` (``'psf'``: the cube's PSF; ``'beam'``: the line's restoring beam) fitted
+        to each line image (`~deepfocus.characterization.forward.refine_sources`), started from
+        ``measured``.
 
-        Returns the fit's ``major``, ``minor`` (arcsec), ``pa`` (deg), ``flux`` (Jy km/s) and
+        Returns the fit's ``major``, ``minor`` (arcsec), ``pa`` (deg), ``flux`` (Jy km/s),
+        ``dx``, ``dy`` (offsets from ``centres`` in cutout pixels, as ``measured`` has them) and
         ``ok``.
         """
         cell = prepared.cell.to_value(u.arcsec)
@@ -315,6 +320,9 @@ class SourceCharacterizer:
         )
         fit["major"] = fit["major"] * cell
         fit["minor"] = fit["minor"] * cell
+        # The fit moves resolved sources: offsets from the cutout centres, in cutout pixels.
+        fit["dx"] = measured["dx"] + (fit["x"] - np.asarray(xs)) * zooms
+        fit["dy"] = measured["dy"] + (fit["y"] - np.asarray(ys)) * zooms
         return fit
 
     @staticmethod

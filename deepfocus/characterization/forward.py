@@ -3,9 +3,9 @@ point spread function, fitted to the line-integrated image.
 
 A dirty (or CLEANed) image of a source is the source convolved with the PSF (or the restoring
 beam) plus noise. The characterizer's first estimates (network or Gaussian fit) start a least
-squares fit of exactly that model, with the position held at the first estimate: the intrinsic
-FWHMs, position angle and line flux come out of the image as the instrument made it, sidelobes
-included. On validation cubes this took the fraction of sources with S/N >= 5 whose flux is
+squares fit of exactly that model: the intrinsic FWHMs, position angle and line flux come out of
+the image as the instrument made it, sidelobes included. The position is held at the first
+estimate for a compact source and fitted too (within half a beam) for a resolved one. On validation cubes this took the fraction of sources with S/N >= 5 whose flux is
 within 10 % of the truth from 0.42 (network alone) to 0.71 (with the cube's PSF).
 
 `scipy.optimize.least_squares` does the fitting; the model (a Gaussian convolved with a sampled
@@ -21,7 +21,7 @@ from scipy.signal import fftconvolve
 
 from ..detection.matched_filter import beam_kernel
 
-__all__ = ["refine_sources", "beam_image", "FIT_RADIUS"]
+__all__ = ["refine_sources", "beam_image", "FIT_RADIUS", "POSITION_FIT_MIN_SIZE", "POSITION_FIT_REACH"]
 
 #: The fit uses the pixels within this many observed major-axis FWHMs of the source.
 FIT_RADIUS = 1.5
@@ -30,6 +30,16 @@ FIT_RADIUS = 1.5
 #: parameters, took sources of 0.8 x 0.4 beams at S/N 6 for points and biased their fluxes
 #: by -15 %; with 0, points came out 4 % too bright).
 POINT_PENALTY = 2.0
+#: The position is fitted too when the first estimate of the intrinsic major axis is at least
+#: this many FWHMs of the kernel's main lobe (the evaluation's "resolved", half a beam); a
+#: compact source keeps the first estimate's, which the network measures better (on validation
+#: cubes, fitting every position raised the median position error from 0.19 to 0.23 pixel, and
+#: fitting resolved ones only lowered it to 0.18 while 3 more faint extended sources came within
+#: the matching radius).
+POSITION_FIT_MIN_SIZE = 0.5
+#: A fitted position stays within this many kernel FWHMs of the first estimate, so that a fit
+#: cannot wander onto a neighbour.
+POSITION_FIT_REACH = 0.5
 #: Smallest FWHM (pixels) of the intrinsic Gaussian (a point source is narrower than a pixel).
 _MIN_FWHM = 0.3
 
@@ -51,7 +61,11 @@ def _gaussian(size, x, y, major, minor, pa):
 
 
 def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, noise=None, beam_area=None):
-    """Fit PSF-convolved elliptical Gaussians to line-integrated images, positions held fixed.
+    """Fit PSF-convolved elliptical Gaussians to line-integrated images.
+
+    The position is fitted as well where the first estimate of the major axis is at least
+    `POSITION_FIT_MIN_SIZE` kernel FWHMs (within `POSITION_FIT_REACH` FWHMs of ``x``, ``y``),
+    and held at ``x``, ``y`` otherwise.
 
     With the images' noise, each source is also fitted as a point source (the kernel alone,
     its flux the only parameter), and the Gaussian is kept only where it fits significantly
@@ -67,7 +81,7 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
         The PSF (or restoring beam) of each image, peak 1 at the centre pixel, at least as large
         as the image (the model is the source convolved with it).
     x, y : array-like
-        Source positions in image pixels.
+        First estimates of the source positions (image pixels).
     major, minor : array-like
         First estimates of the intrinsic FWHMs (pixels; 0 for a point source).
     pa_deg : array-like
@@ -84,8 +98,8 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
     -------
     result : dict
         ``major``, ``minor`` (pixels, major >= minor), ``pa`` (deg in [0, 180)), ``flux``
-        (Jy km/s) and ``ok`` (bool: the fit converged to a positive flux and finite sizes; where
-        False the first estimates are returned).
+        (Jy km/s), ``x``, ``y`` (image pixels) and ``ok`` (bool: the fit converged to a positive
+        flux and finite sizes; where False the first estimates are returned).
     """
     n = len(images)
     out = {
@@ -94,6 +108,8 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
         "pa": np.asarray(pa_deg, float).copy() % 180,
         "flux": np.asarray(flux, float).copy(),
         "ok": np.zeros(n, dtype=bool),
+        "x": np.asarray(x, float).copy(),
+        "y": np.asarray(y, float).copy(),
     }
     for i in range(n):
         significance = None if noise is None else (noise[i], beam_area[i])
@@ -101,7 +117,7 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
             images[i], valid[i], kernels[i], x[i], y[i], major[i], minor[i], pa_deg[i], flux[i], significance
         )
         if fitted is not None:
-            out["major"][i], out["minor"][i], out["pa"][i], out["flux"][i] = fitted
+            out["major"][i], out["minor"][i], out["pa"][i], out["flux"][i], out["x"][i], out["y"][i] = fitted
             out["ok"][i] = True
     return out
 
@@ -119,9 +135,14 @@ def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significanc
         return None
     data = image[region]
 
+    # A resolved source's position is fitted too, within half a beam of the first estimate.
+    free = start_major >= POSITION_FIT_MIN_SIZE * kernel_fwhm
+    reach = POSITION_FIT_REACH * kernel_fwhm
+
     def model(params):
-        a, b, theta, total = params
-        return total * fftconvolve(_source_image(size, x, y, a, b, theta), kernel, mode="same")[region]
+        a, b, theta, total = params[:4]
+        dx, dy = params[4:] if len(params) > 4 else (0.0, 0.0)
+        return total * fftconvolve(_source_image(size, x + dx, y + dy, a, b, theta), kernel, mode="same")[region]
 
     first = model((start_major, start_minor, np.radians(pa_deg), 1.0))
     scale = float(np.dot(first, data) / max(np.dot(first, first), 1e-30))
@@ -129,12 +150,22 @@ def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significanc
         scale = float(flux) if np.isfinite(flux) and flux > 0 else 1.0
     start = (start_major, start_minor, np.radians(pa_deg), scale)
     try:
-        fit = least_squares(
-            lambda p: model(p) - data, start, x_scale=(1.0, 1.0, 0.3, abs(scale)), max_nfev=200
-        )
+        if free:
+            fit = least_squares(
+                lambda p: model(p) - data,
+                start + (0.0, 0.0),
+                x_scale=(1.0, 1.0, 0.3, abs(scale), 0.5, 0.5),
+                bounds=([-np.inf] * 4 + [-reach] * 2, [np.inf] * 4 + [reach] * 2),
+                max_nfev=300,
+            )
+        else:
+            fit = least_squares(
+                lambda p: model(p) - data, start, x_scale=(1.0, 1.0, 0.3, abs(scale)), max_nfev=200
+            )
     except (ValueError, np.linalg.LinAlgError):
         return None
-    a, b, theta, total = fit.x
+    a, b, theta, total = fit.x[:4]
+    fx, fy = (x + fit.x[4], y + fit.x[5]) if free else (x, y)
     a, b = abs(a), abs(b)
     if b > a:
         a, b, theta = b, a, theta + np.pi / 2
@@ -148,8 +179,8 @@ def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significanc
         gaussian_rss = float(np.sum(fit.fun**2))
         # One independent sample per beam area (the noise is correlated over the beam).
         if point_flux > 0 and (point_rss - gaussian_rss) / (noise**2 * beam_area) < POINT_PENALTY:
-            return 0.0, 0.0, float(pa_deg) % 180, point_flux
-    return max(a, _MIN_FWHM), max(b, _MIN_FWHM), np.degrees(theta) % 180, total
+            return 0.0, 0.0, float(pa_deg) % 180, point_flux, x, y
+    return max(a, _MIN_FWHM), max(b, _MIN_FWHM), np.degrees(theta) % 180, total, fx, fy
 
 
 def _crop(kernel, size):

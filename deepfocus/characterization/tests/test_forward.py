@@ -50,6 +50,33 @@ def test_noiseless_source_is_recovered_from_rough_first_estimates(psf, major, mi
         assert fit["major"][0] < 1.0  # a point source stays under a pixel
 
 
+def test_a_resolved_source_s_position_is_fitted_within_half_a_beam(psf):
+    from deepfocus.characterization.forward import POSITION_FIT_REACH, _crop, _fwhm
+
+    image = _dirty(psf, 2.5, 9.0, 5.0, 35.0)
+    valid = np.ones_like(image, dtype=bool)
+    shape = ([9.0], [5.0], [35.0], [2.5])
+    # Started 1.2 and 0.9 pixels off (less than half a beam), the true position comes back.
+    fit = refine_sources([image], [valid], [psf], [25.5], [22.7], *shape)
+    assert fit["ok"][0]
+    assert (fit["x"][0], fit["y"][0]) == (pytest.approx(24.3, abs=0.05), pytest.approx(23.6, abs=0.05))
+    assert fit["flux"][0] == pytest.approx(2.5, rel=0.01)
+    # Started far away, the position moves at most half a beam along each axis.
+    reach = POSITION_FIT_REACH * _fwhm(_crop(psf, SIZE))
+    far = refine_sources([image], [valid], [psf], [29.3], [23.6], *shape)
+    assert far["ok"][0]
+    assert far["x"][0] == pytest.approx(29.3 - reach, abs=1e-6)
+    assert abs(far["y"][0] - 23.6) <= reach + 1e-9
+
+
+def test_a_point_source_keeps_its_first_position(psf):
+    image = _dirty(psf, 2.5, 0.0, 0.0, 0.0)
+    valid = np.ones_like(image, dtype=bool)
+    fit = refine_sources([image], [valid], [psf], [25.0], [23.1], [0.0], [0.0], [0.0], [2.5])
+    assert fit["ok"][0]
+    assert (fit["x"][0], fit["y"][0]) == (25.0, 23.1)
+
+
 def test_sidelobes_matter_for_the_flux(psf):
     # The same image fitted with a clean Gaussian beam instead of the PSF is biased.
     import astropy.units as u
