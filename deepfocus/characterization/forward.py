@@ -5,8 +5,9 @@ A dirty (or CLEANed) image of a source is the source convolved with the PSF (or 
 beam) plus noise. The characterizer's first estimates (network or Gaussian fit) start a least
 squares fit of exactly that model: the intrinsic FWHMs, position angle and line flux come out of
 the image as the instrument made it, sidelobes included. The position is held at the first
-estimate for a compact source and fitted too (within half a beam) for a resolved one. On validation cubes this took the fraction of sources with S/N >= 5 whose flux is
-within 10 % of the truth from 0.42 (network alone) to 0.71 (with the cube's PSF).
+estimate for a compact source and fitted too (within half a beam) for a resolved one. On
+validation cubes this took the fraction of sources with S/N >= 5 whose flux is within 10 % of
+the truth from 0.42 (network alone) to 0.71 (with the cube's PSF).
 
 `scipy.optimize.least_squares` does the fitting; the model (a Gaussian convolved with a sampled
 PSF) is written here because `astropy.modeling` has no PSF-convolved model.
@@ -142,7 +143,8 @@ def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significanc
     def model(params):
         a, b, theta, total = params[:4]
         dx, dy = params[4:] if len(params) > 4 else (0.0, 0.0)
-        return total * fftconvolve(_source_image(size, x + dx, y + dy, a, b, theta), kernel, mode="same")[region]
+        source = _source_image(size, x + dx, y + dy, a, b, theta)
+        return total * fftconvolve(source, kernel, mode="same")[region]
 
     first = model((start_major, start_minor, np.radians(pa_deg), 1.0))
     scale = float(np.dot(first, data) / max(np.dot(first, first), 1e-30))
