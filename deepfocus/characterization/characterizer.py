@@ -126,7 +126,7 @@ class SourceCharacterizer:
         self.forward_fit = forward_fit
         self._network, self._info = _load(model, "characterizer")
 
-    def __call__(self, cube, catalog, *, psf=None):
+    def __call__(self, cube, catalog, *, psf=None, crowded=True):
         """Add or refine the measured columns of ``catalog``.
 
         Parameters
@@ -135,6 +135,12 @@ class SourceCharacterizer:
             The cube the catalogue was made from.
         catalog : `~astropy.table.QTable`
             With ``x_centroid``, ``y_centroid``, ``z_min`` and ``z_max`` at least.
+        psf : str, path-like or array-like, optional
+            The cube's PSF (``tclean``'s ``.psf``), for the forward-model fit.
+        crowded : bool
+            With the forward-model fit, measure the sources with neighbours again, among them
+            (`~deepfocus.characterization.crowding.refit_crowded`). A tiled run turns this off
+            for each tile and does it once on the stitched catalogue.
 
         Returns
         -------
@@ -256,6 +262,10 @@ class SourceCharacterizer:
         flags = flags | np.where(edge, 1, 0) | np.where(unresolved, 8, 0)
         flags = flags | np.where(_blended(table, beam_major_pix), 2, 0)
         table["flags"] = flags.astype(np.int32)
+        if crowded and kernel is not None:
+            from .crowding import refit_crowded
+
+            table = refit_crowded(table, prepared, kernel=kernel)
         table.meta.setdefault("models", {})["characterizer"] = self._info or {"name": "gaussian fit"}
         order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]

@@ -61,7 +61,9 @@ def _gaussian(size, x, y, major, minor, pa):
     return np.exp(-0.5 * ((along / sigma_major) ** 2 + (across / sigma_minor) ** 2))
 
 
-def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, noise=None, beam_area=None):
+def refine_sources(
+    images, valid, kernels, x, y, major, minor, pa_deg, flux, *, noise=None, beam_area=None, fit_position=True
+):
     """Fit PSF-convolved elliptical Gaussians to line-integrated images.
 
     The position is fitted as well where the first estimate of the major axis is at least
@@ -94,6 +96,8 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
     beam_area : array-like, optional
         Beam area of each image (pixels): the noise is correlated over it, so a beam area of
         pixels counts as one independent sample. Needed with ``noise``.
+    fit_position : bool
+        False holds every position at ``x``, ``y``.
 
     Returns
     -------
@@ -115,7 +119,17 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
     for i in range(n):
         significance = None if noise is None else (noise[i], beam_area[i])
         fitted = _fit_one(
-            images[i], valid[i], kernels[i], x[i], y[i], major[i], minor[i], pa_deg[i], flux[i], significance
+            images[i],
+            valid[i],
+            kernels[i],
+            x[i],
+            y[i],
+            major[i],
+            minor[i],
+            pa_deg[i],
+            flux[i],
+            significance,
+            fit_position,
         )
         if fitted is not None:
             out["major"][i], out["minor"][i], out["pa"][i], out["flux"][i], out["x"][i], out["y"][i] = fitted
@@ -123,7 +137,7 @@ def refine_sources(images, valid, kernels, x, y, major, minor, pa_deg, flux, *, 
     return out
 
 
-def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significance=None):
+def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significance=None, fit_position=True):
     size = image.shape[-1]
     kernel = _crop(kernel, size)
     start_major, start_minor = max(float(major), 0.5), max(float(minor), 0.4)
@@ -137,7 +151,7 @@ def _fit_one(image, valid, kernel, x, y, major, minor, pa_deg, flux, significanc
     data = image[region]
 
     # A resolved source's position is fitted too, within half a beam of the first estimate.
-    free = start_major >= POSITION_FIT_MIN_SIZE * kernel_fwhm
+    free = fit_position and start_major >= POSITION_FIT_MIN_SIZE * kernel_fwhm
     reach = POSITION_FIT_REACH * kernel_fwhm
 
     def model(params):

@@ -403,6 +403,7 @@ class TiledPipeline:
             return None
         catalog = _stitch(tables, layout.pixels_per_beam)
         catalog = _reject_sidelobes(catalog, psf, whole.reference, *stages)
+        catalog = _refit_crowded(catalog, stages[1], path, psf, whole.reference, whole.statistics, (ny, nx))
         if catalog is None:
             return None
         catalog.meta.update(meta or {})
@@ -674,13 +675,49 @@ def _usable(prepared):
 
 
 def _characterize(characterizer, prepared, table, psf):
-    """``characterizer(prepared, table)`` with the PSF planes attached to the tile, if any."""
+    """``characterizer(prepared, table)`` with the PSF planes attached to the tile, if any; the
+    sources among neighbours are measured again on the stitched catalogue (`_refit_crowded`)."""
     if psf is None:
-        return characterizer(prepared, table)
+        return characterizer(prepared, table, crowded=False)
     from ..io.psf import PSFPlanes
 
     with PSFPlanes(psf, prepared.n_channels, prepared.cell, flipped=prepared.flipped) as planes:
-        return characterizer(dataclasses.replace(prepared, psf=planes), table)
+        return characterizer(dataclasses.replace(prepared, psf=planes), table, crowded=False)
+
+
+def _refit_crowded(catalog, characterizer, path, psf, reference, statistics, image_shape):
+    """The characterizer's measurement among neighbours
+    (`~deepfocus.characterization.crowding.refit_crowded`) on the stitched catalogue, as a
+    single pass makes it on its whole catalogue: a column of all channels around each source
+    with neighbours is read from the file."""
+    if characterizer is None or catalog is None or len(catalog) < 2:
+        return catalog
+    from ..characterization.crowding import refit_crowded
+    from ..io.psf import PSFPlanes
+
+    ny, nx = image_shape
+    n_chan = reference.n_channels
+
+    def read(cx, cy, size):
+        y0, x0 = cy - size // 2, cx - size // 2
+        ys = slice(max(0, y0), min(ny, y0 + size))
+        xs = slice(max(0, x0), min(nx, x0 + size))
+        data = np.zeros((n_chan, size, size), dtype=np.float32)
+        valid = np.zeros((n_chan, size, size), dtype=bool)
+        inside = ys.stop > ys.start and xs.stop > xs.start
+        part = _quiet_read(path, y=ys, x=xs, statistics=statistics) if inside else None
+        if part is not None:
+            box = (slice(None), slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+            data[box] = np.nan_to_num(part.data)
+            valid[box] = part.valid
+        return data, valid
+
+    if psf is None:
+        kernel = characterizer._kernel(reference)
+        return catalog if kernel is None else refit_crowded(catalog, reference, kernel=kernel, read=read)
+    with PSFPlanes(psf, n_chan, reference.cell, flipped=reference.flipped) as planes:
+        frame = dataclasses.replace(reference, psf=planes)
+        return refit_crowded(catalog, frame, kernel=characterizer._kernel(frame), read=read)
 
 
 def _stitch(tables, beam_pix):

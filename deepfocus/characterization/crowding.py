@@ -1,0 +1,251 @@
+"""Sources measured among their neighbours: the second pass of the characterizer's forward fit.
+
+In a dirty image every source carries its PSF's sidelobes and, for an extended source, the
+negative bowl of the short spacings the array did not measure. Where sources share line
+channels, each sits on the others' sidelobes and a fit of one source alone takes them for its
+own; and where a second line lies at a source's position, the median over the channels outside
+the source's own line counts that line as continuum. On validation cubes of a compact
+configuration, three extended sources 3 to 4 beams apart came out 14-18 % too faint, and each
+alone within 2 %.
+
+`refit_crowded` therefore takes the characterised catalogue and, for every source with such
+neighbours, measures its continuum over the channels outside all the lines around it (within
+`LINE_FREE_RADIUS` beams), subtracts from its line image the fitted models of every source whose
+line overlaps its channels (each neighbour's Gaussian through the PSF, times the part of its line
+flux in those channels) and fits it again. It works on the whole catalogue and reads a column of
+the cube around each source, so a tiled run (which characterises tile by tile) applies it once,
+to the stitched catalogue, and gives what a single pass gives.
+"""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+from scipy.signal import fftconvolve
+from scipy.special import erf
+
+from .forward import FIT_RADIUS, _source_image, beam_image, refine_sources
+
+__all__ = ["refit_crowded", "line_fractions", "neighbour_image", "LINE_FREE_RADIUS"]
+
+#: Lines of catalogue rows within this many beams of a source are kept out of its continuum
+#: (validation cubes: S/N >= 5 fluxes within 10 % 0.72 -> 0.74; 1 and 3 beams did no better).
+LINE_FREE_RADIUS = 2.0
+
+
+def line_fractions(windows, centres=None, widths=None):
+    """The share of each source's line flux that falls in every other source's channels.
+
+    Parameters
+    ----------
+    windows : `numpy.ndarray`
+        ``(n, 2)`` first and last channel (inclusive) of each source's line.
+    centres, widths : `numpy.ndarray`, optional
+        Line centres and FWHMs (channels). Given, each line is a Gaussian cut to its window;
+        otherwise its flux is spread evenly over the window.
+
+    Returns
+    -------
+    fractions : `numpy.ndarray`
+        ``(n, n)``: ``fractions[i, j]`` is the fraction of source ``j``'s line flux (as measured
+        over its own window) inside source ``i``'s window; 1 on the diagonal.
+    """
+    windows = np.asarray(windows, dtype=float).reshape(-1, 2)
+    lo, hi = windows[:, 0] - 0.5, windows[:, 1] + 0.5  # channel edges
+    if centres is None or widths is None:
+        inside = np.clip(np.minimum(hi[:, None], hi[None]) - np.maximum(lo[:, None], lo[None]), 0, None)
+        return inside / (hi - lo)[None]
+    centres = np.asarray(centres, dtype=float)
+    sigma = np.maximum(np.asarray(widths, dtype=float), 0.5) / (2 * np.sqrt(2 * np.log(2)))
+
+    def cdf(z, j):  # the cumulative Gaussian of line j at channel edge(s) z
+        return 0.5 * (1 + erf((z - centres[j]) / (np.sqrt(2) * sigma[j])))
+
+    n = len(windows)
+    out = np.zeros((n, n))
+    for j in range(n):
+        total = cdf(hi[j], j) - cdf(lo[j], j)
+        a, b = np.maximum(lo, lo[j]), np.minimum(hi, hi[j])
+        out[:, j] = np.where(b > a, (cdf(b, j) - cdf(a, j)) / max(total, 1e-12), 0.0)
+    return out
+
+
+def neighbour_image(size, x, y, major, minor, pa_deg, kernel):
+    """A unit-flux elliptical Gaussian convolved with ``kernel``, on a ``size`` x ``size`` grid.
+
+    Unlike the fit's model, the source may lie outside the grid (its sidelobes reach in): the
+    Gaussian is laid on a small grid of its own and convolved with the part of the kernel that
+    joins it to the image, so the cost does not grow with the distance.
+
+    Parameters
+    ----------
+    size : int
+        Side of the grid (pixels).
+    x, y : float
+        Position on the grid's pixel coordinates (may be negative or beyond ``size``).
+    major, minor : float
+        Intrinsic FWHMs (pixels; 0 for a point source).
+    pa_deg : float
+        Position angle (deg, east of north).
+    kernel : `numpy.ndarray`
+        The PSF or restoring beam, peak 1 at pixel ``shape // 2``; zero beyond it.
+
+    Returns
+    -------
+    image : `numpy.ndarray`
+        ``(size, size)``, Jy/beam per Jy of flux (per Jy km/s of line flux, for a line image).
+    """
+    half = int(np.ceil(1.5 * max(major, minor, 1.0))) + 1  # the Gaussian's support: 3 FWHMs
+    m = 2 * half + 1
+    qx, qy = int(np.round(x)) - half, int(np.round(y)) - half  # the small grid's first pixel
+    source = _source_image(m, x - qx, y - qy, major, minor, np.radians(pa_deg))
+    # Kernel offsets (image pixel - source pixel) from -(q + m - 1) to size - 1 - q on each axis.
+    cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    part = np.zeros((size + m - 1, size + m - 1))
+    y0, x0 = cy - (qy + m - 1), cx - (qx + m - 1)  # kernel index of the part's first pixel
+    ys = slice(max(0, y0), min(kernel.shape[0], y0 + size + m - 1))
+    xs = slice(max(0, x0), min(kernel.shape[1], x0 + size + m - 1))
+    if ys.stop > ys.start and xs.stop > xs.start:
+        part[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = kernel[ys, xs]
+    return fftconvolve(part, source, mode="valid")
+
+
+def refit_crowded(table, frame, *, kernel, read=None):
+    """Measure again the sources of a characterised catalogue that have neighbours.
+
+    Parameters
+    ----------
+    table : `~astropy.table.QTable`
+        The characterizer's catalogue (cube pixels, input channel order); not modified.
+    frame : `~deepfocus.io.cube.PreparedCube`
+        The cube, or its metadata (beams, pixel size, noise, channel order, WCS and ``psf``)
+        when ``read`` reads the data.
+    kernel : {'psf', 'beam'}
+        What the sources are convolved with: ``frame.psf`` or each line's restoring beam.
+    read : callable, optional
+        ``read(cx, cy, size)``: the ``(n_chan, size, size)`` data (Jy/beam, 0 where blank) and
+        validity (bool) centred on cube pixel ``(cx, cy)``, zero-padded beyond the image;
+        default: cut from ``frame.data``.
+
+    Returns
+    -------
+    table : `~astropy.table.QTable`
+        A copy with ``x_centroid``, ``y_centroid``, ``sky_centroid``, ``fwhm_major``,
+        ``fwhm_minor``, ``position_angle``, ``flux``, ``continuum_flux`` and the unresolved flag
+        measured again for the sources with neighbours.
+    """
+    from .characterizer import UNRESOLVED, SourceCharacterizer, _cutout, _significant_continuum
+
+    table = table.copy()
+    n = len(table)
+    if n < 2:
+        return table
+    if read is None:
+
+        def read(cx, cy, size):
+            return _cutout(frame.data, cx, cy, size)[0], _cutout(frame.valid, cx, cy, size)[0] > 0
+
+    cell = frame.cell.to_value(u.arcsec)
+    dv = frame.channel_velocity_width.to_value(u.km / u.s)
+    noise = np.asarray(u.Quantity(frame.noise, u.Jy / u.beam).value, dtype=float)
+    noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmedian(noise))
+    windows, centres, widths = _line_profiles(table, frame, dv)
+    fractions = line_fractions(windows, centres, widths)
+    x, y = table["x_centroid"].to_value(u.pix), table["y_centroid"].to_value(u.pix)
+    major = table["fwhm_major"].to_value(u.arcsec) / cell
+    minor = table["fwhm_minor"].to_value(u.arcsec) / cell
+    pa, flux = table["position_angle"].to_value(u.deg), table["flux"].to_value(u.Jy * u.km / u.s)
+    beam_pix = frame.beams[frame.n_channels // 2].major.to_value(u.arcsec) / cell
+    distance = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
+    near = distance <= LINE_FREE_RADIUS * beam_pix
+    np.fill_diagonal(near, False)
+    sharing = (fractions > 0) & np.isfinite(flux)[None] & (flux > 0)[None]
+    np.fill_diagonal(sharing, False)
+    flags = np.asarray(table["flags"], dtype=np.int32).copy()
+    updated = {key: value.copy() for key, value in (("x", x), ("y", y), ("major", major), ("minor", minor))}
+    # The fits start from positions rounded to a micro-pixel: a tiled run's positions, shifted
+    # from its tiles, differ from a single pass's by float rounding, which a fit of a faint
+    # source near a degenerate shape would otherwise magnify.
+    x, y = np.round(x, 6), np.round(y, 6)
+    updated.update(pa=pa.copy(), flux=flux.copy(), continuum=table["continuum_flux"].to_value(u.Jy).copy())
+    for i in np.flatnonzero(near.any(axis=1) | sharing.any(axis=1)):
+        lo, hi = (int(v) for v in windows[i])
+        beam = frame.beams[(lo + hi) // 2]
+        line_beam_pix = beam.major.to_value(u.arcsec) / cell
+        half = int(np.ceil(FIT_RADIUS * np.hypot(major[i], line_beam_pix))) + 3
+        cx, cy = int(np.round(x[i])), int(np.round(y[i]))
+        block, valid = read(cx, cy, 2 * half)
+        off = valid.any(axis=(1, 2))
+        for j in np.flatnonzero(near[i]).tolist() + [i]:
+            off[int(windows[j][0]) : int(windows[j][1]) + 1] = False
+        continuum = _significant_continuum(block, off, noise, half, line_beam_pix)
+        image = (block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv
+        if kernel == "psf":
+            psf = np.asarray(frame.psf[(lo + hi) // 2], dtype=float)
+        else:
+            psf = beam_image(beam, cell, 2 * half)
+        corner = (cx - half, cy - half)
+        # In an order of the sky's, not the table's: the same sums whatever order the rows come in.
+        for j in sorted(np.flatnonzero(sharing[i]), key=lambda j: (x[j], y[j], windows[j][0])):
+            at = (x[j] - corner[0], y[j] - corner[1])
+            model = neighbour_image(2 * half, *at, major[j], minor[j], pa[j], psf)
+            image = image - flux[j] * fractions[i, j] * model
+        sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv)
+        area = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
+        fit = refine_sources(
+            [image],
+            [valid[lo : hi + 1].any(axis=0)],
+            [psf],
+            [x[i] - corner[0]],
+            [y[i] - corner[1]],
+            [major[i]],
+            [minor[i]],
+            [pa[i]],
+            [flux[i]],
+            noise=[sigma],
+            beam_area=[area],
+            fit_position=not flags[i] & 1,  # a source on the edge keeps its position
+        )
+        if not fit["ok"][0]:
+            continue
+        updated["x"][i], updated["y"][i] = corner[0] + fit["x"][0], corner[1] + fit["y"][0]
+        for key in ("major", "minor", "pa", "flux"):
+            updated[key][i] = fit[key][0]
+        if near[i].any():  # the continuum over the same line-free channels
+            level = np.median(block[off], axis=0) if off.sum() >= 3 else np.zeros(block.shape[1:])
+            updated["continuum"][i] = SourceCharacterizer._continuum(
+                level[None],
+                [updated["x"][i] - corner[0]],
+                [updated["y"][i] - corner[1]],
+                [updated["major"][i] * cell],
+                [updated["minor"][i] * cell],
+                [updated["pa"][i]],
+                [beam],
+                noise,
+                [int(off.sum())],
+            ).value[0]
+        unresolved = updated["major"][i] * cell < UNRESOLVED * beam.major.to_value(u.arcsec)
+        if unresolved:
+            updated["major"][i] = updated["minor"][i] = updated["pa"][i] = 0.0
+        flags[i] = (flags[i] & ~8) | (8 if unresolved else 0)
+    table["x_centroid"] = updated["x"] * u.pix
+    table["y_centroid"] = updated["y"] * u.pix
+    table["sky_centroid"] = frame.pixel_to_world(updated["x"], updated["y"])
+    table["fwhm_major"] = updated["major"] * cell * u.arcsec
+    table["fwhm_minor"] = updated["minor"] * cell * u.arcsec
+    table["position_angle"] = updated["pa"] * u.deg
+    table["flux"] = updated["flux"] * u.Jy * u.km / u.s
+    table["continuum_flux"] = updated["continuum"] * u.Jy
+    table["flags"] = flags
+    return table
+
+
+def _line_profiles(table, frame, dv):
+    """Every row's line window (the frame's channels) and, where the catalogue has them, its
+    centre and FWHM (channels): the input of `line_fractions`."""
+    windows = np.array([frame.line_channels(row["z_min"], row["z_max"]) for row in table], dtype=float)
+    if "z_centroid" in table.colnames and "line_width" in table.colnames:
+        centres = np.array([frame.to_input_channel(float(z)) for z in table["z_centroid"]])
+        widths = u.Quantity(table["line_width"], u.km / u.s).value / dv
+        return windows, centres, widths
+    return windows, None, None

@@ -1,0 +1,82 @@
+"""Sources measured among their neighbours (`deepfocus.characterization.crowding`)."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from deepfocus import SourceCharacterizer
+from deepfocus.characterization.crowding import line_fractions, neighbour_image
+from deepfocus.characterization.forward import _crop, _source_image
+from deepfocus.detection.tests import helpers
+
+
+def test_line_fractions_even_and_gaussian():
+    windows = np.array([[10, 19], [15, 24], [40, 45]])
+    even = line_fractions(windows)
+    assert np.allclose(np.diag(even), 1.0)
+    assert even[0, 1] == pytest.approx(0.5) and even[1, 0] == pytest.approx(0.5)
+    assert even[2, 0] == 0 and even[0, 2] == 0
+    # A Gaussian line centred on its window puts more of its flux in the window's middle.
+    gaussian = line_fractions(windows, centres=[14.5, 18.0, 42.5], widths=[6.0, 6.0, 3.0])
+    assert np.allclose(np.diag(gaussian), 1.0)
+    assert 0.65 < gaussian[0, 1] < 0.75  # half of source 1's window, but most of its line
+    assert gaussian[2, 1] == 0
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "major", "minor"), [(10.3, 12.7, 4.0, 2.0), (-15.2, 40.6, 3.0, 3.0), (50.0, -8.4, 0.0, 0.0)]
+)
+def test_neighbour_image_is_the_convolution_on_a_large_grid(x, y, major, minor):
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(65, 65))
+    kernel[32, 32] = 5.0
+    size, pad = 30, 60
+    grid = size + 2 * pad
+    source = _source_image(grid, x + pad, y + pad, major, minor, np.radians(30.0))
+    expected = fftconvolve(source, _crop(kernel, grid), mode="same")[pad : pad + size, pad : pad + size]
+    image = neighbour_image(size, x, y, major, minor, 30.0, kernel)
+    assert image.shape == (size, size)
+    assert np.abs(image - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+def test_a_second_line_at_the_position_is_not_continuum_without_the_second_pass():
+    rows = (
+        (40.3, 50.6, 12.0, 1.0, 0.7, 30.0, 9.0, 15.0, 0.0),
+        (40.3, 50.6, 33.0, 1.0, 0.7, 30.0, 9.0, 15.0, 0.0),
+    )
+    sim = helpers.simulation(rows, seed=3)
+    catalog = sim.truth[["id", "x_centroid", "y_centroid", "z_centroid", "z_min", "z_max"]]
+    alone = SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf, crowded=False)
+    among = SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf)
+    # Alone, each source takes the other's line for continuum and loses flux to it.
+    assert np.all(alone["continuum_flux"] > 0)
+    assert np.all(among["continuum_flux"] == 0)
+    error = {
+        k: np.abs((t["flux"] / sim.truth["flux"]).to_value(u.one) - 1)
+        for k, t in (("alone", alone), ("among", among))
+    }
+    assert np.all(error["among"] < 0.1) and error["alone"].mean() > 2 * error["among"].mean()
+
+
+def test_neighbours_sidelobes_are_taken_out_of_the_fit():
+    # Three extended sources 3.5 beams apart, their lines overlapping: each sits on the others'
+    # sidelobes and negative bowls, and alone comes out too faint.
+    itf = helpers.interferometer()
+    d = 3.5 * itf.beam.major.to_value(u.arcsec) / itf.cell.to_value(u.arcsec)
+    rows = (
+        (30.0, 48.0, 24.0, 1.5, 1.0, 30.0, 12.0, 25.0, 0.0),
+        (30.0 + d, 48.0, 26.0, 1.4, 0.8, 100.0, 12.0, 25.0, 0.0),
+        (30.0 + d / 2, 48.0 + d * 0.87, 22.0, 1.6, 1.0, 60.0, 12.0, 25.0, 0.0),
+    )
+    ratios = {False: [], True: []}
+    for seed in (1, 2, 3):
+        sim = helpers.simulation(rows, seed=seed)
+        catalog = sim.truth[["id", "x_centroid", "y_centroid", "z_centroid", "z_min", "z_max", "line_width"]]
+        for crowded in ratios:
+            table = SourceCharacterizer()(sim.dirty, catalog, psf=sim.psf, crowded=crowded)
+            ratios[crowded].append((table["flux"] / sim.truth["flux"]).to_value(u.one))
+    alone, among = np.concatenate(ratios[False]), np.concatenate(ratios[True])
+    assert alone.mean() < 0.96  # biased low by the neighbours
+    assert np.abs(among - 1).mean() < 0.5 * np.abs(alone - 1).mean()
+    assert np.abs(among - 1).max() < 0.06
