@@ -23,6 +23,9 @@ peak finding, the deconvolver and the characterizer, given these, and run withou
   on the stitched catalogue, reading the PSF one plane at a time
   (`~deepfocus.io.psf.PSFPlanes`), and the characterizer's blended-neighbour flag is set
   again among the rows that remain;
+- the characterizer measures the sources with neighbours again, among all the rows that remain
+  (`~deepfocus.characterization.crowding.refit_crowded`), reading a column of the cube around
+  each of them (tiles characterise their rows alone);
 - pixel coordinates are shifted to the full cube and the rows renumbered ``1..N``, brightest
   first.
 
