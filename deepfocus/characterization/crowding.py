@@ -25,6 +25,7 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 from scipy.special import erf
 
+from ..detection.matched_filter import usable_noise
 from .forward import FIT_RADIUS, _source_image, beam_image, refine_sources
 
 __all__ = ["refit_crowded", "line_fractions", "neighbour_image", "LINE_FREE_RADIUS", "NEIGHBOUR_RADIUS"]
@@ -56,23 +57,24 @@ def line_fractions(windows, centres=None, widths=None):
         over its own window) inside source ``i``'s window; 1 on the diagonal.
     """
     windows = np.asarray(windows, dtype=float).reshape(-1, 2)
+    return np.stack([_fractions_inside(window, windows, centres, widths) for window in windows])
+
+
+def _fractions_inside(window, windows, centres=None, widths=None):
+    """The fraction of every line's flux (over its own window, ``windows``) that falls inside
+    ``window`` (first and last channel); `line_fractions`'s row for ``window``."""
     lo, hi = windows[:, 0] - 0.5, windows[:, 1] + 0.5  # channel edges
+    a, b = np.maximum(lo, window[0] - 0.5), np.minimum(hi, window[1] + 0.5)
     if centres is None or widths is None:
-        inside = np.clip(np.minimum(hi[:, None], hi[None]) - np.maximum(lo[:, None], lo[None]), 0, None)
-        return inside / (hi - lo)[None]
+        return np.clip(b - a, 0, None) / (hi - lo)
     centres = np.asarray(centres, dtype=float)
     sigma = np.maximum(np.asarray(widths, dtype=float), 0.5) / (2 * np.sqrt(2 * np.log(2)))
 
-    def cdf(z, j):  # the cumulative Gaussian of line j at channel edge(s) z
-        return 0.5 * (1 + erf((z - centres[j]) / (np.sqrt(2) * sigma[j])))
+    def cdf(z):  # each line's cumulative Gaussian at channel edges z (one per line)
+        return 0.5 * (1 + erf((z - centres) / (np.sqrt(2) * sigma)))
 
-    n = len(windows)
-    out = np.zeros((n, n))
-    for j in range(n):
-        total = cdf(hi[j], j) - cdf(lo[j], j)
-        a, b = np.maximum(lo, lo[j]), np.minimum(hi, hi[j])
-        out[:, j] = np.where(b > a, (cdf(b, j) - cdf(a, j)) / max(total, 1e-12), 0.0)
-    return out
+    total = cdf(hi) - cdf(lo)
+    return np.where(b > a, (cdf(b) - cdf(a)) / np.maximum(total, 1e-12), 0.0)
 
 
 def neighbour_image(size, x, y, major, minor, pa_deg, kernel):
@@ -152,8 +154,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
 
     cell = frame.cell.to_value(u.arcsec)
     dv = frame.channel_velocity_width.to_value(u.km / u.s)
-    noise = np.asarray(u.Quantity(frame.noise, u.Jy / u.beam).value, dtype=float)
-    noise = np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmedian(noise))
+    noise = usable_noise(u.Quantity(frame.noise, u.Jy / u.beam).value)
     windows, centres, widths = _line_profiles(table, frame, dv)
     x, y = table["x_centroid"].to_value(u.pix), table["y_centroid"].to_value(u.pix)
     major = table["fwhm_major"].to_value(u.arcsec) / cell
@@ -251,10 +252,8 @@ def _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix):
     near = [j for j in close if np.hypot(x[j] - x[i], y[j] - y[i]) <= LINE_FREE_RADIUS * beam_pix]
     if not close:
         return near, []
-    rows = [i] + close
-    fractions = line_fractions(
-        windows[rows], None if centres is None else centres[rows], None if widths is None else widths[rows]
-    )[0, 1:]
+    line = (None, None) if centres is None else (centres[close], widths[close])
+    fractions = _fractions_inside(windows[i], windows[close], *line)
     sharing = [
         (j, f)
         for j, f in zip(close, fractions, strict=True)
