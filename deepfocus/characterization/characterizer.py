@@ -300,7 +300,10 @@ class SourceCharacterizer:
             lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
             beam_pix = beams[i].major.to_value(u.arcsec) / cell
             observed = np.hypot(measured["major"][i] / cell, beam_pix)
-            half = int(np.ceil(FIT_RADIUS * observed)) + 3
+            # Bounded (a first estimate can be far too large) by what a tile of a larger cube
+            # holds around its sources (`~deepfocus.detection.tiled.default_halo`), so that it
+            # fits what the single pass fits.
+            half = min(int(np.ceil(FIT_RADIUS * observed)) + 3, CUTOUT_SIZE // 2 + int(np.ceil(2 * beam_pix)))
             cx, cy = (int(v) for v in centres[i])
             block, _ = _cutout(data, cx, cy, 2 * half)
             off = channel_has_data.copy()
@@ -408,6 +411,8 @@ def _gaussian_fits(cutouts, beams, cell):
         )
         init.x_mean.bounds = (n // 2 - 3, n // 2 + 3)
         init.y_mean.bounds = (n // 2 - 3, n // 2 + 3)
+        # A source wider than the cutout is not measured in it (the fit of a faint one can run away).
+        init.x_stddev.bounds = init.y_stddev.bounds = (0.1, n)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -116,6 +116,22 @@ def test_flags():
     assert not np.any(catalog["flags"][~band_edge] & 4)
 
 
+@pytest.mark.parametrize("shape", ["plateau", "ramp"])
+def test_gaussian_fit_stays_within_its_cutout(shape):
+    # A cutout with no compact source (a row on a plateau or a gradient): the fit ran away to
+    # FWHMs of 77 and 11878 arcsec in a 3.2-arcsec cutout, and the forward fit then asked for
+    # a cutout of that size (hundreds of GiB).
+    from radio_beam import Beam
+
+    from deepfocus.characterization.characterizer import _gaussian_fits
+
+    yy, xx = np.mgrid[:32, :32]
+    image = 1.0 + (0.05 * xx if shape == "ramp" else 0.0)
+    image = image + 0.01 * np.random.default_rng(0).normal(size=(32, 32))
+    out = _gaussian_fits(image[None], [Beam(0.5 * u.arcsec)], 0.1)
+    assert np.isfinite(out["major"][0]) and out["major"][0] <= 2.3548 * 32 * 0.1 + 1e-6
+
+
 def test_network_path(bright_sim, bright_files, tiny_weights):
     characterizer = SourceCharacterizer(model=tiny_weights)
     out = characterizer(bright_files["dirty"], _truth_positions(bright_sim.truth))

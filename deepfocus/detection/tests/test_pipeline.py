@@ -234,6 +234,21 @@ def test_two_lines_at_one_position_are_two_sources():
     assert catalog["flux"][lower] > catalog["flux"][upper]
 
 
+def test_a_faint_line_at_the_position_of_a_bright_broad_one_is_found():
+    # The bright line (peak S/N 40, FWHM 14 of 48 channels) must not raise the pixel's
+    # continuum: taken off every channel, that ate the faint line (matched-filter S/N 7.5 found,
+    # 4 with the continuum biased by the bright line).
+    rows = (
+        (48.3, 47.6, 16.0, 0.0, 0.0, 0.0, 14.0, 40.0, 0.0),
+        (48.3, 47.6, 38.0, 0.0, 0.0, 0.0, 3.0, 5.0, 0.0),
+    )
+    sim = helpers.simulation(rows, seed=3)
+    catalog = CubeDetector(model=None)(sim.dirty)
+    assert len(catalog) == 2
+    np.testing.assert_allclose(sorted(catalog["z_centroid"]), [16.0, 38.0], atol=0.6)
+    assert np.allclose(catalog["x_centroid"].value, 48.3, atol=0.5)
+
+
 @pytest.mark.parametrize("model", [None, "default"])
 def test_blended_pair_is_two_sources(model):
     # A fainter source 0.8 beam from a brighter one, its line 9 channels away: the wide filters

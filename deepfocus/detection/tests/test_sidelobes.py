@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from radio_beam import Beams
 
-from deepfocus.detection.sidelobes import FilteredPSF, sidelobe_rejected
+from deepfocus.detection.sidelobes import FilteredPSF, far_sidelobe_rms, sidelobe_rejected
 
 BEAM_PIX = 5.0
 THRESHOLD = 6.0
@@ -55,6 +55,36 @@ def test_rejected_rows_cast_no_sidelobes_and_order_does_not_matter():
     order = np.array([2, 0, 1])
     shuffled = sidelobe_rejected(x[order], y[order], snr[order], lo[order], hi[order], **kwargs)
     np.testing.assert_array_equal(shuffled, rejected[order])
+
+
+def far_psf(size=41, level=0.02):
+    """A filtered PSF with sidelobes of rms ``level`` in its outer ring and none inside it."""
+    plane = np.zeros((size, size))
+    c = size // 2
+    yy, xx = np.mgrid[:size, :size]
+    ring = (np.abs(yy - c) >= 0.375 * size) | (np.abs(xx - c) >= 0.375 * size)
+    plane[ring] = level * np.where((yy + xx)[ring] % 2, 1.0, -1.0)
+    plane[c, c] = 1.0
+    return lambda channel: plane
+
+
+def test_far_sidelobe_rms_is_the_outer_rings():
+    assert far_sidelobe_rms(far_psf(level=0.02)(0)) == pytest.approx(0.02)
+
+
+def test_rows_beyond_the_psf_of_a_brighter_row_meet_its_unknown_sidelobes():
+    # A row 60 pixels from one of S/N 100, beyond a 41-pixel PSF: its sidelobe there is unknown,
+    # of size 100 x 0.02 = 2, so the row needs S/N 6 + 2.
+    x, y, lo, hi = [10.0, 70.0], [50.0, 50.0], [10, 12], [20, 22]
+    psf = far_psf()
+    np.testing.assert_array_equal(reject(x, y, [100.0, 7.5], lo, hi, psf=psf), [False, True])
+    assert not reject(x, y, [100.0, 8.5], lo, hi, psf=psf).any()
+    # Lines that do not overlap, or a brighter row within the PSF's reach: no unknown sidelobe.
+    assert not reject(x, y, [100.0, 7.5], [10, 30], [20, 40], psf=psf).any()
+    assert not reject([40.0, 55.0], y, [100.0, 6.5], lo, hi, psf=psf).any()
+    # Several brighter rows add in quadrature: two of S/N 100 need 6 + 2.83.
+    three = ([10.0, 10.0, 70.0], [20.0, 80.0, 50.0], [100.0, 100.0, 8.5], [10, 10, 12], [20, 20, 22])
+    np.testing.assert_array_equal(reject(*three, psf=psf), [False, False, True])
 
 
 def test_each_channel_is_filtered_once():
