@@ -85,8 +85,9 @@ def sidelobe_rejected(x, y, snr, lo, hi, *, filtered_psf, beam_pix, threshold):
     Where an offset leaves the PSF image, the sidelobe there is unknown: its size is taken as
     the brighter row's S/N times the PSF's far sidelobe rms (`far_sidelobe_rms`), and the row
     is also rejected when what is left, less the quadrature sum of those sizes, is below the
-    threshold. On validation cubes (simulated with sidelobes at every offset) this rejected
-    9 false candidates near image edges, 11-24 beams from bright sources, for 4 true ones.
+    threshold. On validation cubes (simulated with sidelobes at every offset) this removed 7
+    detections, 4 of them false (mostly near image edges, 11-24 beams from bright sources):
+    purity 0.958 to 0.976, completeness 0.879 to 0.866.
 
     The verdicts depend on the set of rows, not on their order; each channel's PSF is filtered
     once.
