@@ -236,8 +236,8 @@ def test_two_lines_at_one_position_are_two_sources():
 
 def test_a_faint_line_at_the_position_of_a_bright_broad_one_is_found():
     # The bright line (peak S/N 40, FWHM 14 of 48 channels) must not raise the pixel's
-    # continuum: taken off every channel, that ate the faint line (matched-filter S/N 7.5 found,
-    # 4 with the continuum biased by the bright line).
+    # continuum: taken off every channel, that ate the faint line (matched-filter S/N 7.5 now;
+    # below the threshold of 6, and not found, with the continuum the bright line biased).
     rows = (
         (48.3, 47.6, 16.0, 0.0, 0.0, 0.0, 14.0, 40.0, 0.0),
         (48.3, 47.6, 38.0, 0.0, 0.0, 0.0, 3.0, 5.0, 0.0),
