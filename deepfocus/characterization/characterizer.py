@@ -37,6 +37,14 @@ TRAINED_PIXELS_PER_BEAM = TRAINING_PIXELS_PER_BEAM
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
+def fit_half_limit(beam_pix):
+    """Largest half-side (pixels) of the forward fit's cutout around a source: the
+    characterizer's cutout half-size plus two beams (``beam_pix``, major FWHM in pixels).
+    `~deepfocus.detection.tiled.default_halo` gives every tile at least this around its
+    sources, so that a tile fits what the single pass fits."""
+    return CUTOUT_SIZE // 2 + int(np.ceil(2 * beam_pix))
+
+
 def _cutout(image, cx, cy, size):
     """``size`` x ``size`` cutout centred on pixel ``(cx, cy)`` of the last two axes of ``image``
     (zero-padded, NaN set to 0); True if padded or if it held NaN."""
@@ -300,10 +308,8 @@ class SourceCharacterizer:
             lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
             beam_pix = beams[i].major.to_value(u.arcsec) / cell
             observed = np.hypot(measured["major"][i] / cell, beam_pix)
-            # Bounded (a first estimate can be far too large) by what a tile of a larger cube
-            # holds around its sources (`~deepfocus.detection.tiled.default_halo`), so that it
-            # fits what the single pass fits.
-            half = min(int(np.ceil(FIT_RADIUS * observed)) + 3, CUTOUT_SIZE // 2 + int(np.ceil(2 * beam_pix)))
+            # Bounded: a first estimate can be far too large.
+            half = min(int(np.ceil(FIT_RADIUS * observed)) + 3, fit_half_limit(beam_pix))
             cx, cy = (int(v) for v in centres[i])
             block, _ = _cutout(data, cx, cy, 2 * half)
             off = channel_has_data.copy()

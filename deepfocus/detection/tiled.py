@@ -70,10 +70,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Side of the characterizer's cutouts (pixels); kept equal to
-#: `deepfocus.characterization.characterizer.CUTOUT_SIZE` (a test checks it).
-_CUTOUT_SIZE = 32
-
 #: Peak working memory of the continuum pass (`continuum_map`) per voxel of a tile (bytes): 20
 #: measured (tracemalloc, 128 x 256 x 256 cube in 6 tiles), plus a 3-D mask's copy and a margin.
 CONTINUUM_BYTES_PER_VOXEL = 32
@@ -116,10 +112,11 @@ def _uses_networks(pipeline):
 def default_halo(pixels_per_beam, *, deconvolver=True):
     """Halo (pixels) that lets a tile measure its core sources as a single pass would.
 
-    The largest spatial reach of the stages: the characterizer's cutout half-size plus the
-    beam-matched filter's kernel half-size (3 sigma of the beam) plus two beams for the peak
-    finding footprint and the blended-neighbour test; the kernel half-size plus the deblending
-    reach (`~deepfocus.detection.peaks.DEFAULT_REACH` beams from a detection kept up to a beam
+    The largest spatial reach of the stages: the characterizer's forward-fit reach
+    (`~deepfocus.characterization.characterizer.fit_half_limit`: its cutout half-size plus two
+    beams, which also cover the peak finding footprint and the blended-neighbour test) plus
+    the beam-matched filter's kernel half-size (3 sigma of the beam); the kernel half-size plus
+    the deblending reach (`~deepfocus.detection.peaks.DEFAULT_REACH` beams from a detection kept up to a beam
     outside the core, to a peak whose footprint of half a beam lies in the tile), if that is
     more; with the deconvolver, its cutout half-size
     (`~deepfocus.detection.detector.DECONVOLVER_CUTOUT`) plus the beam by which a kept detection
@@ -132,11 +129,12 @@ def default_halo(pixels_per_beam, *, deconvolver=True):
     deconvolver : bool
         Whether the detector judges candidates with the deconvolver network.
     """
+    from ..characterization.characterizer import fit_half_limit
     from .detector import DECONVOLVER_CUTOUT
     from .peaks import DEFAULT_REACH
 
     kernel_half = math.ceil(3 * pixels_per_beam / 2.3548)
-    halo = _CUTOUT_SIZE // 2 + kernel_half + math.ceil(2 * pixels_per_beam)
+    halo = fit_half_limit(pixels_per_beam) + kernel_half
     halo = max(halo, kernel_half + math.ceil((DEFAULT_REACH + 1.5) * pixels_per_beam))
     if deconvolver:
         halo = max(halo, DECONVOLVER_CUTOUT // 2 + math.ceil(max(1.0, pixels_per_beam)) + 1)

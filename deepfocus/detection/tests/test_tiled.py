@@ -213,9 +213,10 @@ def test_halo_is_the_default_of_the_test_cube(edge_cube):
 
 
 def test_halo_covers_the_characterizer_and_deconvolver_cutouts():
+    from deepfocus.characterization.characterizer import fit_half_limit
     from deepfocus.detection.detector import DECONVOLVER_CUTOUT
 
-    assert tiled_module._CUTOUT_SIZE == CUTOUT_SIZE
+    assert default_halo(5.0) >= fit_half_limit(5.0)
     # A detection kept up to a beam outside the core still has its whole deconvolver cutout.
     assert default_halo(5.0) >= DECONVOLVER_CUTOUT // 2 + 5
     assert default_halo(5.0) >= CUTOUT_SIZE // 2 + 2 * 5
