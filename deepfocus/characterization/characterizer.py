@@ -231,9 +231,7 @@ class SourceCharacterizer:
             measured = _gaussian_fits(line_only, beams, cell / zooms)
         kernel = self._kernel(prepared)
         if kernel is not None:
-            refined = self._refine(
-                prepared, table, data, centres, measured, zooms, beams, dv, kernel, sigmas, noise
-            )
+            refined = self._refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise)
             for key in ("major", "minor", "pa", "flux"):
                 measured[key] = np.where(refined["ok"], refined[key], measured[key])
             measured["dx"] = np.where(refined["ok"], refined["dx"], measured["dx"])
@@ -291,7 +289,7 @@ class SourceCharacterizer:
         return "psf"
 
     @staticmethod
-    def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, sigmas, noise):
+    def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise):
         """Sizes, angles, fluxes and (of resolved sources) positions from a Gaussian convolved
         with ``kernel`` (``'psf'``: the cube's PSF; ``'beam'``: the line's restoring beam) fitted
         to each line image (`~deepfocus.characterization.forward.refine_sources`), started from
@@ -301,11 +299,17 @@ class SourceCharacterizer:
         ``dx``, ``dy`` (offsets from ``centres`` in cutout pixels, as ``measured`` has them) and
         ``ok``.
         """
+        from .crowding import _line_profiles, flux_window
+
         cell = prepared.cell.to_value(u.arcsec)
         channel_has_data = prepared.valid.any(axis=(1, 2))
-        images, valid, kernels, xs, ys = [], [], [], [], []
-        for i, row in enumerate(table):
-            lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
+        windows, line_centres, line_widths = _line_profiles(table, prepared, dv)
+        images, valid, kernels, xs, ys, sigmas = [], [], [], [], [], []
+        for i in range(len(table)):
+            full = (int(windows[i][0]), int(windows[i][1]))
+            # The flux from the line's core channels; its whole window stays out of the continuum.
+            line = () if line_centres is None else (line_centres[i], line_widths[i])
+            lo, hi, share = flux_window(full, *line)
             beam_pix = beams[i].major.to_value(u.arcsec) / cell
             observed = np.hypot(measured["major"][i] / cell, beam_pix)
             # Bounded: a first estimate can be far too large.
@@ -313,9 +317,10 @@ class SourceCharacterizer:
             cx, cy = (int(v) for v in centres[i])
             block, _ = _cutout(data, cx, cy, 2 * half)
             off = channel_has_data.copy()
-            off[lo : hi + 1] = False
+            off[full[0] : full[1] + 1] = False
             continuum = _significant_continuum(block, off, noise, half, beam_pix)
-            images.append((block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv)
+            images.append((block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv / share)
+            sigmas.append(float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv) / share)
             blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 1.0, 0.0)
             valid.append(_cutout(blank, cx, cy, 2 * half)[0] > 0)
             if kernel == "psf":

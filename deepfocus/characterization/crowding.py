@@ -28,7 +28,15 @@ from scipy.special import erf
 from ..detection.matched_filter import usable_noise
 from .forward import FIT_RADIUS, _source_image, beam_image, refine_sources
 
-__all__ = ["refit_crowded", "line_fractions", "neighbour_image", "LINE_FREE_RADIUS", "NEIGHBOUR_RADIUS"]
+__all__ = [
+    "refit_crowded",
+    "line_fractions",
+    "flux_window",
+    "neighbour_image",
+    "LINE_FREE_RADIUS",
+    "NEIGHBOUR_RADIUS",
+    "FLUX_WINDOW",
+]
 
 #: Lines of catalogue rows within this many beams of a source are kept out of its continuum
 #: (validation cubes: S/N >= 5 fluxes within 10 % 0.72 -> 0.74; 1 and 3 beams did no better).
@@ -37,6 +45,16 @@ LINE_FREE_RADIUS = 2.0
 #: fit (validation cubes: the results of modelling every source in 128-pixel images, about 25
 #: beams, were reached from about 6 observed FWHMs on; a bound keeps large catalogues fast).
 NEIGHBOUR_RADIUS = 15.0
+#: The forward fits measure a line over the channels within this many line FWHMs of its centre
+#: and divide by the share of a Gaussian line those hold (98 % for 1 FWHM). The detector's
+#: window (about 1.25 FWHMs either side) adds channels with little line and full noise: the
+#: narrower sum lowers the noise of the line image by about 9 %, and a line width wrong by 10 %
+#: changes the correction by less than 2 %. On the validation cubes of the fast engine the
+#: 68 % spread of the flux errors of S/N 5-10 sources fell from 11.7 % to 8.9 %, and the fluxes
+#: of S/N >= 5 sources within 10 % rose from 0.837 to 0.876; over all validation cubes the
+#: position angles of resolved sources within 10 deg rose from 0.82 to 0.86 (0.8 FWHM did less
+#: for the fluxes, 0.6 FWHM worse than none).
+FLUX_WINDOW = 1.0
 
 
 def line_fractions(windows, centres=None, widths=None):
@@ -58,6 +76,39 @@ def line_fractions(windows, centres=None, widths=None):
     """
     windows = np.asarray(windows, dtype=float).reshape(-1, 2)
     return np.stack([_fractions_inside(window, windows, centres, widths) for window in windows])
+
+
+def flux_window(window, centre=None, width=None):
+    """The channels a forward fit sums for a line's flux, and the share of the line they hold.
+
+    Parameters
+    ----------
+    window : sequence of int
+        First and last channel (inclusive) of the line's window (the detector's).
+    centre, width : float, optional
+        Line centre and FWHM (channels). Without them the whole window is used.
+
+    Returns
+    -------
+    first, last : int
+        The channels within `FLUX_WINDOW` FWHMs of the centre, inside ``window`` (at least the
+        channel of the centre).
+    share : float
+        The fraction of the line's flux over ``window`` that falls in ``first..last`` (a
+        Gaussian line); 1 without ``centre`` and ``width``.
+    """
+    lo, hi = int(window[0]), int(window[1])
+    if centre is None or width is None or not (np.isfinite(centre) and np.isfinite(width)):
+        return lo, hi, 1.0
+    if not lo <= centre <= hi:
+        return lo, hi, 1.0
+    reach = FLUX_WINDOW * max(float(width), 0.5)
+    first = int(np.clip(np.ceil(centre - reach), lo, hi))
+    last = int(np.clip(np.floor(centre + reach), lo, hi))
+    if last < first:
+        first = last = int(np.clip(np.round(centre), lo, hi))
+    share = _fractions_inside((first, last), np.array([[lo, hi]], float), [centre], [width])[0]
+    return first, last, float(share) if share > 0 else 1.0
 
 
 def _fractions_inside(window, windows, centres=None, widths=None):
@@ -170,10 +221,10 @@ def refit_crowded(table, frame, *, kernel, read=None):
     updated.update(pa=pa.copy(), flux=flux.copy(), continuum=table["continuum_flux"].to_value(u.Jy).copy())
     tree = cKDTree(np.column_stack([x, y]))
     for i in range(n):
-        near, sharing = _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix)
+        lo, hi, share = flux_window(windows[i], *(() if centres is None else (centres[i], widths[i])))
+        near, sharing = _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix, (lo, hi))
         if not (near or sharing):
             continue
-        lo, hi = (int(v) for v in windows[i])
         beam = frame.beams[(lo + hi) // 2]
         line_beam_pix = beam.major.to_value(u.arcsec) / cell
         half = int(np.ceil(FIT_RADIUS * np.hypot(major[i], line_beam_pix))) + 3
@@ -183,7 +234,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
         for j in near + [i]:
             off[int(windows[j][0]) : int(windows[j][1]) + 1] = False
         continuum = _significant_continuum(block, off, noise, half, line_beam_pix)
-        image = (block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv
+        image = (block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv / share
         if kernel == "psf":
             psf = np.asarray(frame.psf[(lo + hi) // 2], dtype=float)
         else:
@@ -193,8 +244,8 @@ def refit_crowded(table, frame, *, kernel, read=None):
         for j, fraction in sorted(sharing, key=lambda item: (x[item[0]], y[item[0]], windows[item[0]][0])):
             at = (x[j] - corner[0], y[j] - corner[1])
             model = neighbour_image(2 * half, *at, major[j], minor[j], pa[j], psf)
-            image = image - flux[j] * fraction * model
-        sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv)
+            image = image - flux[j] * fraction / share * model
+        sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv) / share
         area = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
         fit = refine_sources(
             [image],
@@ -244,16 +295,17 @@ def refit_crowded(table, frame, *, kernel, read=None):
     return table
 
 
-def _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix):
+def _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix, channels):
     """Row ``i``'s neighbours: the rows within `LINE_FREE_RADIUS` beams (whose lines its
     continuum leaves out), and ``(row, line fraction)`` of the rows within `NEIGHBOUR_RADIUS`
-    beams whose lines reach into its channels (whose models its fit leaves out)."""
+    beams whose lines reach into ``channels`` (first and last: the channels of its fit, whose
+    models the fit leaves out)."""
     close = sorted(j for j in tree.query_ball_point((x[i], y[i]), NEIGHBOUR_RADIUS * beam_pix) if j != i)
     near = [j for j in close if np.hypot(x[j] - x[i], y[j] - y[i]) <= LINE_FREE_RADIUS * beam_pix]
     if not close:
         return near, []
     line = (None, None) if centres is None else (centres[close], widths[close])
-    fractions = _fractions_inside(windows[i], windows[close], *line)
+    fractions = _fractions_inside(channels, windows[close], *line)
     sharing = [
         (j, f)
         for j, f in zip(close, fractions, strict=True)

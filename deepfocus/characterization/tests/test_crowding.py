@@ -1,13 +1,17 @@
 """Sources measured among their neighbours (`deepfocus.characterization.crowding`)."""
 
+from dataclasses import replace
+
 import astropy.units as u
 import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
 from deepfocus import SourceCharacterizer
-from deepfocus.characterization.crowding import line_fractions, neighbour_image
+from deepfocus.characterization import crowding
+from deepfocus.characterization.crowding import flux_window, line_fractions, neighbour_image
 from deepfocus.characterization.forward import _crop, _source_image
+from deepfocus.detection.detector import prepare
 from deepfocus.detection.tests import helpers
 
 
@@ -80,3 +84,40 @@ def test_neighbours_sidelobes_are_taken_out_of_the_fit():
     assert alone.mean() < 0.96  # biased low by the neighbours
     assert np.abs(among - 1).mean() < 0.5 * np.abs(alone - 1).mean()
     assert np.abs(among - 1).max() < 0.06
+
+
+def test_flux_window_holds_the_line_core():
+    # FWHM 8 centred on 20.3 in a window 8..40: the channels within 1 FWHM, 98 % of the line.
+    first, last, share = flux_window((8, 40), 20.3, 8.0)
+    assert (first, last) == (13, 28)
+    assert share == pytest.approx(line_fractions([[13, 28], [8, 40]], [20.3] * 2, [8.0] * 2)[0, 1])
+    assert 0.95 < share < 1
+    assert flux_window((8, 40)) == (8, 40, 1.0)  # no line profile: the whole window
+    assert flux_window((8, 40), 45.0, 8.0) == (8, 40, 1.0)  # a centre outside its window
+    assert flux_window((8, 40), 20.3, 0.2)[:2] == (20, 20)  # at least the centre's channel
+    assert flux_window((8, 12), 10.0, 30.0) == (8, 12, 1.0)  # a window narrower than the core
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_flux_comes_from_the_line_core(monkeypatch, crowded):
+    # A point source whose detector window (8..40) is much wider than its line (FWHM 8 at 24):
+    # signal in the window's outer channels (here a copy of a fraction of the source) is not
+    # line flux, and summing it, as the whole window did, biases the flux high.
+    sim = helpers.simulation(((48.0, 48.0, 24.0, 0.0, 0.0, 0.0, 8.0, 20.0, 0.0),), seed=3)
+    prepared = prepare(sim.dirty, psf=sim.psf)
+    catalog = sim.truth[["id", "x_centroid", "y_centroid", "z_centroid", "z_min", "z_max", "line_width"]]
+    catalog["z_min"], catalog["z_max"] = [8], [40]
+    if crowded:  # a faint neighbour 6 beams away sends the source through the second pass too
+        catalog.add_row(catalog[0])
+        catalog["x_centroid"][1] += 6 * helpers.interferometer().beam.major / prepared.cell * u.pix
+    data = prepared.data.copy()
+    data[[*range(8, 14), *range(35, 41)]] += 0.3 * data[24]
+    wings = replace(prepared, data=data)
+
+    def ratio():
+        table = SourceCharacterizer()(wings, catalog)
+        return (table["flux"][0] / sim.truth["flux"][0]).to_value(u.one)
+
+    assert ratio() == pytest.approx(1, abs=0.03)
+    monkeypatch.setattr(crowding, "FLUX_WINDOW", 100.0)  # the whole window, as before
+    assert ratio() > 1.2
