@@ -53,7 +53,7 @@ NEIGHBOUR_RADIUS = 15.0
 #: 68 % spread of the flux errors of S/N 5-10 sources fell from 11.7 % to 8.9 %, and the fluxes
 #: of S/N >= 5 sources within 10 % rose from 0.837 to 0.876; over all validation cubes the
 #: position angles of resolved sources within 10 deg rose from 0.82 to 0.86 (0.8 FWHM did less
-#: for the fluxes, 0.6 FWHM worse than none).
+#: for the fluxes, 0.6 FWHM no better than none).
 FLUX_WINDOW = 1.0
 
 
