@@ -154,7 +154,9 @@ def detect_in_blocks(detector, tile_data, blocks):
         return None
     spectra = _spectra(tile_data, candidates, blocks)
     frame = tile_data.frame
-    rows, _ = detector._find_lines(spectra, candidates, detector.min_separation * frame.pixels_per_beam)
+    rows, _ = detector._find_lines(
+        spectra, candidates, detector.min_separation * frame.pixels_per_beam, tile_data.noise
+    )
     scores = _deconvolved_scores(detector, tile_data, rows, candidates)
     rows = [r for r, score in zip(rows, scores, strict=True) if score >= detector.deconvolved_fraction]
     return detector._catalog(frame, candidates, rows, None)

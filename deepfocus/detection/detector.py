@@ -17,7 +17,7 @@ from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
 from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys
-from .matched_filter import DEFAULT_WIDTHS
+from .matched_filter import DEFAULT_WIDTHS, usable_noise
 from .sidelobes import FilteredPSF, sidelobe_rejected
 
 __all__ = ["CubeDetector", "prepare", "DECONVOLVER_CUTOUT"]
@@ -154,13 +154,15 @@ class CubeDetector:
     def _lines(self, cube, mf, candidates):
         """Refine each candidate's line; split positions that hold two lines."""
         spectra = mf.channel_snr[(slice(None), *candidate_pixels(candidates, mf.snr.shape[1:]))].T
-        return self._find_lines(spectra, candidates, self.min_separation * cube.pixels_per_beam)
+        noise = usable_noise(u.Quantity(cube.noise, u.Jy / u.beam).value)
+        return self._find_lines(spectra, candidates, self.min_separation * cube.pixels_per_beam, noise)
 
-    def _find_lines(self, spectra, candidates, beam_pix):
+    def _find_lines(self, spectra, candidates, beam_pix, noise=None):
         """The line rows ``(candidate, z_centroid, lo, hi, fwhm, peak)`` of the candidates,
-        from their ``(n, n_chan)`` spectra of ``channel_snr`` (frequency ascending); repeated
-        lines (`~deepfocus.detection.lines.repeated_lines` within ``beam_pix``) dropped.
-        Returns ``(rows, n_chan)``."""
+        from their ``(n, n_chan)`` spectra of ``channel_snr`` (frequency ascending) and the
+        per-channel ``noise`` they were divided by (for `~deepfocus.detection.lines.fit_line`);
+        repeated lines (`~deepfocus.detection.lines.repeated_lines` within ``beam_pix``)
+        dropped. Returns ``(rows, n_chan)``."""
         n_chan = spectra.shape[1]
         x = candidates["x_centroid"].value
         y = candidates["y_centroid"].value
@@ -182,10 +184,10 @@ class CubeDetector:
                     weights = np.clip(denoised[k, lo : hi + 1], 0, None)
                     channels = np.arange(lo, hi + 1)
                     zc = float(np.sum(weights * channels) / max(weights.sum(), 1e-9))
-                    fit = fit_line(spectra[k], zc, hi - lo + 1)
+                    fit = fit_line(spectra[k], zc, hi - lo + 1, noise)
                     rows.append((k, zc, lo, hi, fit["fwhm"], fit["peak"]))
             else:
-                fit = fit_line(spectra[k], z0, w)
+                fit = fit_line(spectra[k], z0, w, noise)
                 rows.append((k, fit["z_centroid"], fit["z_min"], fit["z_max"], fit["fwhm"], fit["peak"]))
         if rows:
             k = np.array([r[0] for r in rows])
