@@ -299,7 +299,7 @@ class SourceCharacterizer:
         ``dx``, ``dy`` (offsets from ``centres`` in cutout pixels, as ``measured`` has them) and
         ``ok``.
         """
-        from .crowding import _line_profiles, flux_window
+        from .crowding import _line_profiles, flux_window, line_image
 
         cell = prepared.cell.to_value(u.arcsec)
         channel_has_data = prepared.valid.any(axis=(1, 2))
@@ -319,8 +319,9 @@ class SourceCharacterizer:
             off = channel_has_data.copy()
             off[full[0] : full[1] + 1] = False
             continuum = _significant_continuum(block, off, noise, half, beam_pix)
-            images.append((block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv / share)
-            sigmas.append(float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv) / share)
+            image, sigma = line_image(block, noise, lo, hi, share, continuum, dv)
+            images.append(image)
+            sigmas.append(sigma)
             blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 1.0, 0.0)
             valid.append(_cutout(blank, cx, cy, 2 * half)[0] > 0)
             if kernel == "psf":

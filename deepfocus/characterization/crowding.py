@@ -32,6 +32,7 @@ __all__ = [
     "refit_crowded",
     "line_fractions",
     "flux_window",
+    "line_image",
     "neighbour_image",
     "LINE_FREE_RADIUS",
     "NEIGHBOUR_RADIUS",
@@ -110,6 +111,36 @@ def flux_window(window, centre=None, width=None):
         first = last = int(np.clip(np.round(centre), lo, hi))
     share = _fractions_inside((first, last), np.array([[lo, hi]], float), [centre], [width])[0]
     return first, last, float(share) if share > 0 else 1.0
+
+
+def line_image(block, noise, first, last, share, continuum, dv):
+    """A forward fit's line image and its noise: the continuum-free sum of ``block``'s channels
+    ``first..last`` (`flux_window`), times the channel width and over the ``share`` of the line
+    they hold.
+
+    Parameters
+    ----------
+    block : `numpy.ndarray`
+        ``(n_chan, ny, nx)`` cutout of the cube (Jy/beam, 0 where blank).
+    noise : `numpy.ndarray`
+        ``(n_chan,)`` channel noise (Jy/beam).
+    first, last, share
+        What `flux_window` returns.
+    continuum : `numpy.ndarray` or float
+        Per-pixel continuum (Jy/beam) taken off every channel.
+    dv : float
+        Channel width (km/s).
+
+    Returns
+    -------
+    image : `numpy.ndarray`
+        ``(ny, nx)`` line flux (Jy/beam km/s).
+    sigma : float
+        Its noise per pixel (Jy/beam km/s).
+    """
+    image = (block[first : last + 1].sum(axis=0) - continuum * (last - first + 1)) * dv / share
+    sigma = float(np.sqrt(np.sum(noise[first : last + 1] ** 2)) * dv) / share
+    return image, sigma
 
 
 def _fractions_inside(window, windows, centres=None, widths=None):
@@ -235,7 +266,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
         for j in near + [i]:
             off[int(windows[j][0]) : int(windows[j][1]) + 1] = False
         continuum = _significant_continuum(block, off, noise, half, line_beam_pix)
-        image = (block[lo : hi + 1].sum(axis=0) - continuum * (hi - lo + 1)) * dv / share
+        image, sigma = line_image(block, noise, lo, hi, share, continuum, dv)
         if kernel == "psf":
             psf = np.asarray(frame.psf[(lo + hi) // 2], dtype=float)
         else:
@@ -246,7 +277,6 @@ def refit_crowded(table, frame, *, kernel, read=None):
             at = (x[j] - corner[0], y[j] - corner[1])
             model = neighbour_image(2 * half, *at, major[j], minor[j], pa[j], psf)
             image = image - flux[j] * fraction / share * model
-        sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv) / share
         area = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
         fit = refine_sources(
             [image],
