@@ -13,7 +13,8 @@ angle: for every resolved, elongated source of S/N >= 5 (as `deepfocus.evaluatio
 that the networks' pipeline found, the source's true position, sizes and line and the cube's PSF
 are given, and the angle whose PSF-convolved Gaussian fits the line image best is taken (a grid
 of 1 deg, the amplitude fitted): only the noise and neighbours' sidelobes stand between it and
-the truth.
+the truth. The same fit, and a fit of the flux alone, are also made of each source alone in
+the cube's noise (`ideal_estimates`): what the noise by itself allows.
 
 Writes ``benchmarks/results/detection_ceiling.json`` and ``docs/_generated/detection_ceiling.rst``.
 Run: ``python benchmarks/detection_ceiling.py [--cubes 40] [--casa-cubes 6]``
@@ -37,6 +38,7 @@ from deepfocus.detection.detector import CubeDetector, masked_view
 from deepfocus.evaluation import evaluate, match_catalogs, matched_table
 from deepfocus.evaluation.metrics import MAX_AXIS_RATIO, RESOLVED_BEAM_FRACTION
 from deepfocus.io.cube import read_cube
+from deepfocus.simulation.skymodel import SkyModel
 from deepfocus.training.train import SEED_OFFSETS
 
 from _common import machine, rst_table, write_docs, write_json
@@ -85,22 +87,47 @@ def angle_error(measured, true):
     return (np.asarray(measured) - np.asarray(true) + 90) % 180 - 90
 
 
-def pa_oracle(sim, data, row):
-    """The position angle (deg) of the Gaussian, with every other property known, through the
-    PSF that fits the line image best.
+def truth_residual(sim, data):
+    """The dirty cube less every truth source (line and continuum) seen through the PSF and the
+    primary beam: what the noise alone made (0 where the cube is blank)."""
+    return np.nan_to_num(data - truth_model(sim, sim.truth, continuum=True))
 
-    ``data`` is the dirty cube as a float array. The line image sums the channels within 0.7
-    line FWHM of the line centre (the window of best S/N for a Gaussian line) less the median
-    of the channels outside twice that; pixels beyond the image count as blank.
-    """
-    n_chan = data.shape[0]
+
+def truth_model(sim, rows, *, continuum):
+    """Noise-free dirty cube of the truth ``rows``: each channel of their sky model (times the
+    primary beam, if any) convolved with that channel's PSF."""
+    meta = sim.truth.meta
+    n_chan, ny, nx = sim.psf.shape
+    if not continuum:
+        rows = rows.copy()
+        rows["continuum_flux"] = 0 * u.Jy
+    sky = SkyModel(
+        rows,
+        (n_chan, ny, nx),
+        cell=meta["cell_arcsec"] * u.arcsec,
+        channel_velocity_width=meta["channel_velocity_width_kms"] * u.km / u.s,
+    ).cube()
+    sky = np.asarray(sky, dtype=float)
+    if sim.primary_beam is not None:
+        sky = sky * np.nan_to_num(np.asarray(sim.primary_beam, dtype=float)).reshape((-1, ny, nx))
+    return np.stack(
+        [
+            fftconvolve(sky[c], _crop(np.asarray(sim.psf[c], dtype=float), max(ny, nx)), mode="same")
+            for c in range(n_chan)
+        ]
+    )
+
+
+def _line_window(sim, row, reach, n_chan):
+    """First and last channel within ``reach`` line FWHMs of the row's line centre."""
     dv = float(sim.truth.meta["channel_velocity_width_kms"])
     z, width = float(row["z_centroid"]), row["line_width"].to_value(u.km / u.s) / dv
-    lo, hi = max(0, int(np.floor(z - 0.7 * width))), min(n_chan - 1, int(np.ceil(z + 0.7 * width)))
-    off = np.ones(n_chan, dtype=bool)
-    off[max(0, int(z - 1.4 * width)) : int(np.ceil(z + 1.4 * width)) + 1] = False
-    continuum = np.nanmedian(data[off], axis=0) if off.sum() >= 3 else 0.0
-    image = (data[lo : hi + 1] - continuum).sum(axis=0)
+    return max(0, int(np.floor(z - reach * width))), min(n_chan - 1, int(np.ceil(z + reach * width)))
+
+
+def _fit_region(sim, row, image, lo, hi):
+    """The cutout of ``image`` around the row (its fit radius), the row's position in it, its
+    FWHMs (pixels), the PSF of its line cropped to the cutout and the mask of the fitted pixels."""
     cell = float(sim.truth.meta["cell_arcsec"])
     major = row["fwhm_major"].to_value(u.arcsec) / cell
     minor = row["fwhm_minor"].to_value(u.arcsec) / cell
@@ -114,17 +141,72 @@ def pa_oracle(sim, data, row):
     x, y = row["x_centroid"].value - cx + half, row["y_centroid"].value - cy + half
     yy, xx = np.mgrid[:size, :size]
     region = (np.hypot(xx - x, yy - y) <= radius) & np.isfinite(cut)
-    kernel = _crop(kernel, size)
+    return cut, (x, y), (major, minor), _crop(kernel, size), region
+
+
+def _best_angle(sim, row, image, lo, hi):
+    """The angle (deg, a 1 deg grid) whose PSF-convolved Gaussian, with the row's position and
+    sizes and its amplitude fitted, fits ``image`` best."""
+    cut, (x, y), (major, minor), kernel, region = _fit_region(sim, row, image, lo, hi)
     d = cut[region]
     best, best_rss = np.nan, np.inf
     for angle in range(180):
-        source = _source_image(size, x, y, major, minor, np.radians(angle))
+        source = _source_image(cut.shape[0], x, y, major, minor, np.radians(angle))
         m = fftconvolve(source, kernel, mode="same")[region]
         amplitude = np.dot(m, d) / max(np.dot(m, m), 1e-30)
         rss = float(np.sum((d - amplitude * m) ** 2))
         if rss < best_rss:
             best, best_rss = float(angle), rss
     return best
+
+
+def pa_oracle(sim, data, row):
+    """The position angle (deg) of the Gaussian, with every other property known, through the
+    PSF that fits the line image best.
+
+    ``data`` is the dirty cube as a float array. The line image sums the channels within 0.7
+    line FWHM of the line centre (the window of best S/N for a Gaussian line) less the median
+    of the channels outside twice that; pixels beyond the image count as blank.
+    """
+    n_chan = data.shape[0]
+    lo, hi = _line_window(sim, row, 0.7, n_chan)
+    out = _line_window(sim, row, 1.4, n_chan)
+    off = np.ones(n_chan, dtype=bool)
+    off[out[0] : out[1] + 1] = False
+    continuum = np.nanmedian(data[off], axis=0) if off.sum() >= 3 else 0.0
+    return _best_angle(sim, row, (data[lo : hi + 1] - continuum).sum(axis=0), lo, hi)
+
+
+def alone_image(residual, line_model, lo, hi):
+    """The line image a source would have alone, in the noise the cube has: channels
+    ``lo..hi`` of ``residual`` (`truth_residual`) plus the source's noise-free line."""
+    return (residual[lo : hi + 1] + line_model[lo : hi + 1]).sum(axis=0)
+
+
+def ideal_estimates(sim, residual, row):
+    """Position angle (deg) and line flux (Jy km/s) of a truth source measured alone.
+
+    The source's own noise-free line is put back into the cube's noise (no neighbours, no
+    continuum) and every property but one is given: the angle is `_best_angle`'s on the
+    channels within 0.7 line FWHM of the centre; the flux is the amplitude of the true
+    PSF-convolved Gaussian on the channels within 1 FWHM (the pipeline's flux window), over
+    the share of the line those hold and the primary-beam gain at the source. Only the noise
+    stands between these and the truth.
+    """
+    n_chan = residual.shape[0]
+    line_model = truth_model(sim, sim.truth[[row.index]], continuum=False)  # row of sim.truth itself
+    lo, hi = _line_window(sim, row, 0.7, n_chan)
+    angle = _best_angle(sim, row, alone_image(residual, line_model, lo, hi), lo, hi)
+    lo, hi = _line_window(sim, row, 1.0, n_chan)
+    image = alone_image(residual, line_model, lo, hi)
+    cut, (x, y), (major, minor), kernel, region = _fit_region(sim, row, image, lo, hi)
+    source = _source_image(cut.shape[0], x, y, major, minor, np.radians(row["position_angle"].value))
+    m = fftconvolve(source, kernel, mode="same")[region]
+    # The noise-free image of the line over these channels, as the same fit measures it: its
+    # amplitude is the truth's in the fit's units, so the ratio carries no unit to convert.
+    clean = _fit_region(sim, row, line_model[lo : hi + 1].sum(axis=0), lo, hi)[0][region]
+    ratio = np.dot(m, cut[region]) / max(np.dot(m, clean), 1e-30)
+    return angle, float(ratio * row["flux"].to_value(u.Jy * u.km / u.s))
 
 
 def summed(metrics):
@@ -141,7 +223,14 @@ def summed(metrics):
     }
 
 
+def flux_error(measured, true):
+    """Relative flux error in per cent."""
+    ratio = u.Quantity(measured) / u.Quantity(true)
+    return 100 * (np.asarray(ratio.decompose().value, dtype=float) - 1)
+
+
 def within_10(errors):
+    """The fraction of ``errors`` (deg, or per cent) within 10."""
     errors = np.asarray(errors, dtype=float)
     errors = errors[np.isfinite(errors)]
     return {"n": int(len(errors)), "fraction": float(np.mean(np.abs(errors) < 10)) if len(errors) else None}
@@ -161,7 +250,8 @@ def main():
     pipelines = {"networks": DeepFocus(6.0), "networks off": DeepFocus(6.0, model=None)}
     scores = {name: [] for name in pipelines}
     oracle, band_counts, n_truth = [], np.zeros((len(BANDS), 2), dtype=int), 0
-    oracle_pa_errors, network_pa_errors = [], []
+    oracle_pa_errors, network_pa_errors, ideal_pa_errors = [], [], []
+    network_flux_errors, ideal_flux_errors = [], []
     failures = []
     for _engine, sim in test_cubes(args.cubes, n_casa, seed, failures):
         cube = read_cube(sim.dirty, psf=sim.psf)
@@ -173,16 +263,30 @@ def main():
                 scores[name].append(evaluate(sim.truth, catalog))
                 if name == "networks" and catalog is not None:
                     pairs = matched_table(sim.truth, catalog)
-                    scored = resolved_bright(sim.truth)[np.asarray(pairs["truth_index"], dtype=int)]
-                    measured = pairs["det_position_angle"].value[scored]
-                    truth_pa = pairs["true_position_angle"].value[scored]
-                    network_pa_errors += list(angle_error(measured, truth_pa))
+                    index = np.asarray(pairs["truth_index"], dtype=int)
                     data = np.asarray(sim.dirty.unmasked_data[:].value, dtype=float)
-                    for index in np.asarray(pairs["truth_index"], dtype=int)[scored]:
-                        row = sim.truth[index]
-                        oracle_pa_errors.append(
-                            float(angle_error(pa_oracle(sim, data, row), row["position_angle"].value))
-                        )
+                    residual = truth_residual(sim, data)
+                    scored = resolved_bright(sim.truth)[index]
+                    bright = np.asarray(sim.truth["snr"])[index] >= 5
+                    network_pa_errors += list(
+                        angle_error(pairs["det_position_angle"].value, pairs["true_position_angle"].value)[
+                            scored
+                        ]
+                    )
+                    network_flux_errors += list(flux_error(pairs["det_flux"], pairs["true_flux"])[bright])
+                    for k, row in zip(scored, sim.truth[index], strict=True):
+                        if k:
+                            oracle_pa_errors.append(
+                                float(angle_error(pa_oracle(sim, data, row), row["position_angle"].value))
+                            )
+                    for k, b, i in zip(scored, bright, index, strict=True):
+                        if not b:
+                            continue
+                        row = sim.truth[i]
+                        angle, flux = ideal_estimates(sim, residual, row)
+                        ideal_flux_errors.append(float(flux_error(flux, row["flux"].value)))
+                        if k:
+                            ideal_pa_errors.append(float(angle_error(angle, row["position_angle"].value)))
             rows, snr = candidate_rows(detector, cube)
         match = match_catalogs(sim.truth, rows if len(rows) else None)
         true = np.zeros(len(rows), dtype=bool)
@@ -206,6 +310,11 @@ def main():
         "position_angle_within_10deg": {
             "networks (matched sources)": within_10(network_pa_errors),
             "angle alone fitted, all else known": within_10(oracle_pa_errors),
+            "angle alone fitted, source alone in the noise": within_10(ideal_pa_errors),
+        },
+        "flux_within_10pct": {
+            "networks (matched sources)": within_10(network_flux_errors),
+            "amplitude alone fitted, source alone in the noise": within_10(ideal_flux_errors),
         },
         "casa_failures": failures,
     }
@@ -234,6 +343,11 @@ def main():
                 (name, str(v["n"]), f"{v['fraction']:.2f}")
                 for name, v in data["position_angle_within_10deg"].items()
             ],
+        )
+        + "\n\nLine flux within 10 %, sources of S/N >= 5:\n\n"
+        + rst_table(
+            ["estimate", "n", "within 10 %"],
+            [(name, str(v["n"]), f"{v['fraction']:.2f}") for name, v in data["flux_within_10pct"].items()],
         )
         + "\n"
     )
