@@ -183,29 +183,30 @@ def alone_image(residual, line_model, lo, hi):
     return (residual[lo : hi + 1] + line_model[lo : hi + 1]).sum(axis=0)
 
 
-def ideal_estimates(sim, residual, row):
-    """Position angle (deg) and line flux (Jy km/s) of a truth source measured alone.
+def ideal_estimates(sim, residual, index):
+    """Position angle (deg) and line flux (Jy km/s) of truth source ``index`` measured alone.
 
     The source's own noise-free line is put back into the cube's noise (no neighbours, no
     continuum) and every property but one is given: the angle is `_best_angle`'s on the
-    channels within 0.7 line FWHM of the centre; the flux is the amplitude of the true
-    PSF-convolved Gaussian on the channels within 1 FWHM (the pipeline's flux window), over
-    the share of the line those hold and the primary-beam gain at the source. Only the noise
-    stands between these and the truth.
+    channels within 0.7 line FWHM of the centre; for the flux, the true PSF-convolved Gaussian
+    is fitted (its amplitude alone) on the channels within 1 FWHM (the pipeline's flux window),
+    to that image and to the noise-free one, and the truth's flux scaled by the ratio (the share
+    of the line in those channels and the primary beam cancel). Only the noise stands between
+    these and the truth.
     """
+    row = sim.truth[index]
     n_chan = residual.shape[0]
-    line_model = truth_model(sim, sim.truth[[row.index]], continuum=False)  # row of sim.truth itself
+    line_model = truth_model(sim, sim.truth[[index]], continuum=False)
     lo, hi = _line_window(sim, row, 0.7, n_chan)
     angle = _best_angle(sim, row, alone_image(residual, line_model, lo, hi), lo, hi)
     lo, hi = _line_window(sim, row, 1.0, n_chan)
-    image = alone_image(residual, line_model, lo, hi)
-    cut, (x, y), (major, minor), kernel, region = _fit_region(sim, row, image, lo, hi)
+    cut, (x, y), (major, minor), kernel, region = _fit_region(
+        sim, row, alone_image(residual, line_model, lo, hi), lo, hi
+    )
+    clean = _fit_region(sim, row, line_model[lo : hi + 1].sum(axis=0), lo, hi)[0]
     source = _source_image(cut.shape[0], x, y, major, minor, np.radians(row["position_angle"].value))
     m = fftconvolve(source, kernel, mode="same")[region]
-    # The noise-free image of the line over these channels, as the same fit measures it: its
-    # amplitude is the truth's in the fit's units, so the ratio carries no unit to convert.
-    clean = _fit_region(sim, row, line_model[lo : hi + 1].sum(axis=0), lo, hi)[0][region]
-    ratio = np.dot(m, cut[region]) / max(np.dot(m, clean), 1e-30)
+    ratio = np.dot(m, cut[region]) / max(np.dot(m, clean[region]), 1e-30)
     return angle, float(ratio * row["flux"].to_value(u.Jy * u.km / u.s))
 
 
@@ -282,11 +283,12 @@ def main():
                     for k, b, i in zip(scored, bright, index, strict=True):
                         if not b:
                             continue
-                        row = sim.truth[i]
-                        angle, flux = ideal_estimates(sim, residual, row)
-                        ideal_flux_errors.append(float(flux_error(flux, row["flux"].value)))
+                        angle, flux = ideal_estimates(sim, residual, i)
+                        ideal_flux_errors.append(float(flux_error(flux, sim.truth["flux"][i].value)))
                         if k:
-                            ideal_pa_errors.append(float(angle_error(angle, row["position_angle"].value)))
+                            ideal_pa_errors.append(
+                                float(angle_error(angle, sim.truth["position_angle"][i].value))
+                            )
             rows, snr = candidate_rows(detector, cube)
         match = match_catalogs(sim.truth, rows if len(rows) else None)
         true = np.zeros(len(rows), dtype=bool)
