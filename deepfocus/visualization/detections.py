@@ -9,6 +9,9 @@ from ._common import image_norm, label_sky_axes, new_figure, sky_axes
 
 __all__ = ["plot_detections"]
 
+#: Detections whose centres lie within this many pixels share one label ("1, 2").
+LABEL_MERGE_RADIUS = 3.0
+
 
 def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
     """Moment-0 image (WCSAxes, RA/Dec) with one ellipse and id per detection.
@@ -42,11 +45,32 @@ def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
     shown = ax.imshow(image, origin="lower", cmap=cmap, norm=image_norm(image))
     figure.colorbar(shown, ax=ax, label="Jy/beam km/s")
     if catalog is not None and len(catalog):
+        centres, labels = [], []
         for region in catalog_to_regions(catalog):
             pixel = region.to_pixel(celestial)
             pixel.plot(ax=ax, edgecolor="cyan", facecolor="none", lw=1.2)
-            ax.text(
-                pixel.center.x + 2, pixel.center.y + 2, region.meta.get("label", ""), color="cyan", fontsize=8
-            )
+            centres.append((pixel.center.x, pixel.center.y))
+            labels.append(region.meta.get("label", ""))
+        for (x, y), text in _grouped_labels(np.asarray(centres), labels):
+            ax.text(x + 2, y + 2, text, color="cyan", fontsize=8)
     ax.set_title(f"{0 if catalog is None else len(catalog)} detections")
     return figure
+
+
+def _grouped_labels(centres, labels):
+    """``((x, y), text)`` per group of detections within `LABEL_MERGE_RADIUS` pixels of one
+    another, the text their labels joined in catalogue order: two lines at one position would
+    otherwise print one id over the other."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(centres).query_pairs(LABEL_MERGE_RADIUS, output_type="ndarray")
+    n = len(centres)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    out = []
+    for g in dict.fromkeys(group):  # groups in the order of their first member
+        members = np.flatnonzero(group == g)
+        out.append((tuple(centres[members[0]]), ", ".join(labels[i] for i in members)))
+    return out

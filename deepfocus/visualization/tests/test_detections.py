@@ -13,7 +13,9 @@ def test_one_ellipse_and_id_per_detection(example_cube, example_truth):
     ax = figure.axes[0]
     assert is_celestial(ax)
     assert sum(isinstance(p, Ellipse) for p in ax.patches) == len(example_truth)
-    assert sorted(t.get_text() for t in ax.texts) == sorted(str(i) for i in example_truth["id"])
+    # Every id is shown once; ids of detections at one position share a label.
+    shown = [i for t in ax.texts for i in t.get_text().split(", ")]
+    assert sorted(shown) == sorted(str(i) for i in example_truth["id"])
     assert len(ax.images) == 1
     assert figure.axes[1].get_ylabel() == "Jy/beam km/s"  # the colour bar
 
@@ -23,3 +25,16 @@ def test_no_detections(example_cube):
     render(figure)
     assert not any(isinstance(p, Ellipse) for p in figure.axes[0].patches)
     assert figure.axes[0].get_title() == "0 detections"
+
+
+def test_detections_at_one_position_share_a_label(example_cube, example_truth):
+    # The example has two lines at one position: their ids are printed together, not one over
+    # the other; the other sources keep labels of their own.
+    x, y = example_truth["x_centroid"].value, example_truth["y_centroid"].value
+    same = [(i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if x[i] == x[j] and y[i] == y[j]]
+    assert len(same) == 1
+    i, j = same[0]
+    figure = plot_detections(example_cube, example_truth)
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert f"{example_truth['id'][i]}, {example_truth['id'][j]}" in texts
+    assert len(texts) == len(example_truth) - 1
