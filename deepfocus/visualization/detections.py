@@ -14,7 +14,8 @@ LABEL_MERGE_RADIUS = 3.0
 
 
 def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
-    """Moment-0 image (WCSAxes, RA/Dec) with one ellipse and id per detection.
+    """Moment-0 image (WCSAxes, RA/Dec) with one ellipse and id per detection (the ids of
+    detections at one position, such as two lines of one source, share one label: ``1, 2``).
 
     Parameters
     ----------
