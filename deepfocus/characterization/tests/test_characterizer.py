@@ -3,6 +3,7 @@
 import astropy.units as u
 import numpy as np
 import pytest
+import torch
 from astropy.io import fits
 from astropy.table import QTable
 
@@ -199,3 +200,45 @@ def test_finely_sampled_cube_is_measured_at_the_trained_scale(bright_sim, bright
     separation = measured["sky_centroid"].separation(native["sky_centroid"])
     cell = abs(fits.getheader(bright_files["dirty"])["CDELT1"]) * u.deg
     assert np.all(separation < 0.3 * cell), separation.to(u.arcsec)
+
+
+def test_fit_astray_compares_flux_ratio_and_shift_in_beams():
+    from deepfocus.characterization.characterizer import ASTRAY_FLUX_RATIO, ASTRAY_SHIFT, fit_astray
+
+    network = {"dx": np.zeros(5), "dy": np.zeros(5), "flux": np.ones(5)}
+    factor = ASTRAY_FLUX_RATIO
+    fit = {
+        "dx": np.array([0.0, 0.0, 0.0, 0.9, 0.0]) * ASTRAY_SHIFT * 5 * 2,  # zoom 2, 5-pixel beam
+        "dy": np.array([0.0, 0.0, 0.0, 0.0, 1.1]) * ASTRAY_SHIFT * 5 * 2,
+        "flux": np.array([0.9 * factor, 1.1 * factor, 0.9 / factor, 1.0, 1.0]),
+    }
+    astray = fit_astray(fit, network, np.full(5, 2.0), 5.0)
+    assert astray.tolist() == [False, True, True, False, True]
+
+
+class _FixedNetwork(torch.nn.Module):
+    """A stand-in characterizer network: every source at the cutout centre, half a beam across,
+    with line flux ``exp(log_flux)`` times the cutout's scale."""
+
+    def __init__(self, log_flux):
+        super().__init__()
+        self.log_flux = log_flux
+
+    def forward(self, x):
+        row = torch.tensor([0.0, 0.0, 0.5, 0.5, 0.0, 1.0, self.log_flux])
+        return row.expand(x.shape[0], 7).clone()
+
+
+def test_fit_far_from_the_network_gives_way_to_it(bright_sim, bright_files):
+    """Where the forward fit and the network disagree by far more than `ASTRAY_FLUX_RATIO`,
+    the network's estimate is reported; the fit alone gives the fit's."""
+    positions = _truth_positions(bright_sim.truth)
+    fitted = SourceCharacterizer(model=None, forward_fit="beam")(
+        bright_files["dirty"], positions, crowded=False
+    )
+    for log_flux, compare in ((12.0, np.greater), (-12.0, np.less)):
+        characterizer = SourceCharacterizer(model=_FixedNetwork(log_flux), forward_fit="beam")
+        out = characterizer(bright_files["dirty"], positions, crowded=False)
+        assert np.all(compare(out["flux"], 100 * fitted["flux"] if log_flux > 0 else fitted["flux"] / 100))
+        # The network's position: the catalogue's own, rounded to the cutout centre pixel.
+        assert np.allclose(out["x_centroid"].value, np.round(positions["x_centroid"].value))
