@@ -295,6 +295,10 @@ class SourceCharacterizer:
             from .crowding import refit_crowded
 
             table = refit_crowded(table, prepared, kernel=kernel)
+        if self._network is not None:
+            from .training_range import flag_out_of_range
+
+            flag_out_of_range(table, prepared)
         table.meta.setdefault("models", {})["characterizer"] = self._info or {"name": "gaussian fit"}
         order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]

@@ -407,6 +407,11 @@ class TiledPipeline:
         catalog = _refit_crowded(catalog, stages[1], path, psf, whole.reference, whole.statistics, (ny, nx))
         if catalog is None:
             return None
+        if stages[1] is not None and stages[1]._network is not None:
+            from ..characterization.training_range import flag_out_of_range
+
+            # The sizes measured again among neighbours, and the whole cube's beams.
+            flag_out_of_range(catalog, whole.reference)
         catalog.meta.update(meta or {})
         return catalog
 

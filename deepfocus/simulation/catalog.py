@@ -21,9 +21,24 @@ from radio_beam import Beam
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["random_catalog", "RECIPES", "peak_snr", "flux_for_snr"]
+__all__ = [
+    "random_catalog",
+    "RECIPES",
+    "peak_snr",
+    "flux_for_snr",
+    "WIDE_SNR_RANGE",
+    "WIDE_MAJOR_BEAMS",
+    "WIDE_LINE_WIDTH_CHANNELS",
+]
 
 RECIPES = ("wide", "paper")
+#: Per-channel peak S/N range of the ``wide`` recipe (the ``paper`` recipe's lies within it).
+WIDE_SNR_RANGE = (2.0, 50.0)
+#: Intrinsic major axes of the ``wide`` recipe's extended sources (beam major axes); the
+#: ``paper`` recipe's lie within it.
+WIDE_MAJOR_BEAMS = (0.2, 3.0)
+#: Line FWHMs of the ``wide`` recipe (channels); the ``paper`` recipe's lie within it.
+WIDE_LINE_WIDTH_CHANNELS = (3.0, 20.0)
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
@@ -94,7 +109,7 @@ def random_catalog(
     channel_velocity_width,
     recipe="wide",
     n_sources=None,
-    snr_range=(2.0, 50.0),
+    snr_range=WIDE_SNR_RANGE,
     continuum_fraction=0.2,
 ):
     """Draw a random source catalogue for a cube.
@@ -144,9 +159,9 @@ def random_catalog(
         x = rng.uniform(margin, nx - 1 - margin, n)
         y = rng.uniform(margin, ny - 1 - margin, n)
         point = rng.random(n) < 0.3
-        fmaj = np.where(point, 0.0, rng.uniform(0.2, 3.0, n)) * beam.major.to_value(u.arcsec)
+        fmaj = np.where(point, 0.0, rng.uniform(*WIDE_MAJOR_BEAMS, n)) * beam.major.to_value(u.arcsec)
         ratio = rng.uniform(0.3, 1.0, n)
-        width_chan = rng.uniform(3.0, 20.0, n)
+        width_chan = rng.uniform(*WIDE_LINE_WIDTH_CHANNELS, n)
         has_cont = rng.random(n) < continuum_fraction
     else:
         n = int(rng.integers(3, 7)) if n_sources is None else int(n_sources)

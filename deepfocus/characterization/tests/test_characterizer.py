@@ -242,3 +242,34 @@ def test_fit_far_from_the_network_gives_way_to_it(bright_sim, bright_files):
         assert np.all(compare(out["flux"], 100 * fitted["flux"] if log_flux > 0 else fitted["flux"] / 100))
         # The network's position: the catalogue's own, rounded to the cutout centre pixel.
         assert np.allclose(out["x_centroid"].value, np.round(positions["x_centroid"].value))
+
+
+def test_out_of_training_range_tests_size_width_and_snr():
+    from deepfocus.characterization.training_range import out_of_training_range
+
+    beam, dv = 1.0 * u.arcsec, 10 * u.km / u.s
+    table = QTable(
+        {
+            "fwhm_major": [0.0, 2.9, 3.1, 1.0, 1.0, 1.0, 1.0] * u.arcsec,
+            "line_width": [50, 100, 100, 20, 210, 100, 100] * u.km / u.s,
+            "snr": [10, 10, 10, 10, 10, 1.5, 60],
+        }
+    )
+    outside = out_of_training_range(table, beam_major=beam, channel_width=-dv)
+    assert outside.tolist() == [False, False, True, True, True, True, True]
+
+
+def test_network_flags_sources_outside_the_training_range(bright_sim, bright_files):
+    """With the networks, flag 16 marks the row whose S/N lies beyond the training range and
+    no other; without them, no row."""
+    from deepfocus.io.catalog import SourceFlag
+
+    positions = _truth_positions(bright_sim.truth)
+    positions["line_width"] = bright_sim.truth["line_width"]
+    positions["snr"] = np.full(len(positions), 10.0)
+    positions["snr"][0] = 500.0
+    bit = int(SourceFlag.OUT_OF_RANGE)
+    out = SourceCharacterizer()(bright_files["dirty"], positions)
+    assert [bool(f & bit) for f in out["flags"]] == [True] + [False] * (len(out) - 1)
+    classical = SourceCharacterizer(model=None)(bright_files["dirty"], positions)
+    assert not np.any(np.asarray(classical["flags"]) & bit)
