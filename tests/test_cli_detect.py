@@ -236,6 +236,19 @@ def test_example_cube(tmp_path, capsys):
     assert len(read_catalog(tmp_path / "ex.ecsv")) >= 1
 
 
+def test_summary_counts_sources_outside_the_training_range(tmp_path, capsys):
+    assert detect("--example", "--output", tmp_path / "ex.ecsv", "--quiet") == 0
+    assert capsys.readouterr().out == ""
+    assert detect("--example", "--output", tmp_path / "ex2.ecsv") == 0
+    out = capsys.readouterr().out
+    flags = np.asarray(read_catalog(tmp_path / "ex2.ecsv")["flags"])
+    n = int(np.count_nonzero(flags & 16))
+    if n:
+        assert f"({n} outside the networks' training range: flag 16)" in out
+    else:
+        assert "training range" not in out
+
+
 def test_evaluate_writes_json(cli_run, bright_files, tmp_path, capsys):
     path = tmp_path / "scores.json"
     code = main(["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(cli_run["catalog"]),

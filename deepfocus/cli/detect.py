@@ -219,8 +219,21 @@ def _run_single(args, cube) -> int:
     if args.plot_sources is not None:
         _plot_sources(cube, catalog, args.plot_sources, model)
     if not args.quiet:
-        print(f"{len(catalog)} sources -> {args.output}")
+        print(f"{len(catalog)} sources -> {args.output}{_out_of_range_note(catalog)}")
     return 0
+
+
+def _out_of_range_note(catalog):
+    """`` (N outside the networks' training range: flag 16)`` for a catalogue with such rows,
+    else an empty string."""
+    import numpy as np
+
+    from ..io.catalog import SourceFlag
+
+    if not len(catalog) or "flags" not in catalog.colnames:
+        return ""
+    n = int(np.count_nonzero(np.asarray(catalog["flags"]) & int(SourceFlag.OUT_OF_RANGE)))
+    return f" ({n} outside the networks' training range: flag 16)" if n else ""
 
 
 def _product_file(cube, spec, product, what):
