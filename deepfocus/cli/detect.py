@@ -230,8 +230,6 @@ def _out_of_range_note(catalog):
 
     from ..io.catalog import SourceFlag
 
-    if not len(catalog) or "flags" not in catalog.colnames:
-        return ""
     n = int(np.count_nonzero(np.asarray(catalog["flags"]) & int(SourceFlag.OUT_OF_RANGE)))
     return f" ({n} outside the networks' training range: flag 16)" if n else ""
 
