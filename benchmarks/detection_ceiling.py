@@ -27,6 +27,7 @@ import warnings
 
 import astropy.units as u
 import numpy as np
+from astropy.stats import mad_std
 from astropy.table import QTable
 from detection import test_cubes
 from scipy.signal import fftconvolve
@@ -36,13 +37,15 @@ from deepfocus.characterization.forward import FIT_RADIUS, _crop, _fwhm, _source
 from deepfocus.detection.candidates import find_candidates
 from deepfocus.detection.detector import CubeDetector, masked_view
 from deepfocus.evaluation import evaluate, match_catalogs, matched_table
-from deepfocus.evaluation.metrics import MAX_AXIS_RATIO, RESOLVED_BEAM_FRACTION
+from deepfocus.evaluation.metrics import MAX_AXIS_RATIO, RESOLVED_BEAM_FRACTION, SNR_BINS
 from deepfocus.io.cube import read_cube
 from deepfocus.simulation.skymodel import SkyModel
 from deepfocus.training.train import SEED_OFFSETS
 
 from _common import machine, rst_table, write_docs, write_json
 
+#: The pipelines' matched-filter threshold (`~deepfocus.DeepFocus`'s default).
+THRESHOLD = 6.0
 #: The lowest matched-filter S/N of the oracle's candidates.
 LOW_THRESHOLD = 4.0
 #: Bands of matched-filter S/N in which true and false candidates are counted.
@@ -50,8 +53,8 @@ BANDS = ((4.0, 4.5), (4.5, 5.0), (5.0, 5.5), (5.5, 6.0), (6.0, np.inf))
 
 
 def candidate_rows(detector, cube):
-    """Every candidate line above `LOW_THRESHOLD` as a catalogue (input channel order) with its
-    matched-filter S/N."""
+    """Every candidate line above `LOW_THRESHOLD` as a catalogue (input channel order), its
+    matched-filter S/N and the matched filter's best S/N cube (the detector's channel order)."""
     view = masked_view(cube)
     candidates, mf = find_candidates(
         view, threshold=LOW_THRESHOLD, widths=detector.widths, beam_scale=detector.min_separation
@@ -66,7 +69,7 @@ def candidate_rows(detector, cube):
             "z_centroid": z,
         }
     )
-    return table, np.asarray(candidates["filter_snr"])[k]
+    return table, np.asarray(candidates["filter_snr"])[k], mf.snr
 
 
 def resolved_bright(truth):
@@ -210,6 +213,83 @@ def ideal_estimates(sim, residual, index):
     return angle, float(ratio * row["flux"].to_value(u.Jy * u.km / u.s))
 
 
+def template_snr(sim, residual, index):
+    """S/N of truth source ``index`` through its own exact template, in the cube's noise.
+
+    The template is the source's noise-free line seen through the PSF (`truth_model`); the
+    statistic is its correlation with the cube, the noise its robust rms over every spatial
+    shift of the template across ``residual`` (circularly, so that every shift keeps the whole
+    template). This is the matched filter of a single known source: no search over positions,
+    widths or shapes, which a detector must make.
+    """
+    model = truth_model(sim, sim.truth[[index]], continuum=False)
+    energy = np.sum(model**2, axis=(1, 2))
+    if energy.max() <= 0:
+        return float("nan")
+    shape = residual.shape[1:]
+    channels = np.nonzero(energy > 1e-4 * energy.max())[0]
+    spectrum = sum(np.fft.rfft2(residual[c]) * np.conj(np.fft.rfft2(model[c])) for c in channels)
+    return float(energy.sum() / mad_std(np.fft.irfft2(spectrum, s=shape)))
+
+
+def snr_with_noise_planes(detector, sim, cube, residual):
+    """The detector's best matched-filter S/N cube when each summed plane is divided by the
+    noise that plane has in the cube's noise alone (``residual``, `truth_residual`) rather than
+    in the cube: what the sources' own emission and sidelobes add to the plane noise removed."""
+    noise_only = read_cube(sim.dirty._new_cube_with(data=residual.astype(np.float32)), psf=sim.psf)
+    kwargs = {"widths": detector.widths, "beam_scale": detector.min_separation}
+    _, quiet = find_candidates(masked_view(noise_only), threshold=np.inf, **kwargs)
+    _, mf = find_candidates(masked_view(cube), threshold=np.inf, plane_noise=quiet.plane_noise, **kwargs)
+    return mf.snr
+
+
+def filter_snr_at(snr_cube, cube, row, *, beam_pix, channel_width):
+    """The detector's best matched-filter S/N (``snr_cube``, in the detector's channel order)
+    within the matching window of truth ``row``: half a beam (``beam_pix`` pixels) in position
+    and max(line FWHM, 2) channels (``channel_width`` km/s each) of its centre."""
+    n_chan, ny, nx = snr_cube.shape
+    reach = max(row["line_width"].to_value(u.km / u.s) / channel_width, 2.0)
+    z = float(cube.to_input_channel(float(row["z_centroid"])))  # the mapping is its own inverse
+    yy, xx = np.mgrid[:ny, :nx]
+    near = np.hypot(xx - row["x_centroid"].value, yy - row["y_centroid"].value) <= 0.5 * beam_pix
+    lo, hi = max(0, int(np.floor(z - reach))), min(n_chan, int(np.ceil(z + reach)) + 1)
+    return float(snr_cube[lo:hi][:, near].max()) if near.any() and hi > lo else float("nan")
+
+
+SENSITIVITY_COLUMNS = (
+    "found",
+    "filter_above_threshold",
+    "template_above_threshold",
+    "filter_over_template",
+    "noise_planes_over_template",
+)
+
+
+def sensitivity_by_bin(sensitivity, threshold):
+    """Per truth S/N bin (`~deepfocus.evaluation.metrics.SNR_BINS`): the number of sources, the
+    fractions found by the networks' pipeline, above ``threshold`` in the detector's matched
+    filter and above it through the exact template, and the median ratio of the two S/Ns."""
+    values = np.array(sensitivity, dtype=float).reshape(-1, 5)
+    out = []
+    for lo, hi, label in SNR_BINS:
+        here = values[(values[:, 0] >= lo) & (values[:, 0] < hi)]
+        ok = np.isfinite(here[:, 2]) & np.isfinite(here[:, 3]) & (here[:, 3] > 0)
+        out.append(
+            {
+                "snr": label,
+                "n": int(len(here)),
+                "found": float(here[:, 1].mean()) if len(here) else None,
+                "filter_above_threshold": float(np.mean(here[:, 2] >= threshold)) if len(here) else None,
+                "template_above_threshold": float(np.mean(here[:, 3] >= threshold)) if len(here) else None,
+                "filter_over_template": float(np.median(here[ok, 2] / here[ok, 3])) if ok.any() else None,
+                "noise_planes_over_template": (
+                    float(np.median(here[ok, 4] / here[ok, 3])) if ok.any() else None
+                ),
+            }
+        )
+    return out
+
+
 def summed(metrics):
     n_truth = sum(m["n_truth"] for m in metrics)
     n_det = sum(m["n_detected"] for m in metrics)
@@ -247,16 +327,22 @@ def main():
 
     n_casa = args.casa_cubes if importlib.util.find_spec("casatools") is not None else 0
     seed = SEED_OFFSETS["validation"] + args.seed
-    detector = CubeDetector(6.0)
-    pipelines = {"networks": DeepFocus(6.0), "networks off": DeepFocus(6.0, model=None)}
+    detector = CubeDetector(THRESHOLD)
+    pipelines = {"networks": DeepFocus(THRESHOLD), "networks off": DeepFocus(THRESHOLD, model=None)}
     scores = {name: [] for name in pipelines}
     oracle, band_counts, n_truth = [], np.zeros((len(BANDS), 2), dtype=int), 0
     oracle_pa_errors, network_pa_errors, ideal_pa_errors = [], [], []
     network_flux_errors, ideal_flux_errors = [], []
+    # Per truth source: S/N, found, the detector's filter S/N, the exact template's S/N, the
+    # filter S/N with the plane noise of the noise alone.
+    sensitivity = []
     failures = []
     for _engine, sim in test_cubes(args.cubes, n_casa, seed, failures):
         cube = read_cube(sim.dirty, psf=sim.psf)
         n_truth += len(sim.truth)
+        data = np.asarray(sim.dirty.unmasked_data[:].value, dtype=float)
+        residual = truth_residual(sim, data)
+        found = np.zeros(len(sim.truth), dtype=bool)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for name, pipeline in pipelines.items():
@@ -265,8 +351,7 @@ def main():
                 if name == "networks" and catalog is not None:
                     pairs = matched_table(sim.truth, catalog)
                     index = np.asarray(pairs["truth_index"], dtype=int)
-                    data = np.asarray(sim.dirty.unmasked_data[:].value, dtype=float)
-                    residual = truth_residual(sim, data)
+                    found[index] = True
                     scored = resolved_bright(sim.truth)[index]
                     bright = np.asarray(sim.truth["snr"])[index] >= 5
                     network_pa_errors += list(
@@ -289,7 +374,23 @@ def main():
                             ideal_pa_errors.append(
                                 float(angle_error(angle, sim.truth["position_angle"][i].value))
                             )
-            rows, snr = candidate_rows(detector, cube)
+            rows, snr, snr_cube = candidate_rows(detector, cube)
+            quiet_cube = snr_with_noise_planes(detector, sim, cube, residual)
+        meta = sim.truth.meta
+        window = {
+            "beam_pix": meta["beam_major_arcsec"] / meta["cell_arcsec"],
+            "channel_width": meta["channel_velocity_width_kms"],
+        }
+        for i, row in enumerate(sim.truth):
+            sensitivity.append(
+                (
+                    float(row["snr"]),
+                    bool(found[i]),
+                    filter_snr_at(snr_cube, cube, row, **window),
+                    template_snr(sim, residual, i),
+                    filter_snr_at(quiet_cube, cube, row, **window),
+                )
+            )
         match = match_catalogs(sim.truth, rows if len(rows) else None)
         true = np.zeros(len(rows), dtype=bool)
         true[match.catalog_index] = True
@@ -318,6 +419,7 @@ def main():
             "networks (matched sources)": within_10(network_flux_errors),
             "amplitude alone fitted, source alone in the noise": within_10(ideal_flux_errors),
         },
+        "sensitivity_by_snr": sensitivity_by_bin(sensitivity, THRESHOLD),
         "casa_failures": failures,
     }
     write_json("detection_ceiling", data)
@@ -350,6 +452,31 @@ def main():
         + rst_table(
             ["estimate", "n", "within 10 %"],
             [(name, str(v["n"]), f"{v['fraction']:.2f}") for name, v in data["flux_within_10pct"].items()],
+        )
+        + f"\n\nTrue sources by per-channel peak S/N: found by the networks' pipeline, above the "
+        f"threshold ({THRESHOLD:g}) in the detector's matched filter (its best S/N within the "
+        "matching window) and through each source's own exact template in the cube's noise (one "
+        "known source, with no search over positions, widths or shapes), and the median ratio of the "
+        "two S/Ns, also with the filter's planes divided by the noise they have in the cube's "
+        "noise alone (without the sources' emission and sidelobes):\n\n"
+        + rst_table(
+            [
+                "S/N",
+                "n",
+                "found",
+                "filter above",
+                "template above",
+                "filter / template",
+                "same, noise planes",
+            ],
+            [
+                (
+                    b["snr"],
+                    str(b["n"]),
+                    *("" if b[k] is None else f"{b[k]:.2f}" for k in SENSITIVITY_COLUMNS),
+                )
+                for b in data["sensitivity_by_snr"]
+            ],
         )
         + "\n"
     )
