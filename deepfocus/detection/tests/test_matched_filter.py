@@ -165,3 +165,40 @@ def test_given_statistics_reproduce_the_single_pass(prepared):
     )
     np.testing.assert_array_equal(given.snr, whole.snr)
     np.testing.assert_array_equal(given.best_width, whole.best_width)
+
+
+def test_filter_kernel_is_the_beam_scaled():
+    kernel = mf.filter_kernel(8.0, 4.0, 30.0)
+    expected = mf.beam_kernel(8.0 * mf.FILTER_BEAM_FRACTION, 4.0 * mf.FILTER_BEAM_FRACTION, 30.0)
+    np.testing.assert_array_equal(kernel, expected)
+
+
+def _point_source_snr(rng, beam_pix, amplitude=10.0):
+    """Matched-filter S/N at a point source of peak S/N ``amplitude`` (a line in one channel)
+    seen through the beam, in noise correlated over the beam, as in a dirty image."""
+    from scipy.signal import fftconvolve
+
+    n_chan, size = 9, 96
+    # White noise through a Gaussian of FWHM beam / sqrt(2) has the beam as its correlation.
+    noise_kernel = mf.beam_kernel(beam_pix / np.sqrt(2), beam_pix / np.sqrt(2), 0.0)
+    white = rng.standard_normal((n_chan, size, size))
+    cube = fftconvolve(white, noise_kernel[None], mode="same", axes=(1, 2))
+    noise = np.full(n_chan, cube[0].std())
+    source = np.zeros((size, size))
+    source[size // 2, size // 2] = amplitude * noise[0]
+    cube[n_chan // 2] += fftconvolve(source, mf.beam_kernel(beam_pix, beam_pix, 0.0), mode="same")
+    valid = np.ones((size, size), bool)
+    result = mf.signal_to_noise(
+        cube, noise, valid, beam_major_pix=beam_pix, beam_minor_pix=beam_pix, beam_pa_deg=0.0, widths=(1,)
+    )
+    return float(result.snr[n_chan // 2, size // 2, size // 2])
+
+
+def test_smaller_kernel_raises_point_source_snr_in_beam_correlated_noise(monkeypatch):
+    # The reason for FILTER_BEAM_FRACTION < 1: the whole beam smooths a compact source further
+    # than the noise, which is already correlated over the beam.
+    beam_pix = 6.0
+    fraction = [_point_source_snr(np.random.default_rng(seed), beam_pix) for seed in range(6)]
+    monkeypatch.setattr(mf, "FILTER_BEAM_FRACTION", 1.0)
+    whole = [_point_source_snr(np.random.default_rng(seed), beam_pix) for seed in range(6)]
+    assert np.mean(fraction) > 1.05 * np.mean(whole)
