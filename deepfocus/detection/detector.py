@@ -17,7 +17,7 @@ from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
 from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys
-from .matched_filter import DEFAULT_WIDTHS, FILTER_BEAM_FRACTION, usable_noise
+from .matched_filter import DEFAULT_WIDTHS, usable_noise
 from .sidelobes import FilteredPSF, sidelobe_rejected
 
 __all__ = ["CubeDetector", "prepare", "DECONVOLVER_CUTOUT"]
@@ -89,9 +89,7 @@ class CubeDetector:
     ----------
     snr_threshold : float
         Minimum S/N of the matched filter (the S/N of the line integrated over its width and
-        correlated in space with a Gaussian of 0.75 beam,
-        `~deepfocus.detection.matched_filter.filter_kernel`; a line of per-channel peak S/N 3
-        reaches 6-10).
+        correlated with the beam; a line of per-channel peak S/N 3 reaches 6-10).
     min_separation : float
         Peaks closer than this many beam major axes (and within one line width in frequency)
         are one source.
@@ -107,7 +105,7 @@ class CubeDetector:
         With the cube's PSF (``psf=`` in the call, e.g. the ``.psf`` that ``tclean`` writes): drop
         a candidate more than 1.5 beams from brighter ones whose lines overlap its own when,
         after subtracting the sidelobes the brighter candidates put at its position (their S/N
-        times the filtered PSF at the offset), less than half the threshold is left. Only
+        times the beam-filtered PSF at the offset), less than half the threshold is left. Only
         candidates the deconvolver kept (all, without it) count, brighter or fainter.
 
     Examples
@@ -367,7 +365,6 @@ class CubeDetector:
                 "snr_threshold": self.snr_threshold,
                 "min_separation_beams": self.min_separation,
                 "widths_channels": list(self.widths),
-                "filter_beam_fraction": FILTER_BEAM_FRACTION,
                 "deconvolved_fraction": self.deconvolved_fraction,
             },
             "models": {"spectral": self._spectral_info, "deconvolver": self._deconvolver_info},

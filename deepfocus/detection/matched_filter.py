@@ -2,13 +2,12 @@
 
 These steps carry over unchanged from simulations to CASA cubes (DESIGN section 2): every
 channel is divided by its own robust noise; a per-pixel continuum (median over channels) is
-removed; the cube is correlated in space with a Gaussian of the beam's shape, smaller than the
-beam (`filter_kernel`), and summed over several line widths in frequency, each result
-renormalised by its own robust noise (which accounts for the correlated noise of dirty images
-without modelling it).
+removed; the cube is correlated with the beam in space and summed over several line widths in
+frequency, each result renormalised by its own robust noise (which accounts for the
+correlated noise of dirty images without modelling it).
 
 Everything but that last noise is local: a voxel's value depends on its own spectrum and on
-the pixels within the filter's kernel. The plane noise of every line width and channel
+the pixels within the beam kernel. The plane noise of every line width and channel
 (`filtered_plane_noise`) is measured over the whole image; a part of a cube (a tile of a large
 one) is given it, and the whole image's continuum, so that it reproduces the single pass.
 """
@@ -25,8 +24,6 @@ __all__ = [
     "SignalToNoise",
     "signal_to_noise",
     "beam_kernel",
-    "filter_kernel",
-    "FILTER_BEAM_FRACTION",
     "robust_plane_noise",
     "median_rows",
     "estimate_continuum",
@@ -39,12 +36,6 @@ __all__ = [
 
 #: Line widths (channels) of the spectral matched filters.
 DEFAULT_WIDTHS = (1, 3, 6, 12, 24)
-#: FWHMs of the spatial filter's Gaussian, in those of the beam. A dirty image's noise is
-#: already correlated over the beam, so correlating it with the whole beam smooths a compact
-#: source further than its noise and costs S/N (for a Gaussian PSF, 13 % of a point source's).
-#: On three sets of validation cubes (609 sources) 0.65-0.85 all found more sources than 1 at
-#: about the same purity; 0.75 the most (F1 0.926 to 0.932: 8 more found, 2 more false).
-FILTER_BEAM_FRACTION = 0.75
 
 
 def beam_kernel(beam_major_pix, beam_minor_pix, pa_deg):
@@ -57,12 +48,6 @@ def beam_kernel(beam_major_pix, beam_minor_pix, pa_deg):
     along = -xx * np.sin(pa) + yy * np.cos(pa)
     across = -xx * np.cos(pa) - yy * np.sin(pa)
     return np.exp(-0.5 * ((along / sigma_major) ** 2 + (across / sigma_minor) ** 2))
-
-
-def filter_kernel(beam_major_pix, beam_minor_pix, pa_deg):
-    """The spatial matched filter's kernel: `beam_kernel` with its FWHMs scaled by
-    `FILTER_BEAM_FRACTION`."""
-    return beam_kernel(FILTER_BEAM_FRACTION * beam_major_pix, FILTER_BEAM_FRACTION * beam_minor_pix, pa_deg)
 
 
 def median_rows(values):
@@ -147,7 +132,7 @@ class SignalToNoise:
     ----------
     snr : `numpy.ndarray`
         ``(n_chan, ny, nx)`` best S/N over the line widths at each voxel (spatially
-        filtered with `filter_kernel`, spectrally summed over ``widths[best]`` channels centred on the voxel).
+        beam-filtered, spectrally summed over ``widths[best]`` channels centred on the voxel).
     best_width : `numpy.ndarray`
         ``(n_chan, ny, nx)`` index into ``widths`` of the best filter.
     widths : tuple of int
@@ -157,8 +142,8 @@ class SignalToNoise:
     continuum : `numpy.ndarray`
         ``(ny, nx)`` continuum estimate (Jy/beam): per-pixel median over channels.
     smoothed : `numpy.ndarray`
-        ``(n_chan, ny, nx)`` ``channel_snr`` correlated with `filter_kernel` (each width's filter
-        is a window sum of it).
+        ``(n_chan, ny, nx)`` ``channel_snr`` correlated with the beam (each width's filter is a
+        window sum of it).
     plane_noise : `numpy.ndarray`
         ``(len(widths), n_chan)`` robust noise of each width's summed planes (NaN where a width
         is not used).
@@ -383,7 +368,7 @@ def normalised_channels(data, noise, valid, continuum):
 
 def _smoothed(cube, noise, valid, continuum, kernel):
     """Continuum-subtracted channels over their noise (0 where invalid), and the same
-    correlated with ``kernel`` (`filter_kernel`); both ``(n_chan, ny, nx)`` float32."""
+    correlated with the beam ``kernel``; both ``(n_chan, ny, nx)`` float32."""
     channel_snr = normalised_channels(cube, noise, valid, continuum)
     smoothed = np.empty_like(channel_snr)
     # Each plane is filtered on its own, so blocks of planes give the whole cube's values.
@@ -439,7 +424,7 @@ def signal_to_noise(
     noise = usable_noise(noise)
     if continuum is None:
         continuum = estimate_continuum(cube, noise)
-    kernel = filter_kernel(beam_major_pix, beam_minor_pix, beam_pa_deg)
+    kernel = beam_kernel(beam_major_pix, beam_minor_pix, beam_pa_deg)
     channel_snr, smoothed = _smoothed(cube, noise, valid, continuum, kernel)
     del cube
     n_chan = channel_snr.shape[0]
@@ -478,7 +463,7 @@ def filtered_plane_noise(
     """Robust noise of the matched filter's summed planes, as `signal_to_noise` measures it.
 
     The cube may come a block of consecutive channels at a time (a cube larger than memory):
-    the window sums run across the blocks, keeping the last ``max(widths)`` filtered
+    the window sums run across the blocks, keeping the last ``max(widths)`` beam-filtered
     planes, so every summed plane is the one the whole cube gives (bit for bit) and every
     channel is read and filtered once.
 
@@ -508,7 +493,7 @@ def filtered_plane_noise(
     n_chan = len(noise)
     if isinstance(blocks, np.ndarray):
         blocks = (blocks,)
-    kernel = filter_kernel(beam_major_pix, beam_minor_pix, beam_pa_deg)
+    kernel = beam_kernel(beam_major_pix, beam_minor_pix, beam_pa_deg)
     sums = _StreamedWindowSums(widths, n_chan, valid.shape)
     out = np.full((len(widths), n_chan), np.nan, dtype=np.float32)
 

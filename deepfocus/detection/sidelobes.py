@@ -11,7 +11,7 @@ import astropy.units as u
 import numpy as np
 from scipy.signal import fftconvolve
 
-from .matched_filter import filter_kernel
+from .matched_filter import beam_kernel
 
 __all__ = ["FilteredPSF", "sidelobe_rejected", "far_sidelobe_rms", "SIDELOBE_MIN_DISTANCE", "FAR_RING"]
 
@@ -23,8 +23,7 @@ FAR_RING = 0.375
 
 
 class FilteredPSF:
-    """PSF planes correlated with the matched filter's kernel (`filter_kernel`), as the filter
-    sees a point source (peak 1).
+    """PSF planes correlated with the beam, as the matched filter sees a point source (peak 1).
 
     Parameters
     ----------
@@ -44,9 +43,9 @@ class FilteredPSF:
         self.cell = u.Quantity(cell).to_value(u.arcsec)
 
     def __call__(self, channel):
-        """The filtered PSF of ``channel`` (float64, 1 at the centre pixel)."""
+        """The beam-filtered PSF of ``channel`` (float64, 1 at the centre pixel)."""
         beam = self.beams[channel]
-        kernel = filter_kernel(
+        kernel = beam_kernel(
             beam.major.to_value(u.arcsec) / self.cell,
             beam.minor.to_value(u.arcsec) / self.cell,
             beam.pa.to_value(u.deg),
@@ -56,7 +55,7 @@ class FilteredPSF:
 
 
 def far_sidelobe_rms(plane):
-    """Rms of a (filtered) PSF plane in its outer ring (`FAR_RING`): the typical sidelobe
+    """Rms of a (beam-filtered) PSF plane in its outer ring (`FAR_RING`): the typical sidelobe
     at the largest offsets the plane holds, taken for offsets beyond it, which a PSF the size
     of the image (what ``tclean`` writes) does not reach."""
     ny, nx = plane.shape
@@ -80,7 +79,7 @@ def sidelobe_rejected(x, y, snr, lo, hi, *, filtered_psf, beam_pix, threshold):
 
     Rows are taken brightest first. A row more than `SIDELOBE_MIN_DISTANCE` beams from brighter,
     not rejected rows whose lines overlap its own is rejected when, after subtracting the
-    sidelobes they put at its position (their S/N times the filtered PSF of its line's
+    sidelobes they put at its position (their S/N times the beam-filtered PSF of its line's
     middle channel at the offset), less than half the threshold is left.
 
     Where an offset leaves the PSF image, the sidelobe there is unknown: its size is taken as
@@ -102,7 +101,7 @@ def sidelobe_rejected(x, y, snr, lo, hi, *, filtered_psf, beam_pix, threshold):
     lo, hi : array-like of int
         First and last line channel of the rows (the PSF's channel order).
     filtered_psf : callable
-        ``filtered_psf(channel)``: the filtered PSF of ``channel``, 1 at its centre pixel
+        ``filtered_psf(channel)``: the beam-filtered PSF of ``channel``, 1 at its centre pixel
         (a `FilteredPSF`).
     beam_pix : float
         Beam major axis (pixels).

@@ -115,8 +115,7 @@ def default_halo(pixels_per_beam, *, deconvolver=True):
     The largest spatial reach of the stages: the characterizer's forward-fit reach
     (`~deepfocus.characterization.characterizer.fit_half_limit`: its cutout half-size plus two
     beams, which also cover the peak finding footprint and the blended-neighbour test) plus
-    the matched filter's kernel half-size (3 sigma of the beam, more than the filter's
-    smaller kernel reaches); the kernel half-size plus
+    the beam-matched filter's kernel half-size (3 sigma of the beam); the kernel half-size plus
     the deblending reach (`~deepfocus.detection.peaks.DEFAULT_REACH` beams from a detection kept up to a beam
     outside the core, to a peak whose footprint of half a beam lies in the tile), if that is
     more; with the deconvolver, its cutout half-size
