@@ -23,6 +23,7 @@ Run: ``python benchmarks/detection_ceiling.py [--cubes 40] [--casa-cubes 6]``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 
 import astropy.units as u
@@ -54,7 +55,7 @@ BANDS = ((4.0, 4.5), (4.5, 5.0), (5.0, 5.5), (5.5, 6.0), (6.0, np.inf))
 
 def candidate_rows(detector, cube):
     """Every candidate line above `LOW_THRESHOLD` as a catalogue (input channel order), its
-    matched-filter S/N and the matched filter's best S/N cube (the detector's channel order)."""
+    matched-filter S/N and the matched filter's `SignalToNoise` (the detector's channel order)."""
     view = masked_view(cube)
     candidates, mf = find_candidates(
         view, threshold=LOW_THRESHOLD, widths=detector.widths, beam_scale=detector.min_separation
@@ -69,7 +70,7 @@ def candidate_rows(detector, cube):
             "z_centroid": z,
         }
     )
-    return table, np.asarray(candidates["filter_snr"])[k], mf.snr
+    return table, np.asarray(candidates["filter_snr"])[k], mf
 
 
 def resolved_bright(truth):
@@ -232,15 +233,18 @@ def template_snr(sim, residual, index):
     return float(energy.sum() / mad_std(np.fft.irfft2(spectrum, s=shape)))
 
 
-def snr_with_noise_planes(detector, sim, cube, residual):
-    """The detector's best matched-filter S/N cube when each summed plane is divided by the
-    noise that plane has in the cube's noise alone (``residual``, `truth_residual`) rather than
-    in the cube: what the sources' own emission and sidelobes add to the plane noise removed."""
+def snr_with_noise_planes(detector, sim, mf, residual):
+    """The detector's best matched-filter S/N cube (``mf``: its `SignalToNoise` of the cube)
+    when each summed plane is divided by the noise that plane has in the cube's noise alone
+    (``residual``, `truth_residual`) rather than in the cube: what the sources' own emission and
+    sidelobes add to the plane noise removed."""
     noise_only = read_cube(sim.dirty._new_cube_with(data=residual.astype(np.float32)), psf=sim.psf)
-    kwargs = {"widths": detector.widths, "beam_scale": detector.min_separation}
-    _, quiet = find_candidates(masked_view(noise_only), threshold=np.inf, **kwargs)
-    _, mf = find_candidates(masked_view(cube), threshold=np.inf, plane_noise=quiet.plane_noise, **kwargs)
-    return mf.snr
+    _, quiet = find_candidates(
+        masked_view(noise_only), threshold=np.inf, widths=detector.widths, beam_scale=detector.min_separation
+    )
+    requiet = dataclasses.replace(mf, plane_noise=quiet.plane_noise)
+    n_chan = mf.snr.shape[0]
+    return np.max([requiet.width_snr(i) for i, w in enumerate(mf.widths) if w <= n_chan], axis=0)
 
 
 def filter_snr_at(snr_cube, cube, row, *, beam_pix, channel_width):
@@ -374,8 +378,8 @@ def main():
                             ideal_pa_errors.append(
                                 float(angle_error(angle, sim.truth["position_angle"][i].value))
                             )
-            rows, snr, snr_cube = candidate_rows(detector, cube)
-            quiet_cube = snr_with_noise_planes(detector, sim, cube, residual)
+            rows, snr, mf = candidate_rows(detector, cube)
+            quiet_cube = snr_with_noise_planes(detector, sim, mf, residual)
         meta = sim.truth.meta
         window = {
             "beam_pix": meta["beam_major_arcsec"] / meta["cell_arcsec"],
@@ -386,7 +390,7 @@ def main():
                 (
                     float(row["snr"]),
                     bool(found[i]),
-                    filter_snr_at(snr_cube, cube, row, **window),
+                    filter_snr_at(mf.snr, cube, row, **window),
                     template_snr(sim, residual, i),
                     filter_snr_at(quiet_cube, cube, row, **window),
                 )
