@@ -138,6 +138,8 @@ _COUNTS = (
     "n_matched",
     "n_bright",
     "n_flux_ok",
+    "n_bright_resolved",
+    "n_flux_resolved_ok",
     "n_resolved",
     "n_pa_ok",
     "n_any_size",
@@ -151,6 +153,8 @@ def cube_counts(metrics, pairs):
     counts it, at least half the beam, and, as earlier versions of this benchmark did, of any
     non-zero size) with those with position angle within 10 deg."""
     counts = dict.fromkeys(_COUNTS, 0)
+    # The issue's flux target reads "of resolved S/N >= 5 sources", DESIGN section 6 "of matched
+    # sources with S/N >= 5": both are counted (resolved: major axis at least half the beam).
     counts.update({k: metrics[k] for k in ("n_truth", "n_detected", "n_matched")})
     if pairs is None or "det_flux" not in pairs.colnames:
         return counts
@@ -160,12 +164,16 @@ def cube_counts(metrics, pairs):
     ratio = (bright["det_flux"] / bright["true_flux"]).decompose().value
     major, minor = bright["true_fwhm_major"].value, bright["true_fwhm_minor"].value
     elongated = (major > 0) & (minor <= MAX_AXIS_RATIO * major)
-    resolved = elongated & (major >= RESOLVED_BEAM_FRACTION * bright["beam_major_arcsec"])
+    large = major >= RESOLVED_BEAM_FRACTION * bright["beam_major_arcsec"]
+    resolved = elongated & large
+    flux_ok = np.abs(ratio - 1) < 0.1
     dpa = (bright["det_position_angle"].value - bright["true_position_angle"].value + 90) % 180 - 90
     close = np.abs(dpa) < 10
     counts.update(
         n_bright=len(bright),
-        n_flux_ok=int(np.sum(np.abs(ratio - 1) < 0.1)),
+        n_flux_ok=int(np.sum(flux_ok)),
+        n_bright_resolved=int(large.sum()),
+        n_flux_resolved_ok=int(np.sum(flux_ok & large)),
         n_resolved=int(resolved.sum()),
         n_pa_ok=int(np.sum(close & resolved)),
         n_any_size=int(elongated.sum()),
@@ -183,6 +191,7 @@ def _rates(counts):
             "purity": c["n_matched"] / c["n_detected"],
             "completeness": c["n_matched"] / c["n_truth"],
             "flux_within_10pct": c["n_flux_ok"] / c["n_bright"],
+            "flux_within_10pct_resolved": c["n_flux_resolved_ok"] / c["n_bright_resolved"],
             "pa_within_10deg_resolved": c["n_pa_ok"] / c["n_resolved"],
             "pa_within_10deg_any_size": c["n_pa_any_size_ok"] / c["n_any_size"],
         }
@@ -257,6 +266,10 @@ def aggregate(per_cube):
         out["median_position_error_pix"] = float(np.median(np.concatenate(separations)))
     if counts["n_bright"]:
         out["flux_within_10pct"] = float(rates["flux_within_10pct"])
+        out["n_bright"] = counts["n_bright"]
+        if counts["n_bright_resolved"]:
+            out["flux_within_10pct_resolved"] = float(rates["flux_within_10pct_resolved"])
+            out["n_bright_resolved"] = counts["n_bright_resolved"]
         for key in ("resolved", "any_size"):
             n = counts[f"n_{key}"]
             out[f"pa_within_10deg_{key}"] = float(rates[f"pa_within_10deg_{key}"]) if n else None
@@ -366,7 +379,10 @@ def main():
         f"source; deepfocus's fluxes there are divided by it, given tclean's .pb).\n\n"
         f"{rst_table(headers, rows)}\n\n"
         f"deepfocus (networks), matched sources with S/N >= 5: flux within 10 %: "
-        f"{net.get('flux_within_10pct', float('nan')):.2f}; position angle within 10 deg (resolved: "
+        f"{net.get('flux_within_10pct', float('nan')):.2f} (n = {net.get('n_bright', 0)}; of the "
+        f"resolved ones, n = {net.get('n_bright_resolved', 0)}: "
+        f"{net.get('flux_within_10pct_resolved', float('nan')):.2f}); position angle within 10 deg "
+        f"(resolved: "
         f"intrinsic major axis at least half the beam, minor/major <= 0.8; n = {net.get('n_resolved', 0)}): "
         f"{net.get('pa_within_10deg_resolved') or float('nan'):.2f} (any non-zero size, n = "
         f"{net.get('n_any_size', 0)}: {net.get('pa_within_10deg_any_size') or float('nan'):.2f}); median "

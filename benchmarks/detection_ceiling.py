@@ -294,6 +294,53 @@ def sensitivity_by_bin(sensitivity, threshold):
     return out
 
 
+#: Causes of a lost source, in the order they are tested (`loss_cause`).
+LOSS_CAUSES = ("blended", "below the threshold", "dropped after the filter")
+
+
+def blended_sources(truth, *, beam_pix, channel_width):
+    """Which truth sources have another within one beam (``beam_pix``, major FWHM in pixels)
+    whose line overlaps theirs (centres closer than the mean of the two line FWHMs, in channels
+    of ``channel_width`` km/s): two such sources look like one to any finder."""
+    x, y = truth["x_centroid"].value, truth["y_centroid"].value
+    z = np.asarray(truth["z_centroid"], dtype=float)
+    width = truth["line_width"].to_value(u.km / u.s) / channel_width
+    apart = np.hypot(x[:, None] - x, y[:, None] - y) / beam_pix
+    overlap = np.abs(z[:, None] - z) < 0.5 * (width[:, None] + width)
+    close = (apart < 1) & overlap
+    np.fill_diagonal(close, False)
+    return close.any(axis=1)
+
+
+def loss_cause(blended, filter_snr, threshold):
+    """Why a true source that the pipeline missed was lost: it is `blended` with a neighbour, its
+    best matched-filter S/N within the matching window is below ``threshold``, or it passed the
+    filter and a later stage (the sidelobe test, the deconvolver, the characterizer moving it out
+    of the matching window) dropped it."""
+    if blended:
+        return LOSS_CAUSES[0]
+    if not filter_snr >= threshold:
+        return LOSS_CAUSES[1]
+    return LOSS_CAUSES[2]
+
+
+def losses_by_bin(sensitivity, causes):
+    """Per truth S/N bin from 3 up: the number of sources, of those lost, and of the lost by
+    cause (``causes``: one `LOSS_CAUSES` entry, or None for a found source, per row of
+    ``sensitivity``)."""
+    snr = np.array([row[0] for row in sensitivity], dtype=float)
+    causes = np.array([c or "" for c in causes])
+    out = []
+    for lo, hi, label in SNR_BINS:
+        if hi <= 3:
+            continue
+        here = (snr >= lo) & (snr < hi)
+        entry = {"snr": label, "n": int(here.sum()), "lost": int(np.sum(here & (causes != "")))}
+        entry.update({cause: int(np.sum(here & (causes == cause))) for cause in LOSS_CAUSES})
+        out.append(entry)
+    return out
+
+
 def summed(metrics):
     n_truth = sum(m["n_truth"] for m in metrics)
     n_det = sum(m["n_detected"] for m in metrics)
@@ -339,7 +386,7 @@ def main():
     network_flux_errors, ideal_flux_errors = [], []
     # Per truth source: S/N, found, the detector's filter S/N, the exact template's S/N, the
     # filter S/N with the plane noise of the noise alone.
-    sensitivity = []
+    sensitivity, causes = [], []
     failures = []
     for _engine, sim in test_cubes(args.cubes, n_casa, seed, failures):
         cube = read_cube(sim.dirty, psf=sim.psf)
@@ -385,12 +432,15 @@ def main():
             "beam_pix": meta["beam_major_arcsec"] / meta["cell_arcsec"],
             "channel_width": meta["channel_velocity_width_kms"],
         }
+        blended = blended_sources(sim.truth, **window)
         for i, row in enumerate(sim.truth):
+            filter_snr = filter_snr_at(mf.snr, cube, row, **window)
+            causes.append(None if found[i] else loss_cause(blended[i], filter_snr, THRESHOLD))
             sensitivity.append(
                 (
                     float(row["snr"]),
                     bool(found[i]),
-                    filter_snr_at(mf.snr, cube, row, **window),
+                    filter_snr,
                     template_snr(sim, residual, i),
                     filter_snr_at(quiet_cube, cube, row, **window),
                 )
@@ -424,6 +474,7 @@ def main():
             "amplitude alone fitted, source alone in the noise": within_10(ideal_flux_errors),
         },
         "sensitivity_by_snr": sensitivity_by_bin(sensitivity, THRESHOLD),
+        "losses_by_snr": losses_by_bin(sensitivity, causes),
         "casa_failures": failures,
     }
     write_json("detection_ceiling", data)
@@ -480,6 +531,17 @@ def main():
                     *("" if b[k] is None else f"{b[k]:.2f}" for k in SENSITIVITY_COLUMNS),
                 )
                 for b in data["sensitivity_by_snr"]
+            ],
+        )
+        + "\n\nTrue sources of S/N >= 3 that the networks' pipeline lost, by cause: blended (another "
+        "true source within one beam whose line overlaps), below the threshold in the detector's "
+        "matched filter, or dropped after it (by the sidelobe test, the deconvolver, or a measured "
+        "position outside the matching window):\n\n"
+        + rst_table(
+            ["S/N", "n", "lost", *LOSS_CAUSES],
+            [
+                (b["snr"], str(b["n"]), str(b["lost"]), *(str(b[c]) for c in LOSS_CAUSES))
+                for b in data["losses_by_snr"]
             ],
         )
         + "\n"
