@@ -347,9 +347,18 @@ def detect_cube(
         What was written (possibly with no rows).
     """
     from .detection.detector import prepare
+    from .io.atomic import refuse_clobbering
     from .io.catalog import write_catalog
     from .io.regions import write_regions
 
+    refuse_clobbering(
+        {"catalogue": catalog, "region file": regions, "plot": plot},
+        {"cube": cube, "PSF": psf, "primary beam": pb},
+    )
+    if plot is not None:
+        from .visualization import figure_format
+
+        figure_format(plot)
     if getattr(pipeline, "memory_limit", None) is not None and isinstance(cube, (str, os.PathLike)):
         from .detection.tiled import detect_cube_tiled
 
@@ -389,17 +398,9 @@ def _write_plot(prepared, table, path):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .visualization import plot_detections, save_figure
 
-    from .io.atomic import atomic_path
-    from .visualization import plot_detections
-
-    figure = plot_detections(prepared, table if len(table) else None)
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    save_figure(plot_detections(prepared, table if len(table) else None), path, dpi=120)
 
 
 @functools.lru_cache(maxsize=4)
@@ -413,8 +414,14 @@ def _pipeline(snr_threshold, model, options):
 
 def _run_cube(cube, paths, settings):
     """Worker side: one cube, never raising for a bad cube (the failure is the result)."""
+    from .io.atomic import refuse_clobbering
+
     begin = time.perf_counter()
     wanted = [p for p in paths.values() if p is not None]
+    try:  # before the skip test: an output that is the cube itself exists already
+        refuse_clobbering(paths, {"cube": cube})
+    except DeepFocusError as exc:
+        return _failed(cube, exc, begin)
     if not settings["overwrite"] and all(Path(p).exists() for p in wanted):
         return CubeResult(str(cube), "skipped", [str(p) for p in wanted], seconds=0.0)
     threads = settings["threads"]

@@ -316,3 +316,19 @@ def test_single_cube_psf_auto(casa_named, tmp_path, capsys):
     lonely.write_bytes(casa_named[0].read_bytes())
     assert detect(lonely, "--output", tmp_path / "r.ecsv", "--model", "none", "--psf", "auto") == 1
     assert f"no PSF file {tmp_path / 'r.psf.fits'}" in capsys.readouterr().err
+
+
+def test_batch_never_takes_a_cube_for_its_own_catalogue(tmp_path):
+    # A FITS catalogue written beside its cube would be the cube itself: <stem>.fits.
+    from astropy.io import fits
+
+    cube = tmp_path / "field.fits"
+    fits.PrimaryHDU(np.zeros((4, 8, 8), np.float32)).writeto(cube)
+    before = cube.read_bytes()
+    for overwrite in (False, True):
+        summary = detect_many(
+            [cube], tmp_path, catalog_format="fits", model=None, overwrite=overwrite, progress=False
+        )
+        (result,) = summary.results
+        assert result.status == "failed" and "is the input cube" in result.error
+        assert cube.read_bytes() == before

@@ -266,3 +266,50 @@ def test_evaluate_bad_input_is_a_one_line_error(bright_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("deepfocus evaluate: error: ") and len(err.strip().splitlines()) == 1
     assert "no such file" in err
+
+
+@pytest.mark.parametrize("option", ["--output", "--plot", "--regions"])
+def test_overwrite_never_replaces_the_input_cube(bright_files, tmp_path, capsys, option):
+    cube = tmp_path / "cube.fits"
+    cube.write_bytes(bright_files["dirty"].read_bytes())
+    before = cube.read_bytes()
+    outputs = {"--output": tmp_path / "c.ecsv", option: cube}
+    argv = [cube, *(a for item in outputs.items() for a in item), "--model", "none", "--overwrite"]
+    assert detect(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"deepfocus detect: error: {option} ") and "is the input CUBE" in err
+    assert cube.read_bytes() == before
+    assert not (tmp_path / "c.ecsv").exists()
+
+
+def test_outputs_must_be_different_files(bright_files, tmp_path, capsys):
+    out = tmp_path / "c.ecsv"
+    assert detect(bright_files["dirty"], "--output", out, "--regions", out, "--model", "none") == 1
+    assert "--regions and --output are the same file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("suffix", "signature"), [(".pdf", b"%PDF"), (".svg", b"<?xml")])
+def test_plot_is_written_in_the_format_of_its_suffix(bright_files, tmp_path, suffix, signature):
+    plot = tmp_path / f"cat{suffix}"
+    argv = [bright_files["dirty"], "--output", tmp_path / "c.ecsv", "--model", "none", "--quiet"]
+    assert detect(*argv, "--plot", plot) == 0
+    assert plot.read_bytes().startswith(signature)
+
+
+def test_plot_suffix_that_matplotlib_cannot_write_is_refused_before_the_run(bright_files, tmp_path, capsys):
+    out = tmp_path / "c.ecsv"
+    assert detect(bright_files["dirty"], "--output", out, "--plot", tmp_path / "p.fits", "--model", "none") == 1
+    err = capsys.readouterr().err
+    assert "cannot write a plot as .fits" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before the pipeline ran
+
+
+def test_output_under_a_file_names_the_file(bright_files, tmp_path, capsys):
+    blocker = tmp_path / "notafolder"
+    blocker.write_text("x")
+    out = blocker / "c.ecsv"
+    assert detect(bright_files["dirty"], "--output", out, "--model", "none", "--quiet") == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {out}: {blocker} is a file, not a folder" in err
+    assert blocker.read_text() == "x"

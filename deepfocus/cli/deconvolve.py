@@ -46,7 +46,8 @@ def register(subparsers):
         "--plot",
         type=Path,
         metavar="FILE",
-        help="PNG of dirty | deconvolved (| residual with --psf); cube mode: the brightest channel",
+        help="plot (.png, .pdf, ...) of dirty | deconvolved (| residual with --psf); cube mode: the "
+        "brightest channel",
     )
     parser.add_argument(
         "--model", default="default", help="network: 'default' or a .safetensors file with its model card"
@@ -69,9 +70,21 @@ def register(subparsers):
 
 
 def _run(args) -> int:
+    from ..io.atomic import refuse_clobbering
+    from ..visualization import figure_format
+
     outputs = [p for p in (args.output, args.residual, args.restored, args.plot) if p is not None]
-    if len({p.resolve() for p in outputs}) != len(outputs):
-        raise DeepFocusError("--output, --residual and --restored must be different files")
+    refuse_clobbering(
+        {
+            "--output": args.output,
+            "--residual": args.residual,
+            "--restored": args.restored,
+            "--plot": args.plot,
+        },
+        {"CUBE": args.cube, "--psf": args.psf},
+    )
+    if args.plot is not None:
+        figure_format(args.plot)
     if not args.overwrite:
         for path in outputs:
             if path.exists():

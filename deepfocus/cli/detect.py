@@ -79,7 +79,8 @@ def register(subparsers):
         nargs="?",
         const=_AUTO,
         metavar="FILE",
-        help="PNG of the integrated image with the detections (with --output-dir: no FILE)",
+        help="plot of the integrated image with the detections, in the format of FILE's suffix "
+        "(.png, .pdf, .svg, ...; with --output-dir: no FILE, DIR/<stem>.png)",
     )
     det.add_argument(
         "--plot-sources",
@@ -176,7 +177,9 @@ def _configure_logging(args):
 
 def _run_single(args, cube) -> int:
     from ..batch import detect_cube
+    from ..io.atomic import refuse_clobbering
     from ..pipeline import DeepFocus
+    from ..visualization import figure_format
 
     if args.regions == _AUTO:
         args.regions = args.output.with_suffix(".crtf" if args.region_format == "crtf" else ".reg")
@@ -184,6 +187,12 @@ def _run_single(args, cube) -> int:
         args.plot = args.output.with_suffix(".png")
     regions = Path(args.regions) if args.regions else None
     plot = Path(args.plot) if args.plot else None
+    refuse_clobbering(
+        {"--output": args.output, "--regions": regions, "--plot": plot},
+        {"CUBE": cube, "--psf": _plain_path(args.psf), "--pb": _plain_path(args.pb)},
+    )
+    if plot is not None:
+        figure_format(plot)
     outputs = [p for p in (args.output, regions, plot) if p is not None]
     if args.plot_sources is not None and args.plot_sources.is_dir():
         outputs += sorted(args.plot_sources.glob("source_*.png"))
@@ -232,6 +241,11 @@ def _out_of_range_note(catalog):
 
     n = int(np.count_nonzero(np.asarray(catalog["flags"]) & int(SourceFlag.OUT_OF_RANGE)))
     return f" ({n} outside the networks' training range: flag 16)" if n else ""
+
+
+def _plain_path(spec):
+    """``--psf``/``--pb`` as a path, or None for 'auto', a ``{stem}`` pattern or no option."""
+    return None if spec is None or spec == "auto" or "{stem}" in spec else Path(spec)
 
 
 def _product_file(cube, spec, product, what):

@@ -26,7 +26,8 @@ def register(subparsers):
     ev.add_argument(
         "--plot",
         type=Path,
-        help="PNG of completeness and purity against S/N and measured against true flux, FWHM, PA",
+        help="plot of completeness and purity against S/N and measured against true flux, FWHM, PA "
+        "(format from the suffix: .png, .pdf, .svg, ...)",
     )
     ev.add_argument("--quiet", action="store_true", help="no printed table")
     ev.set_defaults(func=_run_evaluate)
@@ -34,7 +35,14 @@ def register(subparsers):
 
 def _run_evaluate(args) -> int:
     from ..evaluation import evaluate_files, format_report
+    from ..io.atomic import refuse_clobbering
+    from ..visualization import figure_format
 
+    refuse_clobbering(
+        {"--json": args.json, "--plot": args.plot}, {"--truth": args.truth, "--catalog": args.catalog}
+    )
+    if args.plot is not None:
+        figure_format(args.plot)
     metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
     if args.plot is not None:
         _plot(args.truth, args.catalog, args.plot)

@@ -7,7 +7,46 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "refuse_clobbering"]
+
+
+def refuse_clobbering(outputs, inputs=None):
+    """Check that no output would replace an input file or another output.
+
+    Parameters
+    ----------
+    outputs : dict
+        ``{label: path or None}`` of the files to write (labels such as ``"--output"`` name them
+        in the message).
+    inputs : dict, optional
+        ``{label: path or None}`` of the files read (arrays and other objects are ignored).
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        Naming the two labels and the path where two of them are the same file.
+    """
+    from ..exceptions import InvalidInputError
+
+    def files(named):
+        return [(k, Path(v)) for k, v in (named or {}).items() if isinstance(v, (str, os.PathLike))]
+
+    readers = files(inputs)
+    seen = []
+    for label, path in files(outputs):
+        for other, source in readers:
+            if _same_file(path, source):
+                raise InvalidInputError(f"{label} {path} is the input {other}: it would be overwritten")
+        for other, earlier in seen:
+            if _same_file(path, earlier):
+                raise InvalidInputError(f"{label} and {other} are the same file {path}")
+        seen.append((label, path))
+
+
+def _same_file(a, b):
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 @contextlib.contextmanager
@@ -27,6 +66,11 @@ def atomic_path(path, *, overwrite=True):
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)

@@ -14,7 +14,7 @@ Sky images are drawn on `~astropy.visualization.wcsaxes.WCSAxes` (RA/Dec); nothi
 ``pyplot.show``, so every function works with the non-interactive Agg backend.
 """
 
-from ._common import save_figure
+from ._common import figure_format, save_figure
 from .deconvolution import plot_deconvolution
 from .detections import plot_detections
 from .diagnostics import completeness_purity, plot_completeness, plot_diagnostics, plot_measurements
@@ -42,6 +42,7 @@ __all__ = [
     "read_training_log",
     "training_curves",
     "save_figure",
+    "figure_format",
     "plot_optimization_history",
     "plot_param_importances",
     "plot_intermediate_values",

@@ -18,6 +18,7 @@ __all__ = [
     "unit_label",
     "plain_log_ticks",
     "save_figure",
+    "figure_format",
 ]
 
 #: How the usual units of radio images are written on axes (astropy would write "Jy km / (beam s)").
@@ -144,24 +145,51 @@ def plain_log_ticks(axis):
     axis.set_minor_formatter(NullFormatter())
 
 
+def figure_format(path):
+    """The image format a figure is written in to ``path``: its suffix (``png``, ``pdf``,
+    ``svg``, ... whatever matplotlib writes), ``png`` without one.
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        If matplotlib cannot write the suffix's format (e.g. ``.fits``).
+    """
+    from pathlib import Path
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if not suffix:
+        return "png"
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in supported:
+        raise InvalidInputError(
+            f"cannot write a plot as .{suffix} ({path}): use one of "
+            f"{', '.join('.' + k for k in sorted(supported))}"
+        )
+    return suffix
+
+
 def save_figure(figure, path, *, dpi=120):
-    """Write ``figure`` as a PNG atomically (`~deepfocus.io.atomic.atomic_path`) and close it.
+    """Write ``figure`` atomically (`~deepfocus.io.atomic.atomic_path`) in the format of the
+    file's suffix (`figure_format`) and close it.
 
     Parameters
     ----------
     figure : `matplotlib.figure.Figure`
         The figure; closed afterwards (also when writing fails).
     path : str or path-like
-        PNG file name.
+        Image file name (``.png``, ``.pdf``, ``.svg``, ...; PNG without a suffix).
     dpi : int
-        Resolution (dots per inch).
+        Resolution (dots per inch) of raster formats.
     """
     import matplotlib.pyplot as plt
 
     from ..io.atomic import atomic_path
 
     try:
+        image_format = figure_format(path)
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+            figure.savefig(tmp, format=image_format, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(figure)
