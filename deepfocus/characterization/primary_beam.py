@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.catalog import SourceFlag
 
 __all__ = ["primary_beam_correct", "primary_beam_gain", "MIN_PRIMARY_BEAM_GAIN"]
@@ -22,6 +22,8 @@ __all__ = ["primary_beam_correct", "primary_beam_gain", "MIN_PRIMARY_BEAM_GAIN"]
 #: Below this gain (CASA's default ``pblimit``) a flux is not corrected: the source is flagged
 #: ``EDGE`` (at the primary-beam cut-off) and keeps its measured flux.
 MIN_PRIMARY_BEAM_GAIN = 0.2
+#: Largest gain accepted (a ``.pb`` peaks at 1; a little more allows rounding).
+MAX_PRIMARY_BEAM_GAIN = 1.01
 
 
 def _squeezed_shape(shape):
@@ -141,9 +143,23 @@ def primary_beam_correct(catalog, pb, *, shape, min_gain=MIN_PRIMARY_BEAM_GAIN):
         np.asarray(table["z_centroid"], dtype=float),
         shape=shape,
     )
+    finite = gain[np.isfinite(gain)]
+    if np.any((finite < 0) | (finite > MAX_PRIMARY_BEAM_GAIN)):
+        raise InvalidInputError(
+            f"primary-beam gains from {finite.min():.3g} to {finite.max():.3g} at the sources: a gain lies "
+            "in [0, 1] (is it tclean's .pb?)"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN gains compare False
         usable = np.isfinite(gain) & (gain >= min_gain)
+    if len(gain) > 1 and not usable.any():
+        warnings.warn(
+            f"every source lies where the primary-beam gain is below {min_gain:g} (at most "
+            f"{np.nanmax(gain) if finite.size else float('nan'):.3g}): none is corrected, all are flagged "
+            "EDGE (is it tclean's .pb of this cube?)",
+            DeepFocusWarning,
+            stacklevel=2,
+        )
     factor = np.where(usable, gain, 1.0)
     for name in ("flux", "continuum_flux"):
         if name in table.colnames:

@@ -935,7 +935,7 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
 
 
 def _prepare_psf(psf, label, n_chan, cell, flipped):
-    from .psf import read_psf
+    from .psf import check_psf_peaks, read_psf
 
     if isinstance(psf, (str, os.PathLike)):
         array, psf_cell = read_psf(psf)
@@ -952,6 +952,7 @@ def _prepare_psf(psf, label, n_chan, cell, flipped):
             array = array[None]
         if array.ndim != 3:
             raise InvalidInputError(f"{where} must be (n_chan, ny, nx), got shape {array.shape}")
+        check_psf_peaks(array, where)
     if array.shape[0] == 1 and n_chan > 1:
         array = np.repeat(array, n_chan, axis=0)
     if array.shape[0] != n_chan:

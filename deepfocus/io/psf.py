@@ -12,7 +12,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["PSFPlanes", "read_psf"]
+__all__ = ["PSFPlanes", "read_psf", "check_psf_peaks"]
 
 
 def _pixel_size(header, path):
@@ -31,8 +31,37 @@ def _pixel_size(header, path):
 
 
 def _check_centres(centre, path):
-    if not np.all(np.isfinite(centre)) or np.any(centre == 0):
-        raise InvalidInputError(f"{path}: the PSF is zero or not finite at its centre pixel")
+    if not np.all(np.isfinite(centre)) or np.any(centre <= 0):
+        raise InvalidInputError(f"{path}: the PSF is not positive at its centre pixel (is it the PSF?)")
+
+
+#: A PSF plane may exceed its centre pixel by this fraction elsewhere (rounding); more, and it
+#: is not a PSF: ``tclean`` puts the peak, 1, at the centre pixel ``(ny // 2, nx // 2)``.
+PEAK_TOLERANCE = 0.01
+
+
+def check_psf_peaks(planes, where, first=0):
+    """Check that each of ``planes`` (``(n, ny, nx)``) peaks at its centre pixel.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``where`` and the channel (``first`` + index) of the first plane that does not:
+        a dirty image given as the PSF, for instance.
+    """
+    planes = np.asarray(planes, dtype=float)
+    ny, nx = planes.shape[-2:]
+    centre = planes[:, ny // 2, nx // 2]
+    _check_centres(centre, where)
+    with np.errstate(invalid="ignore"):
+        peak = np.nanmax(planes, axis=(1, 2))
+    bad = np.flatnonzero(peak > (1 + PEAK_TOLERANCE) * centre)
+    if bad.size:
+        k = int(bad[0])
+        raise InvalidInputError(
+            f"{where}: plane {first + k} peaks at {peak[k] / centre[k]:.3g} times its centre pixel; a PSF "
+            "(tclean's .psf) peaks at its centre"
+        )
 
 
 def read_psf(path):
@@ -72,9 +101,8 @@ def read_psf(path):
     array = np.asarray(data, dtype=float)
     ny, nx = array.shape[-2:]
     array = array.reshape(-1, ny, nx)
-    centre = array[:, ny // 2, nx // 2]
-    _check_centres(centre, path)
-    return array / centre[:, None, None], cell
+    check_psf_peaks(array, path)
+    return array / array[:, ny // 2, nx // 2][:, None, None], cell
 
 
 class _FilePlanes:
@@ -189,6 +217,7 @@ class PSFPlanes:
             raise IndexError(f"channel {channel} outside 0..{self.n_channels - 1}")
         index = 0 if len(self._planes) == 1 else (self.n_channels - 1 - channel if self.flipped else channel)
         plane = np.asarray(self._planes[index], dtype=float)
+        check_psf_peaks(plane[None], self._path, first=index)
         if self._from_file:  # as read_psf normalises it
             ny, nx = plane.shape
             plane = plane / plane[ny // 2, nx // 2]

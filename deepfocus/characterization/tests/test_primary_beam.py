@@ -8,7 +8,7 @@ from astropy.table import QTable
 
 from deepfocus import DeepFocus
 from deepfocus.characterization.primary_beam import primary_beam_correct, primary_beam_gain
-from deepfocus.exceptions import InvalidInputError
+from deepfocus.exceptions import DeepFocusWarning, InvalidInputError
 from deepfocus.io.catalog import SourceFlag
 
 SHAPE = (6, 20, 30)
@@ -55,7 +55,8 @@ def test_fluxes_divided_by_the_gain_at_each_source():
 
 def test_gains_below_the_limit_are_not_applied():
     gain = np.full(SHAPE, 0.1, dtype=np.float32)
-    corrected = primary_beam_correct(_catalog(), gain, shape=SHAPE, min_gain=0.2)
+    with pytest.warns(DeepFocusWarning, match="every source lies where the primary-beam gain is below 0.2"):
+        corrected = primary_beam_correct(_catalog(), gain, shape=SHAPE, min_gain=0.2)
     assert np.allclose(corrected["flux"].value, _catalog()["flux"].value)
     assert np.all(corrected["flags"] & int(SourceFlag.EDGE))
     with pytest.raises(InvalidInputError, match="min_gain"):
@@ -114,3 +115,12 @@ def test_deepfocus_restores_the_fluxes_of_an_attenuated_cube(bright_files, class
     assert np.allclose(catalog["primary_beam_gain"], 0.5)
     uncorrected = DeepFocus(model=None)(tmp_path / "attenuated.fits")
     assert np.allclose(uncorrected["flux"].value, 0.5 * classical_catalog["flux"].value, rtol=1e-4)
+
+
+def test_gains_above_one_are_not_a_primary_beam():
+    # A dirty cube given as the .pb: its values are no gains.
+    gain = _gain() * 3.0
+    with pytest.raises(InvalidInputError, match=r"a gain lies in \[0, 1\]"):
+        primary_beam_correct(_catalog(), gain, shape=SHAPE)
+    with pytest.raises(InvalidInputError, match=r"a gain lies in \[0, 1\]"):
+        primary_beam_correct(_catalog(), -_gain(), shape=SHAPE)

@@ -213,7 +213,7 @@ def _psf_file(psf, path):
 def test_psf_planes_are_read_cubes_psf(files, tmp_path, flipped):
     rng = np.random.default_rng(1)
     psf = rng.normal(size=(48, 41, 41)).astype(np.float32)
-    psf[:, 20, 20] = 2.0 + np.arange(48)
+    psf[:, 20, 20] = 6.0 + np.arange(48)  # the peak, as in a PSF
     path = _psf_file(psf, tmp_path / "psf.fits")
     cube = read_cube(files["casa" if flipped else "plain"], psf=psf)
     planes = PSFPlanes(psf, 48, cube.cell, flipped=flipped)
@@ -239,3 +239,21 @@ def test_psf_planes_refuse_bad_psfs(tmp_path):
     psf[1, 20, 20] = 0
     with pytest.raises(InvalidInputError, match="centre"):
         PSFPlanes(_psf_file(psf, tmp_path / "zero.fits"), 3, 0.036 * u.arcsec)
+
+
+def test_an_image_that_does_not_peak_at_its_centre_is_no_psf(files, tmp_path):
+    # A dirty image given as the PSF: its brightest pixel is a source, not the centre.
+    psf = np.zeros((48, 41, 41), dtype=np.float32)
+    psf[:, 20, 20] = 1.0
+    psf[30, 5, 9] = 1.5
+    path = _psf_file(psf, tmp_path / "dirty_as_psf.fits")
+    with pytest.raises(InvalidInputError, match="plane 30 peaks at 1.5 times its centre pixel"):
+        read_cube(files["plain"], psf=path)
+    with pytest.raises(InvalidInputError, match="plane 30 peaks at 1.5 times"):
+        read_cube(files["plain"], psf=psf)
+    with PSFPlanes(path, 48, 0.036 * u.arcsec) as planes:  # out of core: checked as each plane is read
+        assert planes[29][20, 20] == 1
+        with pytest.raises(InvalidInputError, match="plane 30 peaks"):
+            planes[30]
+    psf[30, 5, 9] = 1.005  # within rounding of the peak
+    assert read_cube(files["plain"], psf=psf).psf.shape == (48, 41, 41)
