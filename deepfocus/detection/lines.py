@@ -8,13 +8,44 @@ import numpy as np
 import torch
 from astropy.modeling import fitting, models
 
-__all__ = ["fit_line", "network_lines", "mask_runs", "split_at_valleys", "repeated_lines", "VALLEY_DEPTH"]
+__all__ = [
+    "fit_line",
+    "channel_peak",
+    "MIN_FWHM",
+    "network_lines",
+    "mask_runs",
+    "split_at_valleys",
+    "repeated_lines",
+    "VALLEY_DEPTH",
+]
 
 #: A run of line channels is two lines where the denoised spectrum between two maxima falls
 #: below this fraction of the lower one (chosen on validation cubes).
 VALLEY_DEPTH = 0.5
 
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: Narrowest line FWHM a fit may return (channels): a narrower line is unresolved, and a Gaussian
+#: narrower than a channel sampled at channel centres between two of them needs an amplitude
+#: several times the data's to fit them (a one-channel noise spike came out at S/N 10).
+MIN_FWHM = 1.0
+
+
+def channel_peak(amplitude, mean, sigma, n_chan):
+    """Largest mean of a Gaussian line over one channel (channel ``c`` spans ``c -/+ 0.5``): the
+    per-channel peak of a line as the truth catalogues define it.
+
+    Parameters
+    ----------
+    amplitude, mean, sigma : float
+        The Gaussian's peak value, centre and standard deviation (channels).
+    n_chan : int
+        Channels of the spectrum.
+    """
+    from scipy.special import erf
+
+    edges = (np.arange(n_chan + 1) - 0.5 - mean) / (np.sqrt(2.0) * sigma)
+    share = np.diff(0.5 * (1.0 + erf(edges))).max()
+    return float(amplitude * sigma * np.sqrt(2.0 * np.pi) * share)
 
 
 def fit_line(spectrum, z_guess, width_guess, noise=None):
@@ -38,7 +69,8 @@ def fit_line(spectrum, z_guess, width_guess, noise=None):
     Returns
     -------
     line : dict
-        ``z_centroid``, ``fwhm`` (channels), ``peak`` (S/N), ``z_min`` and ``z_max`` (centre
+        ``z_centroid``, ``fwhm`` (channels, at least `MIN_FWHM`), ``peak`` (S/N of the fitted
+        line's brightest channel, `channel_peak`), ``z_min`` and ``z_max`` (centre
         -/+ one FWHM, clipped to the band), ``fitted`` (False when the fit failed and moments
         were used).
     """
@@ -49,18 +81,21 @@ def fit_line(spectrum, z_guess, width_guess, noise=None):
     x, y = channels[sel], np.nan_to_num(spectrum[sel])
     scale = np.ones(n) if noise is None else np.asarray(noise, dtype=float) / np.median(noise)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    sigma0 = max(width_guess / _FWHM, 0.5)
+    sigma0 = max(width_guess / _FWHM, 0.5, MIN_FWHM / _FWHM)
     flux = y * scale[sel]
     init = models.Gaussian1D(amplitude=max(float(np.max(flux)), 0.1), mean=z_guess, stddev=sigma0)
     init.mean.bounds = (max(0.0, z_guess - half), min(n - 1.0, z_guess + half))
-    init.stddev.bounds = (0.3, n / 2)
+    init.stddev.bounds = (MIN_FWHM / _FWHM, n / 2)
     fitted = True
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = fitting.TRFLSQFitter()(init, x, flux, weights=1 / scale[sel], maxiter=100)
         z, sigma = float(fit.mean.value), float(abs(fit.stddev.value))
-        peak = float(fit.amplitude.value) / float(np.interp(z, channels, scale))  # back to S/N
+        amplitude = channel_peak(
+            float(fit.amplitude.value), float(fit.mean.value), abs(float(fit.stddev.value)), n
+        )
+        peak = amplitude / float(np.interp(z, channels, scale))  # back to S/N
         if not (np.isfinite(z) and np.isfinite(sigma) and peak > 0):
             raise ValueError("non-physical fit")
     except Exception:

@@ -1,0 +1,39 @@
+"""Gaussian line fits of candidate spectrum (`deepfocus.detection.lines.fit_line`)."""
+
+import numpy as np
+import pytest
+
+from deepfocus.detection.lines import MIN_FWHM, channel_peak, fit_line
+from deepfocus.simulation.catalog import _peak_fraction
+
+
+def test_a_one_channel_spike_keeps_its_own_height():
+    # Noise with one high channel: a sub-channel Gaussian between two channels needed an
+    # amplitude three times the spike's, and the catalogue's S/N with it.
+    rng = np.random.default_rng(3)
+    spectrum = rng.normal(scale=0.3, size=40)
+    spectrum[20] = 3.5
+    line = fit_line(spectrum, 20.4, 1)
+    assert line["fwhm"] >= MIN_FWHM - 1e-9
+    assert line["peak"] <= 1.1 * spectrum.max()
+
+
+@pytest.mark.parametrize(("centre", "fwhm"), [(20.0, 3.0), (20.5, 3.0), (17.3, 8.0)])
+def test_peak_is_the_brightest_channel_of_the_line_as_the_truth_defines_it(centre, fwhm):
+    n = 48
+    sigma = fwhm / 2.3548
+    edges = np.arange(n + 1) - 0.5
+    from scipy.special import erf
+
+    flux = 30.0  # S/N x channels
+    spectrum = flux * np.diff(0.5 * (1 + erf((edges - centre) / (np.sqrt(2) * sigma))))
+    expected = flux * _peak_fraction(np.array([centre]), np.array([fwhm]), n)[0]
+    line = fit_line(spectrum, centre, fwhm)
+    assert line["peak"] == pytest.approx(expected, rel=0.03)
+    assert line["z_centroid"] == pytest.approx(centre, abs=0.05)
+
+
+def test_channel_peak_of_a_wide_line_is_its_amplitude():
+    assert channel_peak(5.0, 10.0, 6.0, 30) == pytest.approx(5.0, rel=0.01)
+    # Centred between two channels, a line one channel wide puts under half its area in each.
+    assert channel_peak(1.0, 10.5, 1 / 2.3548, 30) < 0.5 * np.sqrt(2 * np.pi) / 2.3548
