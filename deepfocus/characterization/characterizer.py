@@ -476,6 +476,7 @@ def _gaussian_fits(cutouts, beams, cell):
         init.y_mean.bounds = (n // 2 - 3, n // 2 + 3)
         # A source wider than the cutout is not measured in it (the fit of a faint one can run away).
         init.x_stddev.bounds = init.y_stddev.bounds = (0.1, n)
+        init.amplitude.bounds = (0.0, None)  # an emission line: a negative fit is a failed one
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -497,7 +498,9 @@ def _gaussian_fits(cutouts, beams, cell):
             major = minor = 0.0
         out["dx"][i], out["dy"][i] = fit.x_mean.value - n // 2, fit.y_mean.value - n // 2
         out["major"][i], out["minor"][i], out["pa"][i] = major, minor, pa
-        out["flux"][i] = 2 * np.pi * fit.amplitude.value * sx * sy / beam_area_pix
+        # A fit at the amplitude's bound of 0 measured nothing: no flux (NaN), not zero.
+        found = fit.amplitude.value > 1e-6 * np.max(np.abs(image))
+        out["flux"][i] = 2 * np.pi * fit.amplitude.value * sx * sy / beam_area_pix if found else np.nan
     return out
 
 

@@ -133,6 +133,22 @@ def test_gaussian_fit_stays_within_its_cutout(shape):
     assert np.isfinite(out["major"][0]) and out["major"][0] <= 2.3548 * 32 * 0.1 + 1e-6
 
 
+def test_gaussian_fit_of_a_hole_has_no_flux():
+    # A line image that is negative at the source (its continuum over-subtracted): the fit went
+    # to a negative Gaussian and the catalogue to a line flux of -0.08 Jy km/s.
+    from radio_beam import Beam
+
+    from deepfocus.characterization.characterizer import _gaussian_fits
+
+    yy, xx = np.mgrid[:32, :32]
+    hole = -np.exp(-0.5 * ((xx - 17) ** 2 + (yy - 16) ** 2) / 2.0**2)
+    image = hole + 0.01 * np.random.default_rng(0).normal(size=(32, 32))
+    out = _gaussian_fits(image[None], [Beam(0.5 * u.arcsec)], 0.1)
+    assert np.isnan(out["flux"][0])
+    bump = _gaussian_fits(-image[None], [Beam(0.5 * u.arcsec)], 0.1)
+    assert bump["flux"][0] > 0 and abs(bump["dx"][0] - 1) < 0.1
+
+
 def test_network_path(bright_sim, bright_files, tiny_weights):
     characterizer = SourceCharacterizer(model=tiny_weights)
     out = characterizer(bright_files["dirty"], _truth_positions(bright_sim.truth))
