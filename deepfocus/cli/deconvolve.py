@@ -55,9 +55,14 @@ def register(subparsers):
     parser.add_argument("--gain", type=float, default=0.1, help="CLEAN loop gain (0.1)")
     parser.add_argument("--threshold", type=float, default=3.0, help="CLEAN threshold in noise units (3)")
     parser.add_argument(
-        "--niter", type=positive_int, default=10_000, help="CLEAN maximum iterations per plane"
+        "--niter",
+        type=positive_int,
+        default=10_000,
+        help="CLEAN maximum iterations per plane (default 10000)",
     )
-    parser.add_argument("--threads", type=positive_int, help="torch threads for the network")
+    parser.add_argument(
+        "--threads", type=positive_int, help="torch threads for the network (default: torch's, the cores)"
+    )
     parser.add_argument(
         "--memory-limit",
         metavar="SIZE",

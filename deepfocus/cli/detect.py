@@ -128,7 +128,7 @@ def register(subparsers):
         "--workers",
         type=_workers,
         default=0,
-        help="with --output-dir: run on a local dask cluster of N worker processes (0: this process)",
+        help="with --output-dir: run on a local dask cluster of N worker processes (default 0: this process)",
     )
     det.add_argument("--scheduler", metavar="ADDRESS", help="with --output-dir: a dask scheduler to run on")
     det.add_argument(

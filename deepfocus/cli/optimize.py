@@ -62,7 +62,7 @@ def register(subparsers):
     op.add_argument(
         "--plot", metavar="PREFIX", help="write PREFIX-history.png, -importances.png, -intermediate.png"
     )
-    op.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    op.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's, the cores)")
     op.add_argument("--quiet", action="store_true", help="no progress output")
     op.set_defaults(func=_run_optimize)
 

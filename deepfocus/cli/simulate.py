@@ -30,12 +30,13 @@ def register(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim.add_argument("--n", type=positive_int, default=1, help="number of cubes (default 1)")
-    sim.add_argument("--output", type=Path, help="output folder")
+    sim.add_argument("--output", type=Path, help="output folder (required unless --list-configurations)")
     sim.add_argument("--seed", type=int, default=0, help="random seed of the set (default 0)")
     sim.add_argument(
         "--config",
         default="alma.cycle10.3",
-        help="antenna configuration: a shipped name, C-1..C-10, ACA, or a CASA .cfg path",
+        help="antenna configuration: a shipped name, C-1..C-10, ACA, or a CASA .cfg path (default "
+        "alma.cycle10.3)",
     )
     sim.add_argument(
         "--engine",
@@ -43,7 +44,9 @@ def register(subparsers):
         default="fast",
         help="fast (numpy, default) or casa (simobserve + tclean, needs deepfocus[casa])",
     )
-    sim.add_argument("--recipe", choices=("wide", "paper"), default="wide", help="source recipe")
+    sim.add_argument(
+        "--recipe", choices=("wide", "paper"), default="wide", help="source recipe (default wide)"
+    )
     sim.add_argument("--n-sources", type=positive_int, help="sources per cube (default: random)")
     sim.add_argument("--npix", type=positive_int, default=128, help="image size in pixels (128)")
     sim.add_argument("--channels", type=positive_int, default=64, help="number of channels (64)")

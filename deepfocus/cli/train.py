@@ -44,7 +44,7 @@ def register(subparsers):
     tr.add_argument("--data", type=Path, help="train on NAME_dirty.fits/_sky.fits/_truth.ecsv files here")
     tr.add_argument("--config", type=Path, help="network config JSON (e.g. from deepfocus optimize)")
     tr.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    tr.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    tr.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's, the cores)")
     tr.add_argument(
         "--plot",
         action="store_true",

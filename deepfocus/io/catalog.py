@@ -11,7 +11,7 @@ column                 unit               meaning
 ``y_centroid``         pix                0-based pixel row of the centre
 ``z_centroid``         --                 0-based channel of the line centre (float)
 ``sky_centroid``       `SkyCoord` (ICRS)  sky position
-``spectral_centroid``  spectral unit      line centre in the cube's spectral unit (e.g. GHz)
+``spectral_centroid``  spectral unit      line centre: GHz, km/s or wavelength, as the cube's axis
 ``z_min``, ``z_max``   --                 first and last channel of the line emission
 ``fwhm_major``         arcsec             intrinsic (beam-deconvolved) FWHM major axis; 0 if unresolved
 ``fwhm_minor``         arcsec             intrinsic FWHM minor axis; 0 if unresolved
@@ -77,6 +77,7 @@ __all__ = [
     "BEAM_META_KEYS",
     "CATALOG_COLUMNS",
     "FLAG_BITS",
+    "OPTIONAL_COLUMNS",
     "ColumnSpec",
     "SourceFlag",
     "read_catalog",
@@ -106,7 +107,12 @@ CATALOG_COLUMNS = {
     "y_centroid": ColumnSpec(u.pix, "0-based pixel row of the source centre", "pos.cartesian.y;instr.pixel"),
     "z_centroid": ColumnSpec(None, "0-based channel of the line centre", "em.freq;instr.pixel"),
     "sky_centroid": ColumnSpec(u.deg, "Sky position of the source centre (ICRS)", "pos.eq;meta.main"),
-    "spectral_centroid": ColumnSpec(u.GHz, "Line centre in the cube's spectral unit", "em.freq;spect.line"),
+    "spectral_centroid": ColumnSpec(
+        u.GHz,
+        "Line centre in the kind of the cube's spectral axis: frequency (GHz), velocity (km/s, the "
+        "axis's convention) or wavelength (the axis's unit)",
+        "em.freq;spect.line",
+    ),
     "z_min": ColumnSpec(None, "First channel (0-based) of the line emission", "em.freq;instr.pixel;stat.min"),
     "z_max": ColumnSpec(None, "Last channel (0-based) of the line emission", "em.freq;instr.pixel;stat.max"),
     "fwhm_major": ColumnSpec(
@@ -137,6 +143,16 @@ CATALOG_COLUMNS = {
         "Quality flags, a bit mask: 1 edge, 2 blended, 4 band edge, "
         "8 unresolved, 16 outside the training range",
         "meta.code.qual",
+    ),
+}
+
+#: Columns a run may add beyond the contract's, described in the files too.
+OPTIONAL_COLUMNS = {
+    "filter_snr": ColumnSpec(
+        None, "Matched-filter S/N of the detection (the S/N the detection threshold applies to)", "stat.snr"
+    ),
+    "primary_beam_gain": ColumnSpec(
+        None, "Primary-beam gain at the source; flux and continuum_flux are divided by it", "instr.beam"
     ),
 }
 
@@ -319,7 +335,7 @@ def _spectral_ucd(unit):
 def _describe(table):
     """Copy of ``table`` whose catalogue columns carry a description and a UCD (kept if set)."""
     out = QTable(table, copy=True)
-    for name, spec in {**CATALOG_COLUMNS, **_RA_DEC_SPECS}.items():
+    for name, spec in {**CATALOG_COLUMNS, **OPTIONAL_COLUMNS, **_RA_DEC_SPECS}.items():
         if name not in out.colnames:
             continue
         info = out[name].info

@@ -98,6 +98,7 @@ def test_fits_header_cards(catalog, tmp_path):
 
 
 def test_votable_fields(catalog, tmp_path):
+    catalog["filter_snr"] = [7.0, 8.0, 9.0]  # a run's own columns are described too
     path = tmp_path / "cat.vot"
     write_catalog(catalog, path)
     vot = parse(str(path))
@@ -113,6 +114,7 @@ def test_votable_fields(catalog, tmp_path):
         assert field.description, name
     assert fields["flux"].ucd == "phot.flux;spect.line"
     assert u.Unit(fields["flux"].unit) == u.Jy * u.km / u.s
+    assert fields["filter_snr"].description.startswith("Matched-filter S/N")
 
 
 def test_votable_velocity_ucd(catalog, tmp_path):
