@@ -236,6 +236,24 @@ def test_example_cube(tmp_path, capsys):
     assert len(read_catalog(tmp_path / "ex.ecsv")) >= 1
 
 
+def test_example_is_measured_through_its_psf(tmp_path, capsys):
+    # The quick start: the shipped networks and the example's PSF find every source of its truth.
+    from importlib import resources
+
+    from deepfocus.evaluation import evaluate
+
+    assert detect("--example", "--output", tmp_path / "ex.ecsv", "--quiet") == 0
+    catalog = read_catalog(tmp_path / "ex.ecsv")
+    assert catalog.meta["forward_fit"] == "psf"
+    truth = read_catalog(resources.files("deepfocus.data") / "example_truth.ecsv")
+    scores = evaluate(truth, catalog)
+    assert scores["n_matched"] == len(truth) == 5
+    assert scores["flux_within_10pct"] >= 0.75
+    # Another PSF given explicitly wins over the example's.
+    assert detect("--example", "--output", tmp_path / "ex2.ecsv", "--psf", tmp_path / "none.fits") == 1
+    assert "no PSF file" in capsys.readouterr().err
+
+
 def test_summary_counts_sources_outside_the_training_range(tmp_path, capsys):
     assert detect("--example", "--output", tmp_path / "ex.ecsv", "--quiet") == 0
     assert capsys.readouterr().out == ""

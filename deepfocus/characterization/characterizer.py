@@ -300,6 +300,8 @@ class SourceCharacterizer:
 
             flag_out_of_range(table, prepared)
         table.meta.setdefault("models", {})["characterizer"] = self._info or {"name": "gaussian fit"}
+        # What the sizes and fluxes were fitted through: 'psf', 'beam' or 'none'.
+        table.meta["forward_fit"] = kernel or "none"
         order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]
 

@@ -53,7 +53,8 @@ def register(subparsers):
     det.add_argument(
         "--example",
         action="store_true",
-        help="use the example cube shipped with deepfocus (a simulated ALMA cube with 5 sources)",
+        help="use the example cube shipped with deepfocus (a simulated ALMA cube with 5 sources) and, "
+        "unless --psf is given, its PSF",
     )
     det.add_argument("--output", type=Path, help="catalogue of one cube: .ecsv, .fits or .xml (VOTable)")
     det.add_argument("--output-dir", type=Path, help="folder of the outputs of many cubes (<stem>.ecsv, ...)")
@@ -146,7 +147,10 @@ def _run_detect(args) -> int:
     if args.example:
         from importlib import resources
 
-        args.cubes = [*args.cubes, str(resources.files("deepfocus.data") / "example_dirty.fits")]
+        data = resources.files("deepfocus.data")
+        args.cubes = [*args.cubes, str(data / "example_dirty.fits")]
+        if args.psf is None and len(args.cubes) == 1:  # its PSF, as tclean writes one beside a cube
+            args.psf = str(data / "example_psf.fits")
     if not args.cubes:
         raise DeepFocusError("give a CUBE (or several with --output-dir), or --example")
     if (args.output is None) == (args.output_dir is None):
