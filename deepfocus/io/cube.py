@@ -952,7 +952,7 @@ def _prepare_psf(psf, label, n_chan, cell, flipped):
             array = array[None]
         if array.ndim != 3:
             raise InvalidInputError(f"{where} must be (n_chan, ny, nx), got shape {array.shape}")
-        check_psf_peaks(array, where)
+        check_psf_peaks(array, where, allow_blank=True)  # blank channels: see deconvolution
     if array.shape[0] == 1 and n_chan > 1:
         array = np.repeat(array, n_chan, axis=0)
     if array.shape[0] != n_chan:

@@ -40,22 +40,36 @@ def _check_centres(centre, path):
 PEAK_TOLERANCE = 0.01
 
 
-def check_psf_peaks(planes, where, first=0):
+def check_psf_peaks(planes, where, first=0, *, allow_blank=False):
     """Check that each of ``planes`` (``(n, ny, nx)``) peaks at its centre pixel.
+
+    Parameters
+    ----------
+    planes : array-like
+        PSF planes, centred at ``(ny // 2, nx // 2)``.
+    where : str
+        The PSF's name in messages (a path, "the PSF array").
+    first : int
+        Channel of the first plane, for messages.
+    allow_blank : bool
+        Let planes through whose centre is zero or not finite (blank channels, which a caller
+        fills in); otherwise they are refused.
 
     Raises
     ------
     InvalidInputError
-        Naming ``where`` and the channel (``first`` + index) of the first plane that does not:
-        a dirty image given as the PSF, for instance.
+        Naming ``where`` and the channel of the first plane that does not peak at its centre: a
+        dirty image given as the PSF, for instance.
     """
     planes = np.asarray(planes, dtype=float)
     ny, nx = planes.shape[-2:]
     centre = planes[:, ny // 2, nx // 2]
-    _check_centres(centre, where)
+    good = np.isfinite(centre) & (centre != 0)
+    if not allow_blank or not good.any():
+        _check_centres(centre, where)
     with np.errstate(invalid="ignore"):
         peak = np.nanmax(planes, axis=(1, 2))
-    bad = np.flatnonzero(peak > (1 + PEAK_TOLERANCE) * centre)
+        bad = np.flatnonzero(good & ((centre < 0) | (peak > (1 + PEAK_TOLERANCE) * centre)))
     if bad.size:
         k = int(bad[0])
         raise InvalidInputError(
