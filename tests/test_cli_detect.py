@@ -317,7 +317,9 @@ def test_plot_is_written_in_the_format_of_its_suffix(bright_files, tmp_path, suf
 
 def test_plot_suffix_that_matplotlib_cannot_write_is_refused_before_the_run(bright_files, tmp_path, capsys):
     out = tmp_path / "c.ecsv"
-    assert detect(bright_files["dirty"], "--output", out, "--plot", tmp_path / "p.fits", "--model", "none") == 1
+    assert (
+        detect(bright_files["dirty"], "--output", out, "--plot", tmp_path / "p.fits", "--model", "none") == 1
+    )
     err = capsys.readouterr().err
     assert "cannot write a plot as .fits" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # refused before the pipeline ran
