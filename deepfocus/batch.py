@@ -328,7 +328,7 @@ def detect_cube(
         The configured pipeline; with a ``memory_limit``, a FITS cube is processed out of core
         (`~deepfocus.detection.tiled.detect_cube_tiled`, which draws no plot).
     regions, plot : path-like, optional
-        Region file (DS9/CRTF) and PNG to write.
+        Region file (DS9/CRTF) and plot (format from its suffix: ``.png``, ``.pdf``, ...) to write.
     region_format : {'ds9', 'crtf'}, optional
         Overrides the suffix of ``regions``.
     psf : path-like or array-like, optional
@@ -383,6 +383,7 @@ def detect_cube(
         table = empty_catalog()
         table.meta.update(pipeline.detector._meta(prepared))
         table.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
+        table.meta["forward_fit"] = pipeline.characterizer._kernel(prepared) or "none"
     # Regions and plot first, the catalogue last: a catalogue under its final name marks a
     # finished cube.
     if regions is not None:

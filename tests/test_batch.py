@@ -332,3 +332,10 @@ def test_batch_never_takes_a_cube_for_its_own_catalogue(tmp_path):
         (result,) = summary.results
         assert result.status == "failed" and "is the input cube" in result.error
         assert cube.read_bytes() == before
+
+
+def test_example_in_a_batch(tmp_path, capsys):
+    # A batch takes only 'auto' or {stem} patterns for PSFs: --example runs there without one.
+    assert main(["detect", "--example", "--output-dir", str(tmp_path), "--quiet"]) == 0
+    catalog = read_catalog(tmp_path / "example_dirty.ecsv")
+    assert len(catalog) >= 4 and catalog.meta["forward_fit"] == "none"

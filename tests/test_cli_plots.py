@@ -36,6 +36,18 @@ def test_evaluate_plot(tmp_path, capsys):
     assert not [p for p in plot.parent.iterdir() if p.name.endswith(".part")]  # written atomically
 
 
+def test_evaluate_outputs_never_replace_its_inputs(tmp_path, capsys):
+    catalog = tmp_path / "cat.ecsv"
+    QTable.read(EXAMPLE_TRUTH)[:3].write(catalog)
+    before = catalog.read_bytes()
+    args = ["evaluate", "--truth", str(EXAMPLE_TRUTH), "--catalog", str(catalog)]
+    assert main([*args, "--json", str(catalog)]) == 1
+    assert "--json" in (err := capsys.readouterr().err) and "is the input --catalog" in err
+    assert main([*args, "--plot", str(tmp_path / "d.fits")]) == 1
+    assert "cannot write a plot as .fits" in capsys.readouterr().err
+    assert catalog.read_bytes() == before
+
+
 def test_evaluate_plot_bad_truth(tmp_path, capsys):
     plot = tmp_path / "d.png"
     args = ["evaluate", "--truth", str(tmp_path / "none.ecsv"), "--catalog", str(EXAMPLE_TRUTH)]

@@ -152,6 +152,8 @@ def primary_beam_correct(catalog, pb, *, shape, min_gain=MIN_PRIMARY_BEAM_GAIN):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN gains compare False
         usable = np.isfinite(gain) & (gain >= min_gain)
+    # One source below the limit is an ordinary edge source (flagged); all of several is a sign
+    # of a wrong file.
     if len(gain) > 1 and not usable.any():
         warnings.warn(
             f"every source lies where the primary-beam gain is below {min_gain:g} (at most "

@@ -149,7 +149,8 @@ def _run_detect(args) -> int:
 
         data = resources.files("deepfocus.data")
         args.cubes = [*args.cubes, str(data / "example_dirty.fits")]
-        if args.psf is None and len(args.cubes) == 1:  # its PSF, as tclean writes one beside a cube
+        # Its PSF, as tclean writes one beside a cube (a batch takes only 'auto' or patterns).
+        if args.psf is None and len(args.cubes) == 1 and args.output_dir is None:
             args.psf = str(data / "example_psf.fits")
     if not args.cubes:
         raise DeepFocusError("give a CUBE (or several with --output-dir), or --example")

@@ -64,12 +64,15 @@ def check_psf_peaks(planes, where, first=0, *, allow_blank=False):
     planes = np.asarray(planes, dtype=float)
     ny, nx = planes.shape[-2:]
     centre = planes[:, ny // 2, nx // 2]
-    good = np.isfinite(centre) & (centre != 0)
-    if not allow_blank or not good.any():
+    blank = ~np.isfinite(centre) | (centre == 0)
+    if not allow_blank:
         _check_centres(centre, where)
-    with np.errstate(invalid="ignore"):
+    elif np.any(centre[~blank] < 0):
+        _check_centres(centre[~blank], where)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blank planes
         peak = np.nanmax(planes, axis=(1, 2))
-        bad = np.flatnonzero(good & ((centre < 0) | (peak > (1 + PEAK_TOLERANCE) * centre)))
+        bad = np.flatnonzero(~blank & (peak > (1 + PEAK_TOLERANCE) * centre))
     if bad.size:
         k = int(bad[0])
         raise InvalidInputError(
@@ -231,7 +234,8 @@ class PSFPlanes:
             raise IndexError(f"channel {channel} outside 0..{self.n_channels - 1}")
         index = 0 if len(self._planes) == 1 else (self.n_channels - 1 - channel if self.flipped else channel)
         plane = np.asarray(self._planes[index], dtype=float)
-        check_psf_peaks(plane[None], self._path, first=index)
+        # Arrays may hold blank channels (filled in by their users), as in memory; files may not.
+        check_psf_peaks(plane[None], self._path, first=index, allow_blank=not self._from_file)
         if self._from_file:  # as read_psf normalises it
             ny, nx = plane.shape
             plane = plane / plane[ny // 2, nx // 2]

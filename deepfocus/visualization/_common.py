@@ -161,7 +161,8 @@ def figure_format(path):
     suffix = Path(path).suffix.lower().lstrip(".")
     if not suffix:
         return "png"
-    supported = FigureCanvasBase.get_supported_filetypes()
+    # PGF needs a LaTeX installation and would fail only after the run: not offered.
+    supported = {k: v for k, v in FigureCanvasBase.get_supported_filetypes().items() if k != "pgf"}
     if suffix not in supported:
         raise InvalidInputError(
             f"cannot write a plot as .{suffix} ({path}): use one of "

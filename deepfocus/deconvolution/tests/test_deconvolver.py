@@ -238,6 +238,12 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     assert main(argv) == 1
     assert "--residual and --restored need the PSF: give --psf" in capsys.readouterr().err
     assert not sky.exists()
+    # No output may be an input, even with --overwrite.
+    psf_before = psf_path.read_bytes()
+    argv = ["deconvolve", str(cube_path), "--output", str(psf_path), "--psf", str(psf_path), "--overwrite"]
+    assert main(argv) == 1
+    assert "--output" in (err := capsys.readouterr().err) and "is the input --psf" in err
+    assert psf_path.read_bytes() == psf_before
 
 
 @pytest.fixture(scope="module")

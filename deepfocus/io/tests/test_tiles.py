@@ -257,3 +257,11 @@ def test_an_image_that_does_not_peak_at_its_centre_is_no_psf(files, tmp_path):
             planes[30]
     psf[30, 5, 9] = 1.005  # within rounding of the peak
     assert read_cube(files["plain"], psf=psf).psf.shape == (48, 41, 41)
+    # Blank planes of an array (flagged channels) pass, in memory and out of core alike.
+    psf[7] = np.nan
+    assert read_cube(files["plain"], psf=psf).psf.shape == (48, 41, 41)
+    assert np.isnan(PSFPlanes(psf, 48, 0.036 * u.arcsec)[7]).all()
+    psf[7] = 0
+    psf[7, 20, 20] = -1.0  # but a negative centre is no PSF
+    with pytest.raises(InvalidInputError, match="not positive at its centre"):
+        read_cube(files["plain"], psf=psf)
