@@ -187,6 +187,8 @@ def _has_psf(cube):
 
 def _check_psf(prepared):
     """The PSF cube, checked against the image and normalised to 1 at each centre pixel."""
+    from ..io.psf import check_psf_peaks
+
     psf = np.asarray(prepared.psf, dtype=np.float64)
     n, ny, nx = prepared.shape
     py, px = psf.shape[1:]
@@ -199,12 +201,7 @@ def _check_psf(prepared):
     good = np.isfinite(centre) & (centre != 0)
     if not good.any():
         raise InvalidInputError("the PSF is zero or not finite at its centre pixel in every channel")
-    peak = np.nanmax(np.abs(psf[good]), axis=(1, 2))
-    if np.any(np.abs(centre[good]) < 0.99 * peak):
-        raise InvalidInputError(
-            f"the PSF does not peak at its centre pixel ({py // 2}, {px // 2}) in every channel: "
-            "a PSF of another image size or an off-centre PSF?"
-        )
+    check_psf_peaks(psf, "the PSF", allow_blank=True)  # as read_cube checks it
     psf = np.nan_to_num(psf, nan=0.0)
     if not good.all():  # blank channels: the nearest good channel's PSF
         idx = np.flatnonzero(good)
