@@ -2,7 +2,8 @@
 """Make the figures of ``docs/plots.rst`` in ``docs/_static/`` with `deepfocus.visualization`.
 
 - ``plot_detections.png`` and ``plot_source.png``: the bundled example cube
-  (``deepfocus/data/example_dirty.fits``) and the catalogue the shipped networks give for it;
+  (``deepfocus/data/example_dirty.fits``) and the catalogue the shipped networks give for it
+  with its PSF, as ``deepfocus detect --example`` makes it;
 - ``plot_deconvolution.png``: a seeded simulated cube, its band-integrated dirty image cleaned
   with `~deepfocus.deconvolution.hogbom_clean`, and the true sky;
 - ``plot_diagnostics.png``: the shipped pipeline on seeded simulated cubes against their truth;
@@ -54,7 +55,7 @@ EXAMPLE_SOURCE = 1
 def example_figures(output):
     """Detections and one source of the bundled example cube."""
     data = resources.files("deepfocus.data")
-    cube = prepare(str(data / "example_dirty.fits"))
+    cube = prepare(str(data / "example_dirty.fits"), psf=str(data / "example_psf.fits"))
     catalog = DeepFocus()(cube)
     save_figure(plot_detections(cube, catalog), output / "plot_detections.png", dpi=100)
     save_figure(plot_source(cube, catalog, EXAMPLE_SOURCE), output / "plot_source.png", dpi=100)
