@@ -49,6 +49,9 @@ _CUBE_SUFFIXES = (".gz", ".fz", ".fits", ".fit", ".fts")
 _GLOB_CHARS = frozenset("*?[")
 #: Image products of CASA ``tclean`` whose PSF is ``<name>.psf`` (``exportfits`` adds ``.fits``).
 _CASA_PRODUCTS = (".image.pbcor", ".image", ".residual", ".pbcor")
+#: The end of the stem of a dirty cube that ``deepfocus simulate`` writes (``NAME_dirty.fits``,
+#: beside ``NAME_psf.fits`` and ``NAME_pb.fits``).
+_SIMULATED_DIRTY = "_dirty"
 
 
 @dataclass
@@ -196,7 +199,8 @@ def psf_path(cube, psf):
         The cube.
     psf : str
         ``"auto"``: CASA's naming beside the cube (``src1.image.fits``, ``src1.image.pbcor.fits``
-        or ``src1.residual.fits`` -> ``src1.psf.fits``); or a pattern in which ``{stem}`` is the
+        or ``src1.residual.fits`` -> ``src1.psf.fits``), or ``deepfocus simulate``'s
+        (``sim0_dirty.fits`` -> ``sim0_psf.fits``); or a pattern in which ``{stem}`` is the
         cube's file name without ``.fits`` (``"psfs/{stem}.psf.fits"``), relative to the
         current folder unless absolute.
 
@@ -215,11 +219,13 @@ def psf_path(cube, psf):
 
 def product_path(cube, spec, product):
     """Another ``tclean`` product of ``cube`` (``product``: ``"psf"`` or ``"pb"``), from
-    ``"auto"`` (``NAME.image.fits`` -> ``NAME.<product>.fits`` beside it) or a ``{stem}``
-    pattern; see `psf_path`."""
+    ``"auto"`` (``NAME.image.fits`` -> ``NAME.<product>.fits`` beside it; ``NAME_dirty.fits`` ->
+    ``NAME_<product>.fits``) or a ``{stem}`` pattern; see `psf_path`."""
     what = {"psf": "PSF", "pb": "primary beam"}[product]
     stem = _stem(cube)
     if spec == "auto":
+        if stem.endswith(_SIMULATED_DIRTY):  # deepfocus simulate's NAME_dirty.fits -> NAME_psf.fits
+            return Path(cube).parent / f"{stem[: -len(_SIMULATED_DIRTY)]}_{product}.fits"
         for suffix in _CASA_PRODUCTS:
             if stem.endswith(suffix):
                 stem = stem[: -len(suffix)]

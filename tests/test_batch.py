@@ -133,6 +133,9 @@ def test_psf_names_of_a_batch(tmp_path):
         with pytest.raises(InvalidInputError, match="PSF"):
             psf_path("obs/src1.image.fits", bad)
     assert product_path("obs/src1.image.pbcor.fits", "auto", "pb") == Path("obs/src1.pb.fits")
+    # deepfocus simulate's names: NAME_dirty.fits beside NAME_psf.fits and NAME_pb.fits.
+    assert psf_path("sims/sim03_dirty.fits", "auto") == Path("sims/sim03_psf.fits")
+    assert product_path("sims/sim03_dirty.fits", "auto", "pb") == Path("sims/sim03_pb.fits")
     with pytest.raises(InvalidInputError, match="primary beam of many cubes"):
         product_path("obs/src1.image.fits", "one.pb.fits", "pb")
 
@@ -335,7 +338,7 @@ def test_batch_never_takes_a_cube_for_its_own_catalogue(tmp_path):
 
 
 def test_example_in_a_batch(tmp_path, capsys):
-    # A batch takes only 'auto' or {stem} patterns for PSFs: --example runs there without one.
+    # In a batch too, --example finds its PSF beside it ('auto': example_dirty -> example_psf).
     assert main(["detect", "--example", "--output-dir", str(tmp_path), "--quiet"]) == 0
     catalog = read_catalog(tmp_path / "example_dirty.ecsv")
-    assert len(catalog) >= 4 and catalog.meta["forward_fit"] == "none"
+    assert len(catalog) == 5 and catalog.meta["forward_fit"] == "psf"

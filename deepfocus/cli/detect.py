@@ -95,16 +95,17 @@ def register(subparsers):
         "--psf",
         metavar="FILE|auto|PATTERN",
         help="the cube's PSF (tclean .psf exported to FITS), 'auto' (CASA's naming beside the cube: "
-        "NAME.image.fits -> NAME.psf.fits) or a pattern with {stem} (the cube's name without .fits), "
-        "e.g. 'psfs/{stem}.psf.fits'; with --output-dir only 'auto' or a pattern",
+        "NAME.image.fits -> NAME.psf.fits; deepfocus simulate's: NAME_dirty.fits -> NAME_psf.fits) "
+        "or a pattern with {stem} (the cube's name without .fits), e.g. 'psfs/{stem}.psf.fits'; with "
+        "--output-dir only 'auto' or a pattern",
     )
     det.add_argument(
         "--pb",
         metavar="FILE|auto|PATTERN",
         help="the cube's primary-beam gain (tclean .pb exported to FITS), 'auto' (NAME.image.fits -> "
-        "NAME.pb.fits) or a pattern with {stem}: fluxes are divided by the gain at each source "
-        "(detect on the flat-noise .image, not the .image.pbcor); with --output-dir only 'auto' or a "
-        "pattern",
+        "NAME.pb.fits, NAME_dirty.fits -> NAME_pb.fits) or a pattern with {stem}: fluxes are divided "
+        "by the gain at each source (detect on the flat-noise .image, not the .image.pbcor); with "
+        "--output-dir only 'auto' or a pattern",
     )
     det.add_argument(
         "--forward-fit",
@@ -149,9 +150,8 @@ def _run_detect(args) -> int:
 
         data = resources.files("deepfocus.data")
         args.cubes = [*args.cubes, str(data / "example_dirty.fits")]
-        # Its PSF, as tclean writes one beside a cube (a batch takes only 'auto' or patterns).
-        if args.psf is None and len(args.cubes) == 1 and args.output_dir is None:
-            args.psf = str(data / "example_psf.fits")
+        if args.psf is None and len(args.cubes) == 1:  # its PSF beside it, example_psf.fits
+            args.psf = "auto"
     if not args.cubes:
         raise DeepFocusError("give a CUBE (or several with --output-dir), or --example")
     if (args.output is None) == (args.output_dir is None):
