@@ -199,8 +199,8 @@ def psf_path(cube, psf):
         The cube.
     psf : str
         ``"auto"``: CASA's naming beside the cube (``src1.image.fits``, ``src1.image.pbcor.fits``
-        or ``src1.residual.fits`` -> ``src1.psf.fits``), or ``deepfocus simulate``'s
-        (``sim0_dirty.fits`` -> ``sim0_psf.fits``); or a pattern in which ``{stem}`` is the
+        or ``src1.residual.fits`` -> ``src1.psf.fits``), or ``deepfocus simulate``'s where that
+        file exists (``sim0_dirty.fits`` -> ``sim0_psf.fits``); or a pattern in which ``{stem}`` is the
         cube's file name without ``.fits`` (``"psfs/{stem}.psf.fits"``), relative to the
         current folder unless absolute.
 
@@ -225,7 +225,9 @@ def product_path(cube, spec, product):
     stem = _stem(cube)
     if spec == "auto":
         if stem.endswith(_SIMULATED_DIRTY):  # deepfocus simulate's NAME_dirty.fits -> NAME_psf.fits
-            return Path(cube).parent / f"{stem[: -len(_SIMULATED_DIRTY)]}_{product}.fits"
+            simulated = Path(cube).parent / f"{stem[: -len(_SIMULATED_DIRTY)]}_{product}.fits"
+            if simulated.is_file():  # else CASA's naming, as before (NAME_dirty.psf.fits)
+                return simulated
         for suffix in _CASA_PRODUCTS:
             if stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
