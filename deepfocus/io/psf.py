@@ -168,6 +168,7 @@ class PSFPlanes:
         self.n_channels = int(n_channels)
         self.flipped = bool(flipped)
         self._hdul = None
+        self._checked = set()  # planes already checked (a plane is read once per source)
         if isinstance(psf, (str, os.PathLike)):
             self._path = psf
             self._planes = self._open(psf, cell)
@@ -234,8 +235,10 @@ class PSFPlanes:
             raise IndexError(f"channel {channel} outside 0..{self.n_channels - 1}")
         index = 0 if len(self._planes) == 1 else (self.n_channels - 1 - channel if self.flipped else channel)
         plane = np.asarray(self._planes[index], dtype=float)
-        # Arrays may hold blank channels (filled in by their users), as in memory; files may not.
-        check_psf_peaks(plane[None], self._path, first=index, allow_blank=not self._from_file)
+        if index not in self._checked:
+            # Arrays may hold blank channels (filled in by their users), as in memory; files may not.
+            check_psf_peaks(plane[None], self._path, first=index, allow_blank=not self._from_file)
+            self._checked.add(index)
         if self._from_file:  # as read_psf normalises it
             ny, nx = plane.shape
             plane = plane / plane[ny // 2, nx // 2]
