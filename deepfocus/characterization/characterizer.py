@@ -13,7 +13,7 @@ from radio_beam import Beam
 from scipy.ndimage import map_coordinates
 
 from ..exceptions import InvalidInputError
-from ..io.catalog import CATALOG_COLUMNS
+from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
 from .forward import FIT_RADIUS, beam_image, refine_sources
 
@@ -252,6 +252,7 @@ class SourceCharacterizer:
             line_only = inputs[:, 0] * sigmas[:, None, None] - continua * (n_line * dv)[:, None, None]
             measured = _gaussian_fits(line_only, beams, cell / zooms)
         kernel = self._kernel(prepared)
+        fallback = np.zeros(n, dtype=bool)  # forward fits that failed or were set aside (flag 32)
         if kernel is not None:
             refined = self._refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise)
             use = refined["ok"]
@@ -259,6 +260,7 @@ class SourceCharacterizer:
                 use = use & ~fit_astray(refined, measured, zooms, beam_major_pix)
             for key in ("dx", "dy", "major", "minor", "pa", "flux"):
                 measured[key] = np.where(use, refined[key], measured[key])
+            fallback = ~use
         major = np.maximum(measured["major"], measured["minor"])
         minor = np.minimum(measured["major"], measured["minor"])
         unresolved = major < UNRESOLVED * beam_major
@@ -290,6 +292,7 @@ class SourceCharacterizer:
         )
         flags = flags | np.where(edge, 1, 0) | np.where(unresolved, 8, 0)
         flags = flags | np.where(_blended(table, beam_major_pix), 2, 0)
+        flags = (flags & ~int(SourceFlag.FIT_FALLBACK)) | np.where(fallback, int(SourceFlag.FIT_FALLBACK), 0)
         table["flags"] = flags.astype(np.int32)
         if crowded and kernel is not None:
             from .crowding import refit_crowded

@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 from scipy.special import erf
 
 from ..detection.matched_filter import usable_noise
+from ..io.catalog import SourceFlag
 from .forward import FIT_RADIUS, _source_image, beam_image, refine_sources
 
 __all__ = [
@@ -313,7 +314,8 @@ def refit_crowded(table, frame, *, kernel, read=None):
         unresolved = updated["major"][i] * cell < UNRESOLVED * beam.major.to_value(u.arcsec)
         if unresolved:
             updated["major"][i] = updated["minor"][i] = updated["pa"][i] = 0.0
-        flags[i] = (flags[i] & ~8) | (8 if unresolved else 0)
+        # A fit among the neighbours replaces a first fit that was set aside (flag 32).
+        flags[i] = (flags[i] & ~8 & ~int(SourceFlag.FIT_FALLBACK)) | (8 if unresolved else 0)
     table["x_centroid"] = updated["x"] * u.pix
     table["y_centroid"] = updated["y"] * u.pix
     table["sky_centroid"] = frame.pixel_to_world(updated["x"], updated["y"])

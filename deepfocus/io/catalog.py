@@ -33,6 +33,7 @@ bit    name             meaning
 4      ``BAND_EDGE``    line truncated by the first or last channel of the band
 8      ``UNRESOLVED``   size at the resolution limit: unresolved along at least one axis
 16     ``OUT_OF_RANGE`` a fit or network output lies outside the range seen in training
+32     ``FIT_FALLBACK`` the forward fit failed or left the first estimate, which is kept
 =====  ===============  ===================================================================
 
 Meta keys with a fixed meaning (besides ``version``, ``date``, ``parameters``, ``models``):
@@ -141,7 +142,7 @@ CATALOG_COLUMNS = {
     "flags": ColumnSpec(
         None,
         "Quality flags, a bit mask: 1 edge, 2 blended, 4 band edge, "
-        "8 unresolved, 16 outside the training range",
+        "8 unresolved, 16 outside the training range, 32 forward fit not used",
         "meta.code.qual",
     ),
 }
@@ -171,6 +172,7 @@ class SourceFlag(enum.IntFlag):
     BAND_EDGE = 4
     UNRESOLVED = 8
     OUT_OF_RANGE = 16
+    FIT_FALLBACK = 32
 
 
 FLAG_BITS = {
@@ -179,6 +181,9 @@ FLAG_BITS = {
     int(SourceFlag.BAND_EDGE): "line truncated by the first or last channel of the band",
     int(SourceFlag.UNRESOLVED): "size at the resolution limit (unresolved along at least one axis)",
     int(SourceFlag.OUT_OF_RANGE): "a fit or network output lies outside the range seen in training",
+    int(SourceFlag.FIT_FALLBACK): (
+        "the forward fit failed or ended far from the first estimate, whose size, angle and flux are kept"
+    ),
 }
 
 BEAM_META_KEYS = ("beam_major_arcsec", "beam_minor_arcsec", "beam_pa_deg")

@@ -10,6 +10,7 @@ from astropy.table import QTable
 from deepfocus import DeepFocus, SourceCharacterizer
 from deepfocus.detection.tests import helpers
 from deepfocus.exceptions import InvalidInputError
+from deepfocus.io.catalog import SourceFlag
 
 MEASURED = ("fwhm_major", "fwhm_minor", "position_angle", "flux", "continuum_flux")
 
@@ -258,6 +259,30 @@ def test_fit_far_from_the_network_gives_way_to_it(bright_sim, bright_files):
         assert np.all(compare(out["flux"], 100 * fitted["flux"] if log_flux > 0 else fitted["flux"] / 100))
         # The network's position: the catalogue's own, rounded to the cutout centre pixel.
         assert np.allclose(out["x_centroid"].value, np.round(positions["x_centroid"].value))
+        # ... and flag 32 says so; the fit alone used its own measurement.
+        assert np.all(out["flags"] & SourceFlag.FIT_FALLBACK)
+    assert not np.any(fitted["flags"] & SourceFlag.FIT_FALLBACK)
+
+
+def test_failed_forward_fit_keeps_the_first_estimate_and_flags_it(bright_sim, bright_files, monkeypatch):
+    """A forward fit that does not converge leaves the Gaussian fit's measurement, flagged 32."""
+    import deepfocus.characterization.characterizer as characterizer_module
+
+    positions = _truth_positions(bright_sim.truth)
+    first = SourceCharacterizer(model=None, forward_fit=None)(bright_files["dirty"], positions)
+    real = characterizer_module.refine_sources
+
+    def failing(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["ok"][0] = False  # the first source's fit fails
+        return out
+
+    monkeypatch.setattr(characterizer_module, "refine_sources", failing)
+    out = SourceCharacterizer(model=None, forward_fit="beam")(bright_files["dirty"], positions, crowded=False)
+    flagged = (np.asarray(out["flags"]) & SourceFlag.FIT_FALLBACK) > 0
+    assert flagged.tolist() == [True] + [False] * (len(out) - 1)
+    for name in MEASURED:
+        assert out[name][0] == first[name][0]
 
 
 def test_out_of_training_range_tests_size_width_and_snr():

@@ -13,6 +13,7 @@ from deepfocus.characterization.crowding import flux_window, line_fractions, nei
 from deepfocus.characterization.forward import _crop, _source_image
 from deepfocus.detection.detector import prepare
 from deepfocus.detection.tests import helpers
+from deepfocus.io.catalog import SourceFlag
 
 
 def test_line_fractions_even_and_gaussian():
@@ -61,6 +62,22 @@ def test_a_second_line_at_the_position_is_not_continuum_without_the_second_pass(
         for k, t in (("alone", alone), ("among", among))
     }
     assert np.all(error["among"] < 0.1) and error["alone"].mean() > 2 * error["among"].mean()
+
+
+def test_a_fit_among_neighbours_clears_the_fallback_flag():
+    # Two lines at one position: each is fitted again among the other, which replaces a first
+    # fit set aside (flag 32); the flag stays where no fit replaced it.
+    rows = (
+        (40.3, 50.6, 10.0, 1.0, 0.7, 30.0, 5.0, 15.0, 0.0),
+        (40.3, 50.6, 24.0, 1.0, 0.7, 30.0, 5.0, 15.0, 0.0),
+        (80.0, 20.0, 41.0, 0.0, 0.0, 0.0, 3.0, 12.0, 0.0),  # far, and no line shared
+    )
+    sim = helpers.simulation(rows, seed=3)
+    catalog = sim.truth[["id", "x_centroid", "y_centroid", "z_centroid", "z_min", "z_max"]]
+    alone = SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf, crowded=False)
+    alone["flags"] = np.asarray(alone["flags"]) | int(SourceFlag.FIT_FALLBACK)
+    among = crowding.refit_crowded(alone, prepare(sim.dirty, psf=sim.psf), kernel="psf")
+    assert ((np.asarray(among["flags"]) & SourceFlag.FIT_FALLBACK) > 0).tolist() == [False, False, True]
 
 
 def test_neighbours_sidelobes_are_taken_out_of_the_fit():
