@@ -28,7 +28,7 @@ def test_columns_and_flags_documented():
     for name, spec in CATALOG_COLUMNS.items():
         assert spec.description, name
         assert check_ucd(spec.ucd, check_controlled_vocabulary=True), (name, spec.ucd)
-    assert sorted(FLAG_BITS) == [1, 2, 4, 8, 16]
+    assert sorted(FLAG_BITS) == [1, 2, 4, 8, 16, 32]
     assert [int(flag) for flag in SourceFlag] == sorted(FLAG_BITS)
     for bit in FLAG_BITS:
         assert str(bit) in catalog_module.__doc__
