@@ -11,10 +11,12 @@ from astropy.modeling import fitting, models
 from astropy.table import QTable
 from radio_beam import Beam
 from scipy.ndimage import map_coordinates
+from scipy.spatial import cKDTree
 
 from ..exceptions import InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
+from .crowding import LINE_FREE_RADIUS
 from .forward import FIT_RADIUS, beam_image, refine_sources
 
 __all__ = [
@@ -200,8 +202,10 @@ class SourceCharacterizer:
         n = len(table)
         inputs, sigmas, centres, edge, continua, n_off, n_line, beams = [], [], [], [], [], [], [], []
         zooms = []
-        for row in table:
-            lo, hi = prepared.line_channels(row["z_min"], row["z_max"])
+        windows = _windows(table, prepared)
+        nearby = _rows_nearby(table, LINE_FREE_RADIUS * beam_major_pix)
+        for i, row in enumerate(table):
+            lo, hi = windows[i]
             beams.append(prepared.beams[(lo + hi) // 2])  # the beam of the line (beams vary with channel)
             zooms.append(_zoom(beams[-1].major.to_value(u.arcsec) / cell))
             sigma = float(np.sqrt(np.sum(noise[lo : hi + 1] ** 2)) * dv)
@@ -211,9 +215,8 @@ class SourceCharacterizer:
             # Near the edge: the cutout leaves the image or reaches pixels blank in every line channel.
             blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 0.0, np.nan)
             _, padded = _cutout(blank, cx, cy, size)
-            # The continuum: per-pixel median over the channels outside the line.
-            off = channel_has_data.copy()
-            off[lo : hi + 1] = False
+            # The continuum: per-pixel median over the channels outside the lines at the position.
+            off = _line_free(channel_has_data, windows, nearby[i])
             continuum = np.median(block[off], axis=0) if off.sum() >= 3 else np.zeros(block.shape[1:])
             line_image = block[lo : hi + 1].sum(axis=0) * dv / sigma
             inputs.append(_resample(line_image, zooms[-1]))
@@ -254,7 +257,9 @@ class SourceCharacterizer:
         kernel = self._kernel(prepared)
         fallback = np.zeros(n, dtype=bool)  # forward fits that failed or were set aside (flag 32)
         if kernel is not None:
-            refined = self._refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise)
+            refined = self._refine(
+                prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise, nearby
+            )
             use = refined["ok"]
             if self._network is not None:
                 use = use & ~fit_astray(refined, measured, zooms, beam_major_pix)
@@ -321,11 +326,11 @@ class SourceCharacterizer:
         return "psf"
 
     @staticmethod
-    def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise):
+    def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise, nearby):
         """Sizes, angles, fluxes and (of resolved sources) positions from a Gaussian convolved
         with ``kernel`` (``'psf'``: the cube's PSF; ``'beam'``: the line's restoring beam) fitted
         to each line image (`~deepfocus.characterization.forward.refine_sources`), started from
-        ``measured``.
+        ``measured``; each continuum is measured outside the lines of the rows ``nearby``.
 
         Returns the fit's ``major``, ``minor`` (arcsec), ``pa`` (deg), ``flux`` (Jy km/s),
         ``dx``, ``dy`` (offsets from ``centres`` in cutout pixels, as ``measured`` has them) and
@@ -348,8 +353,7 @@ class SourceCharacterizer:
             half = min(int(np.ceil(FIT_RADIUS * observed)) + 3, fit_half_limit(beam_pix))
             cx, cy = (int(v) for v in centres[i])
             block, _ = _cutout(data, cx, cy, 2 * half)
-            off = channel_has_data.copy()
-            off[full[0] : full[1] + 1] = False
+            off = _line_free(channel_has_data, windows, nearby[i])
             continuum = _significant_continuum(block, off, noise, half, beam_pix)
             image, sigma = line_image(block, noise, lo, hi, share, continuum, dv)
             images.append(image)
@@ -432,6 +436,29 @@ def fit_astray(fit, network, zooms, beam_pix):
     ratio = np.maximum(fit["flux"], 1e-30) / np.maximum(network["flux"], 1e-30)
     shift = np.hypot(fit["dx"] - network["dx"], fit["dy"] - network["dy"]) / zooms / beam_pix
     return (np.abs(np.log(ratio)) > np.log(ASTRAY_FLUX_RATIO)) | (shift > ASTRAY_SHIFT)
+
+
+def _windows(table, frame):
+    """Every row's line window ``(first, last)`` in the frame's channels, ``(n, 2)`` int."""
+    windows = [frame.line_channels(row["z_min"], row["z_max"]) for row in table]
+    return np.array(windows, dtype=int).reshape(-1, 2)
+
+
+def _rows_nearby(table, radius):
+    """For every row, itself and the rows within ``radius`` pixels (sorted indices)."""
+    if len(table) == 0:
+        return []
+    xy = np.column_stack([table["x_centroid"].to_value(u.pix), table["y_centroid"].to_value(u.pix)])
+    return [sorted(rows) for rows in cKDTree(xy).query_ball_point(xy, radius)]
+
+
+def _line_free(has_data, windows, rows):
+    """The channels with data outside the line windows of ``rows``: where a source's continuum
+    is measured, so that a second line at its position is not taken for continuum."""
+    off = has_data.copy()
+    for first, last in np.asarray(windows, dtype=int)[rows]:
+        off[first : last + 1] = False
+    return off
 
 
 def _significant_continuum(block, off, noise, centre, beam_pix):

@@ -234,7 +234,8 @@ def refit_crowded(table, frame, *, kernel, read=None):
     if read is None:
 
         def read(cx, cy, size):
-            return _cutout(frame.data, cx, cy, size)[0], _cutout(frame.valid, cx, cy, size)[0] > 0
+            block = np.nan_to_num(_cutout(frame.data, cx, cy, size)[0])  # 0 where blank
+            return block, _cutout(frame.valid, cx, cy, size)[0] > 0
 
     cell = frame.cell.to_value(u.arcsec)
     dv = frame.channel_velocity_width.to_value(u.km / u.s)

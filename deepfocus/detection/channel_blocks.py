@@ -36,6 +36,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable, vstack
 
+from .matched_filter import blank_as_nan
 from .tiled import _characterize as characterize_part
 from .tiled import _quiet_read
 
@@ -154,9 +155,9 @@ def detect_in_blocks(detector, tile_data, blocks):
         return None
     spectra = _spectra(tile_data, candidates, blocks)
     frame = tile_data.frame
-    rows, _ = detector._find_lines(
-        spectra, candidates, detector.min_separation * frame.pixels_per_beam, tile_data.noise
-    )
+    noise = blank_as_nan(u.Quantity(frame.noise, u.Jy / u.beam).value)
+    beam_pix = detector.min_separation * frame.pixels_per_beam
+    rows, _ = detector._find_lines(spectra, candidates, beam_pix, noise)
     scores = _deconvolved_scores(detector, tile_data, rows, candidates)
     rows = [r for r, score in zip(rows, scores, strict=True) if score >= detector.deconvolved_fraction]
     return detector._catalog(frame, candidates, rows, None)
@@ -281,15 +282,19 @@ def characterize_in_blocks(characterizer, tile_data, table, *, psf=None):
     table : `~astropy.table.QTable`
         What ``characterizer`` gives on the whole tile.
     """
-    from ..characterization.characterizer import _blended
+    from ..characterization.characterizer import _blended, _rows_nearby
+    from ..characterization.crowding import LINE_FREE_RADIUS
 
     frame = tile_data.frame
     half = column_half(frame.pixels_per_beam)
     ny, nx = tile_data.continuum.shape
     y0, x0 = tile_data.tile.origin
+    # Each row goes in with the rows whose lines its continuum leaves out (within
+    # LINE_FREE_RADIUS beams, inside its column), as over a whole tile; only its own is kept.
+    nearby = _rows_nearby(table, LINE_FREE_RADIUS * frame.pixels_per_beam)
     out = []
     for row in range(len(table)):
-        one = table[row : row + 1]
+        one = table[[row] + [j for j in nearby[row] if j != row]]
         cx, cy = (int(round(float(one[f"{a}_centroid"][0].value))) for a in "xy")
         ys = slice(max(0, cy - half), min(ny, cy + half + 1))
         xs = slice(max(0, cx - half), min(nx, cx + half + 1))
@@ -305,7 +310,7 @@ def characterize_in_blocks(characterizer, tile_data, table, *, psf=None):
         one = QTable(one, copy=True)
         one["x_centroid"] = one["x_centroid"] - xs.start * u.pix
         one["y_centroid"] = one["y_centroid"] - ys.start * u.pix
-        one = characterize_part(characterizer, column, one, psf)
+        one = characterize_part(characterizer, column, one, psf)[:1]
         one["x_centroid"] = one["x_centroid"] + xs.start * u.pix
         one["y_centroid"] = one["y_centroid"] + ys.start * u.pix
         out.append(one)

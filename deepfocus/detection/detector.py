@@ -17,7 +17,7 @@ from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
 from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys
-from .matched_filter import DEFAULT_WIDTHS, usable_noise
+from .matched_filter import DEFAULT_WIDTHS, blank_as_nan
 from .sidelobes import FilteredPSF, sidelobe_rejected
 
 __all__ = ["CubeDetector", "prepare", "DECONVOLVER_CUTOUT"]
@@ -72,6 +72,16 @@ def _load(model, task):
     name = folder / f"{task}-default.safetensors" if folder.is_dir() else f"{task}-{model}"
     network, card = load_model(name)
     return network, {"name": str(name), "sha256": card.get("sha256")}
+
+
+def _between_lines(pieces, lo, hi):
+    """``(first, last)`` channels a fit of the line in ``lo..hi`` may use: up to halfway to the
+    neighbouring ``pieces`` (sorted ``(lo, hi)`` runs of line channels of one spectrum)."""
+    before = [p[1] for p in pieces if p[1] < lo]
+    after = [p[0] for p in pieces if p[0] > hi]
+    first = (max(before) + lo) / 2 if before else -np.inf
+    last = (min(after) + hi) / 2 if after else np.inf
+    return first, last
 
 
 class CubeDetector:
@@ -154,7 +164,7 @@ class CubeDetector:
     def _lines(self, cube, mf, candidates):
         """Refine each candidate's line; split positions that hold two lines."""
         spectra = mf.channel_snr[(slice(None), *candidate_pixels(candidates, mf.snr.shape[1:]))].T
-        noise = usable_noise(u.Quantity(cube.noise, u.Jy / u.beam).value)
+        noise = blank_as_nan(u.Quantity(cube.noise, u.Jy / u.beam).value)
         return self._find_lines(spectra, candidates, self.min_separation * cube.pixels_per_beam, noise)
 
     def _find_lines(self, spectra, candidates, beam_pix, noise=None):
@@ -171,20 +181,20 @@ class CubeDetector:
             probability, denoised = network_lines(spectra, self._spectral)
         for k, cand in enumerate(candidates):
             z0, w = float(cand["z_centroid"]), int(cand["filter_width"])
-            runs = []
+            pieces = []
             if self._spectral is not None:
-                runs = [
-                    piece
-                    for run in mask_runs(probability[k] > 0.5)
-                    for piece in split_at_valleys(run, denoised[k])
-                    if piece[0] - w <= z0 <= piece[1] + w
-                ]
+                runs_k = mask_runs(probability[k] > 0.5)
+                pieces = [piece for run in runs_k for piece in split_at_valleys(run, denoised[k])]
+            runs = [piece for piece in pieces if piece[0] - w <= z0 <= piece[1] + w]
             if runs:
                 for lo, hi in runs[:2]:
                     weights = np.clip(denoised[k, lo : hi + 1], 0, None)
                     channels = np.arange(lo, hi + 1)
                     zc = float(np.sum(weights * channels) / max(weights.sum(), 1e-9))
-                    fit = fit_line(spectra[k], zc, hi - lo + 1, noise)
+                    # The fit stays off the spectrum's other lines: a second line at the
+                    # position would otherwise give this one its width and peak.
+                    limits = _between_lines(pieces, lo, hi)
+                    fit = fit_line(spectra[k], zc, hi - lo + 1, noise, limits=limits)
                     rows.append((k, zc, lo, hi, fit["fwhm"], fit["peak"]))
             else:
                 fit = fit_line(spectra[k], z0, w, noise)
@@ -328,8 +338,15 @@ class CubeDetector:
         x = candidates["x_centroid"].value[k]
         y = candidates["y_centroid"].value[k]
         z = np.array([r[1] for r in rows])
-        lo = np.array([r[2] for r in rows])
-        hi = np.array([r[3] for r in rows])
+        # Line windows end at the band's first and last channels with data (blank channels
+        # hold no line); a line that reaches them, or blank channels inside it, is truncated.
+        blank = np.isnan(blank_as_nan(u.Quantity(cube.noise, u.Jy / u.beam).value))
+        first, last = (np.flatnonzero(~blank)[[0, -1]]) if (~blank).any() else (0, n_chan - 1)
+        lo = np.clip([r[2] for r in rows], first, last)
+        hi = np.clip([r[3] for r in rows], first, last)
+        truncated = (
+            (lo <= first) | (hi >= last) | [blank[a : b + 1].any() for a, b in zip(lo, hi, strict=True)]
+        )
         fwhm = np.array([r[4] for r in rows])
         peak = np.array([r[5] for r in rows])
         # Channel indices of the user's cube (its frequency axis may descend).
@@ -349,7 +366,7 @@ class CubeDetector:
         table["snr"] = peak
         table["filter_snr"] = candidates["filter_snr"][k]
         flags = np.zeros(len(rows), dtype=np.int32)
-        flags |= np.where((lo <= 0) | (hi >= n_chan - 1), 4, 0).astype(np.int32)
+        flags |= np.where(truncated, 4, 0).astype(np.int32)
         table["flags"] = flags
         table.meta.update(self._meta(cube))
         return table

@@ -30,6 +30,7 @@ __all__ = [
     "filtered_plane_noise",
     "normalised_channels",
     "usable_noise",
+    "blank_as_nan",
     "window_sum",
     "DEFAULT_WIDTHS",
 ]
@@ -330,6 +331,13 @@ def usable_noise(noise):
     """Per-channel noise with unusable entries (NaN, 0) replaced by the median of the others."""
     noise = np.asarray(noise, dtype=float)
     return np.where(np.isfinite(noise) & (noise > 0), noise, np.nanmedian(noise))
+
+
+def blank_as_nan(noise):
+    """Per-channel noise with unusable entries (NaN, 0, negative) as NaN: the blank channels,
+    which `~deepfocus.detection.lines.fit_line` leaves out."""
+    noise = np.asarray(noise, dtype=float)
+    return np.where(np.isfinite(noise) & (noise > 0), noise, np.nan)
 
 
 #: Planes filtered per FFT call: bounds the transient float64/complex work arrays of

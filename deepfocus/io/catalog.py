@@ -30,7 +30,7 @@ bit    name             meaning
 =====  ===============  ===================================================================
 1      ``EDGE``         near the image edge or the NaN (primary-beam cut-off) border
 2      ``BLENDED``      blended with a neighbour (overlapping footprint or line)
-4      ``BAND_EDGE``    line truncated by the first or last channel of the band
+4      ``BAND_EDGE``    line cut off by the band's edge or by blank channels
 8      ``UNRESOLVED``   size at the resolution limit: unresolved along at least one axis
 16     ``OUT_OF_RANGE`` a fit or network output lies outside the range seen in training
 32     ``FIT_FALLBACK`` the forward fit failed or left the first estimate, which is kept
@@ -178,7 +178,9 @@ class SourceFlag(enum.IntFlag):
 FLAG_BITS = {
     int(SourceFlag.EDGE): "near the image edge or the NaN (primary-beam cut-off) border",
     int(SourceFlag.BLENDED): "blended with a neighbour (overlapping footprint or line)",
-    int(SourceFlag.BAND_EDGE): "line truncated by the first or last channel of the band",
+    int(
+        SourceFlag.BAND_EDGE
+    ): "line cut off by the band's edge (its first or last channel with data) or blank channels",
     int(SourceFlag.UNRESOLVED): "size at the resolution limit (unresolved along at least one axis)",
     int(SourceFlag.OUT_OF_RANGE): "a fit or network output lies outside the range seen in training",
     int(SourceFlag.FIT_FALLBACK): (

@@ -45,23 +45,26 @@ def test_neighbour_image_is_the_convolution_on_a_large_grid(x, y, major, minor):
     assert np.abs(image - expected).max() < 1e-5 * np.abs(expected).max()
 
 
-def test_a_second_line_at_the_position_is_not_continuum_without_the_second_pass():
+def test_a_second_line_at_the_position_is_not_continuum():
+    # Each source's continuum is measured outside the lines of the sources within
+    # LINE_FREE_RADIUS beams, in every pass: the other line at the position once came out as
+    # continuum of each (1.3-1.5 mJy) and took half its flux where no second pass ran (first
+    # pass 0.53 and 0.50 of the true fluxes, without a PSF 0.51 and 0.48).
     rows = (
         (40.3, 50.6, 12.0, 1.0, 0.7, 30.0, 9.0, 15.0, 0.0),
         (40.3, 50.6, 33.0, 1.0, 0.7, 30.0, 9.0, 15.0, 0.0),
     )
     sim = helpers.simulation(rows, seed=3)
     catalog = sim.truth[["id", "x_centroid", "y_centroid", "z_centroid", "z_min", "z_max"]]
-    alone = SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf, crowded=False)
-    among = SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf)
-    # Alone, each source takes the other's line for continuum and loses flux to it.
-    assert np.all(alone["continuum_flux"] > 0)
-    assert np.all(among["continuum_flux"] == 0)
-    error = {
-        k: np.abs((t["flux"] / sim.truth["flux"]).to_value(u.one) - 1)
-        for k, t in (("alone", alone), ("among", among))
+    runs = {
+        "first pass": SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf, crowded=False),
+        "second pass": SourceCharacterizer(model=None)(sim.dirty, catalog, psf=sim.psf),
+        "no PSF": SourceCharacterizer(model=None)(sim.dirty, catalog),
     }
-    assert np.all(error["among"] < 0.1) and error["alone"].mean() > 2 * error["among"].mean()
+    for name, table in runs.items():
+        assert np.all(table["continuum_flux"] == 0), name
+        ratio = (table["flux"] / sim.truth["flux"]).to_value(u.one)
+        assert np.all((ratio > 0.8) & (ratio < 1.2)), (name, ratio)  # no PSF: 0.88 and 0.85
 
 
 def test_a_fit_among_neighbours_clears_the_fallback_flag():

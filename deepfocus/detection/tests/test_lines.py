@@ -37,3 +37,37 @@ def test_channel_peak_of_a_wide_line_is_its_amplitude():
     assert channel_peak(5.0, 10.0, 6.0, 30) == pytest.approx(5.0, rel=0.01)
     # Centred between two channels, a line one channel wide puts under half its area in each.
     assert channel_peak(1.0, 10.5, 1 / 2.3548, 30) < 0.5 * np.sqrt(2 * np.pi) / 2.3548
+
+
+def _gaussian_line(n, centre, fwhm, peak):
+    channels = np.arange(n)
+    return peak * np.exp(-0.5 * ((channels - centre) / (fwhm / 2.3548)) ** 2)
+
+
+def test_blank_channels_are_left_out_of_the_fit():
+    # Blank channels reach the fit as zeros in the S/N spectrum; with the noise NaN there
+    # (`blank_as_nan`) they are left out, and the line keeps its centre and height.
+    spectrum = _gaussian_line(48, 28.4, 6.8, 20.0)
+    noise = np.ones(48)
+    spectrum[[27, 30]] = 0.0
+    noise[[27, 30]] = np.nan
+    line = fit_line(spectrum, 28.0, 7.0, noise)
+    assert line["z_centroid"] == pytest.approx(28.4, abs=0.05)
+    assert line["fwhm"] == pytest.approx(6.8, rel=0.03)
+    zeros = fit_line(spectrum, 28.0, 7.0, np.ones(48))  # what the zeros did
+    assert abs(zeros["peak"] - line["peak"]) > 1.0
+
+
+def test_limits_keep_the_fit_off_a_second_line():
+    spectrum = _gaussian_line(48, 10.0, 6.0, 8.0) + _gaussian_line(48, 28.0, 9.0, 30.0)
+    line = fit_line(spectrum, 10.0, 12, limits=(-np.inf, 19.0))
+    assert line["z_centroid"] == pytest.approx(10.0, abs=0.1)
+    assert line["fwhm"] == pytest.approx(6.0, rel=0.05)
+    assert line["peak"] < 10.0
+    reached = fit_line(spectrum, 10.0, 12)  # a window of 2 x 12 channels takes in the bright line
+    assert reached["peak"] > 20.0
+
+
+def test_a_spectrum_with_no_usable_channel_near_the_guess_gives_no_peak():
+    line = fit_line(np.zeros(20), 10.0, 3.0, np.full(20, np.nan))
+    assert line["peak"] == 0.0 and not line["fitted"]

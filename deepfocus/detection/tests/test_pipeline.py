@@ -234,6 +234,49 @@ def test_two_lines_at_one_position_are_two_sources():
     assert catalog["flux"][lower] > catalog["flux"][upper]
 
 
+def test_each_of_two_lines_at_one_position_has_its_own_width_and_snr():
+    # The example cube's bright line (S/N 31, channel 28) lies 20 channels from a fainter one
+    # (S/N 9, channel 8) at the same position. The network finds both; fitted over twice the
+    # run's length, the fainter line's fit reached the bright one and took its width and S/N.
+    from importlib import resources
+
+    from astropy.table import QTable
+
+    data = resources.files("deepfocus.data")
+    truth = QTable.read(data / "example_truth.ecsv")
+    catalog = DeepFocus()(str(data / "example_dirty.fits"), psf=str(data / "example_psf.fits"))
+    pairs = matched_table(truth, catalog)
+    assert len(pairs) == len(truth)
+    pair = pairs[
+        np.hypot(pairs["true_x_centroid"].value - 48.96, pairs["true_y_centroid"].value - 47.72) < 0.5
+    ]
+    assert len(pair) == 2
+    width = (pair["det_line_width"] / pair["true_line_width"]).to_value(u.one)
+    snr = np.asarray(pair["det_snr"] / pair["true_snr"])
+    assert np.all(np.abs(width - 1) < 0.15), width
+    assert np.all(np.abs(snr - 1) < 0.2), snr
+
+
+def test_blank_channels_at_the_band_edge_cut_the_line_window(tmp_path):
+    # Channels 0-7 blank (as a cube cut to an atmospheric window is): the line at channel 9
+    # ends at the first channel with data and is flagged as cut off; the other line is not.
+    rows = (
+        (30.0, 40.0, 9.0, 0.0, 0.0, 0.0, 6.0, 20.0, 0.0),
+        (60.0, 50.0, 30.0, 0.0, 0.0, 0.0, 5.0, 20.0, 0.0),
+    )
+    sim = helpers.simulation(rows, seed=5)
+    path = helpers.write_simulation(sim, tmp_path)["dirty"]
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].data[:8] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        catalog = DeepFocus(model=None)(path)
+    assert len(catalog) == 2
+    cut, whole = np.argsort(catalog["z_centroid"])
+    assert catalog["z_min"][cut] == 8 and catalog["flags"][cut] & 4
+    assert not catalog["flags"][whole] & 4
+
+
 def test_a_faint_line_at_the_position_of_a_bright_broad_one_is_found():
     # The bright line (peak S/N 40, FWHM 14 of 48 channels) must not raise the pixel's
     # continuum: taken off every channel, that ate the faint line (matched-filter S/N 7.5 now;
