@@ -187,7 +187,7 @@ def _has_psf(cube):
 
 def _check_psf(prepared):
     """The PSF cube, checked against the image and normalised to 1 at each centre pixel."""
-    from ..io.psf import check_psf_peaks
+    from ..io.psf import check_psf_peaks, fill_blank_planes
 
     psf = np.asarray(prepared.psf, dtype=np.float64)
     n, ny, nx = prepared.shape
@@ -197,18 +197,8 @@ def _check_psf(prepared):
             f"the PSF planes are {py} x {px} pixels; they must be between 3 x 3 and twice the "
             f"image ({ny} x {nx}), centred at pixel (ny // 2, nx // 2) as tclean writes them"
         )
-    centre = psf[:, py // 2, px // 2]
-    good = np.isfinite(centre) & (centre != 0)
-    if not good.any():
-        raise InvalidInputError("the PSF is zero or not finite at its centre pixel in every channel")
     check_psf_peaks(psf, "the PSF", allow_blank=True)  # as read_cube checks it
-    psf = np.nan_to_num(psf, nan=0.0)
-    if not good.all():  # blank channels: the nearest good channel's PSF
-        idx = np.flatnonzero(good)
-        for k in np.flatnonzero(~good):
-            psf[k] = psf[idx[np.abs(idx - k).argmin()]]
-            centre[k] = centre[idx[np.abs(idx - k).argmin()]]
-    return psf / centre[:, None, None]
+    return fill_blank_planes(psf, "the PSF")  # blank channels: the nearest valid channel's PSF
 
 
 def _mean_psf(psf_cube, prepared):

@@ -426,8 +426,9 @@ def _read_fits(path: Path, region=None) -> _Raw:
         warnings.simplefilter("always")
         try:
             # A region is read from the file without a memory map: pages of a mapped file that
-            # are touched (and read ahead) count in the process's resident memory.
-            with fits.open(path, mode="readonly", memmap=region is None) as hdul:
+            # are touched (and read ahead) count in the process's resident memory. A whole cube
+            # is mapped where astropy can (None: not for integers scaled by BSCALE/BZERO/BLANK).
+            with fits.open(path, mode="readonly", memmap=None if region is None else False) as hdul:
                 raw = _read_hdul(hdul, label, path, region)
         except InvalidInputError:
             raise
@@ -553,6 +554,35 @@ def _parse_wcs(header, naxis, label):
     except Exception as exc:  # wcslib raises its own classes (InconsistentAxisTypesError, ...)
         raise InvalidInputError(f"{label}: cannot interpret the WCS: {exc}") from exc
     return wcs
+
+
+#: Largest rotation (deg) of a pixel grid from north that is taken for none (rounding).
+MAX_GRID_ROTATION = 0.05
+
+
+def _check_orientation(celestial, label):
+    """Refuse pixel grids that are mirrored or rotated: the beam kernels, the forward fits and
+    the position angles assume CASA's grid (north up, east to the left). Warn that position
+    angles refer to the north of a frame that is not equatorial (galactic, ecliptic)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        matrix = celestial.pixel_scale_matrix  # world (lng, lat) by pixel (x, y), deg per pixel
+    fix = "regrid it to north up and east to the left (as CASA writes cubes) first, e.g. with reproject"
+    if np.linalg.det(matrix) > 0:  # CASA's grid: -cdelt along x, +cdelt along y
+        raise InvalidInputError(f"{label}: the pixel grid is mirrored (east to the right or south up); {fix}")
+    rotation = np.degrees(np.arctan2(matrix[1, 0], matrix[1, 1]))
+    skew = np.degrees(np.arctan2(matrix[0, 1], -matrix[0, 0]))
+    if max(abs(rotation), abs(skew)) > MAX_GRID_ROTATION:
+        angle = abs(rotation if abs(rotation) > MAX_GRID_ROTATION else skew)
+        raise InvalidInputError(f"{label}: the pixel grid is rotated by {angle:.3g} deg from north; {fix}")
+    ctype = celestial.wcs.ctype[0].split("-")[0].upper()
+    if ctype != "RA":
+        warnings.warn(
+            f"{label}: the celestial axes are {celestial.wcs.ctype[0]!r}, {celestial.wcs.ctype[1]!r}: "
+            "position angles are measured from the north of that frame, not from equatorial north",
+            DeepFocusWarning,
+            stacklevel=5,
+        )
 
 
 def _axes(wcs, label):
@@ -850,6 +880,7 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
             f"{scales[1].to_value(u.arcsec):.6g} arcsec); regrid to square pixels first"
         )
     cell = scales[0].to(u.arcsec)
+    _check_orientation(raw.wcs.celestial, label)
 
     # Unit (refuse early: before complaining about the beam of a Jy/pixel model).
     unit = _parse_bunit(raw.bunit, label)
@@ -935,7 +966,7 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
 
 
 def _prepare_psf(psf, label, n_chan, cell, flipped):
-    from .psf import check_psf_peaks, read_psf
+    from .psf import check_psf_peaks, fill_blank_planes, read_psf
 
     if isinstance(psf, (str, os.PathLike)):
         array, psf_cell = read_psf(psf)
@@ -952,7 +983,8 @@ def _prepare_psf(psf, label, n_chan, cell, flipped):
             array = array[None]
         if array.ndim != 3:
             raise InvalidInputError(f"{where} must be (n_chan, ny, nx), got shape {array.shape}")
-        check_psf_peaks(array, where, allow_blank=True)  # blank channels: see deconvolution
+        check_psf_peaks(array, where, allow_blank=True)
+        array = fill_blank_planes(array, where)  # normalised, as read_psf gives it
     if array.shape[0] == 1 and n_chan > 1:
         array = np.repeat(array, n_chan, axis=0)
     if array.shape[0] != n_chan:

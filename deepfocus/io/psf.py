@@ -12,7 +12,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ..exceptions import InvalidInputError
 
-__all__ = ["PSFPlanes", "read_psf", "check_psf_peaks"]
+__all__ = ["PSFPlanes", "read_psf", "check_psf_peaks", "fill_blank_planes", "nearest_valid_planes"]
 
 
 def _pixel_size(header, path):
@@ -30,9 +30,66 @@ def _pixel_size(header, path):
     return (scales[0] * u.deg).to(u.arcsec)
 
 
-def _check_centres(centre, path):
-    if not np.all(np.isfinite(centre)) or np.any(centre <= 0):
-        raise InvalidInputError(f"{path}: the PSF is not positive at its centre pixel (is it the PSF?)")
+def _check_centres(centre, path, first=0):
+    bad = np.flatnonzero(~np.isfinite(centre) | (centre <= 0))
+    if bad.size:
+        raise InvalidInputError(
+            f"{path}: plane {first + int(bad[0])} of the PSF is not positive at its centre pixel "
+            "(is it the PSF?)"
+        )
+
+
+def _blank(centre):
+    """Planes whose centre pixel is 0 or not finite: ``tclean`` leaves the PSF of a channel it
+    flagged entirely blank."""
+    return ~np.isfinite(centre) | (centre == 0)
+
+
+def nearest_valid_planes(centre, where):
+    """For each PSF plane, the index of the nearest plane that is not blank (itself if it is not).
+
+    Parameters
+    ----------
+    centre : `numpy.ndarray`
+        The planes' centre pixels.
+    where : str
+        The PSF's name in messages.
+
+    Raises
+    ------
+    InvalidInputError
+        If every plane is blank, or a centre pixel is negative.
+    """
+    centre = np.asarray(centre, dtype=float)
+    blank = _blank(centre)
+    if blank.all():
+        raise InvalidInputError(f"{where}: the PSF is zero or not finite at its centre pixel in every plane")
+    _check_centres(np.where(blank, 1.0, centre), where)
+    good = np.flatnonzero(~blank)
+    return good[np.abs(np.arange(len(centre))[:, None] - good[None, :]).argmin(axis=1)]
+
+
+def fill_blank_planes(planes, where):
+    """PSF planes normalised to 1 at their centre pixel, each blank plane (a channel ``tclean``
+    flagged) replaced by the nearest valid one (a PSF changes slowly with frequency).
+
+    Parameters
+    ----------
+    planes : array-like
+        ``(n, ny, nx)`` PSF planes, centred at ``(ny // 2, nx // 2)``.
+    where : str
+        The PSF's name in messages.
+
+    Returns
+    -------
+    planes : `numpy.ndarray`
+        ``(n, ny, nx)`` float64, 0 where a valid plane is not finite.
+    """
+    planes = np.asarray(planes, dtype=float)
+    ny, nx = planes.shape[-2:]
+    centre = planes[:, ny // 2, nx // 2]
+    source = nearest_valid_planes(centre, where)
+    return np.nan_to_num(planes[source] / centre[source][:, None, None], nan=0.0, posinf=0.0, neginf=0.0)
 
 
 #: A PSF plane may exceed its centre pixel by this fraction elsewhere (rounding); more, and it
@@ -64,11 +121,8 @@ def check_psf_peaks(planes, where, first=0, *, allow_blank=False):
     planes = np.asarray(planes, dtype=float)
     ny, nx = planes.shape[-2:]
     centre = planes[:, ny // 2, nx // 2]
-    blank = ~np.isfinite(centre) | (centre == 0)
-    if not allow_blank:
-        _check_centres(centre, where)
-    elif np.any(centre[~blank] < 0):
-        _check_centres(centre[~blank], where)
+    blank = _blank(centre)
+    _check_centres(np.where(blank, 1.0, centre) if allow_blank else centre, where, first)
     with warnings.catch_warnings(), np.errstate(invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blank planes
         peak = np.nanmax(planes, axis=(1, 2))
@@ -86,7 +140,8 @@ def read_psf(path):
 
     Degenerate axes (a Stokes axis, a single channel) are dropped; the result is ordered
     ``(n_chan, ny, nx)``. Each plane is normalised to 1 at its centre pixel ``(ny // 2, nx // 2)``,
-    where ``tclean`` puts the peak.
+    where ``tclean`` puts the peak; a blank plane (a channel ``tclean`` flagged) takes the
+    nearest valid plane's PSF (`fill_blank_planes`).
 
     Parameters
     ----------
@@ -103,8 +158,8 @@ def read_psf(path):
     Raises
     ------
     InvalidInputError
-        If the file cannot be read, has no celestial WCS, non-square pixels, or a zero or
-        non-finite centre pixel.
+        If the file cannot be read, has no celestial WCS or non-square pixels, a plane does not
+        peak at its centre pixel, or every plane is blank.
     """
     try:
         with fits.open(path, memmap=False) as hdul:
@@ -118,8 +173,8 @@ def read_psf(path):
     array = np.asarray(data, dtype=float)
     ny, nx = array.shape[-2:]
     array = array.reshape(-1, ny, nx)
-    check_psf_peaks(array, path)
-    return array / array[:, ny // 2, nx // 2][:, None, None], cell
+    check_psf_peaks(array, path, allow_blank=True)
+    return fill_blank_planes(array, path), cell
 
 
 class _FilePlanes:
@@ -180,10 +235,14 @@ class PSFPlanes:
             if array.ndim != 3:
                 raise InvalidInputError(f"the PSF array must be (n_chan, ny, nx), got shape {array.shape}")
             self._path, self._planes, self._from_file = "the PSF array", array, False
+            ny, nx = array.shape[-2:]
+            self._centres = np.asarray(array[:, ny // 2, nx // 2], dtype=float)
         if len(self._planes) not in (1, self.n_channels):
             raise InvalidInputError(
                 f"{self._path} has {len(self._planes)} channels but the cube has {self.n_channels}"
             )
+        # Blank planes (channels tclean flagged) read the nearest valid plane, as read_cube fills them.
+        self._source = nearest_valid_planes(self._centres, self._path)
 
     def _open(self, path, cell):
         """The file's image as ``(n_planes, ny, nx)`` planes read on demand, its header checked."""
@@ -205,7 +264,7 @@ class PSFPlanes:
             )
         planes = _FilePlanes(hdu.section, shape)
         ny, nx = planes.shape[-2:]
-        _check_centres(np.asarray(hdu.section[..., ny // 2, nx // 2], dtype=float).ravel(), path)
+        self._centres = np.asarray(hdu.section[..., ny // 2, nx // 2], dtype=float).ravel()
         return planes
 
     def close(self):
@@ -234,12 +293,9 @@ class PSFPlanes:
         if not 0 <= channel < self.n_channels:
             raise IndexError(f"channel {channel} outside 0..{self.n_channels - 1}")
         index = 0 if len(self._planes) == 1 else (self.n_channels - 1 - channel if self.flipped else channel)
+        index = int(self._source[index])
         plane = np.asarray(self._planes[index], dtype=float)
         if index not in self._checked:
-            # Arrays may hold blank channels (filled in by their users), as in memory; files may not.
-            check_psf_peaks(plane[None], self._path, first=index, allow_blank=not self._from_file)
+            check_psf_peaks(plane[None], self._path, first=index)
             self._checked.add(index)
-        if self._from_file:  # as read_psf normalises it
-            ny, nx = plane.shape
-            plane = plane / plane[ny // 2, nx // 2]
-        return plane.astype(np.float32)
+        return fill_blank_planes(plane[None], self._path)[0].astype(np.float32)  # as read_cube

@@ -510,7 +510,7 @@ def _image(path):
     if not path.is_file():
         raise InvalidInputError(f"{label}: no such file")
     try:
-        hdul = fits.open(path, mode="readonly", memmap=True)
+        hdul = fits.open(path, mode="readonly", memmap=None)  # not mapped where scaled (BSCALE)
     except _cube._FITS_READ_ERRORS as exc:
         raise InvalidInputError(f"{label}: cannot read this FITS file: {type(exc).__name__}: {exc}") from exc
     hdu = _cube._image_hdu(hdul, label)
@@ -540,7 +540,13 @@ def cube_layout(path):
         beams = _cube._beams_from_hdul(hdul, hdu.header, shape[0], 0, str(path))
     if not beams:
         raise InvalidInputError(f"{path}: no beam (BMAJ/BMIN/BPA or a BEAMS table)")
-    major = u.Quantity(beams[len(beams) // 2][0]).to(u.arcsec)
+    # The middle channel's beam, or the nearest valid one (as `read_cube` replaces bad beams).
+    majors = u.Quantity([u.Quantity(b[0]).to(u.arcsec) for b in beams])
+    minors = u.Quantity([u.Quantity(b[1]).to(u.arcsec) for b in beams])
+    good = np.flatnonzero(np.isfinite(majors) & np.isfinite(minors) & (majors.value > 0) & (minors.value > 0))
+    if not len(good):
+        raise InvalidInputError(f"{path}: no valid beam (every BMAJ/BMIN is zero or not finite)")
+    major = majors[good[np.abs(good - len(beams) // 2).argmin()]]
     return CubeLayout(shape, cell, major)
 
 

@@ -205,6 +205,67 @@ def test_jy_per_beam_spellings(base, tmp_path, bunit):
     np.testing.assert_array_equal(cube.data, base["data"])
 
 
+def test_integers_scaled_by_bscale_bzero_and_blank(base, tmp_path):
+    # A memory map of scaled integers is refused by astropy: whole cubes and tiles read them.
+    from deepfocus.io.tiles import cube_layout, read_part
+
+    data = base["data"].copy()
+    data[0, :2] = np.nan
+    hdu = fits.PrimaryHDU(data.astype(np.float64), header=base["header"].copy())
+    scale = float(np.nanmax(np.abs(data))) / 30000
+    hdu.scale("int16", bscale=scale, bzero=0.0)
+    hdu.header["BLANK"] = -32768
+    hdu.data = np.where(np.isnan(data), -32768, np.round(data / scale)).astype(np.int16)
+    path = tmp_path / "int16.fits"
+    hdu.writeto(path)
+    cube = read_cube(path)
+    np.testing.assert_allclose(cube.data, data, atol=scale, equal_nan=True)
+    part = read_part(path, y=slice(0, 8), x=slice(0, 8))
+    np.testing.assert_allclose(part.data, cube.data[:, :8, :8], atol=scale, equal_nan=True)
+    assert cube_layout(path).shape == data.shape
+
+
+def _mirror_x(header, data):
+    header["CDELT1"], header["CRPIX1"] = -header["CDELT1"], header["NAXIS1"] + 1 - header["CRPIX1"]
+    return data[..., ::-1]
+
+
+def _mirror_y(header, data):
+    header["CDELT2"], header["CRPIX2"] = -header["CDELT2"], header["NAXIS2"] + 1 - header["CRPIX2"]
+    return data[..., ::-1, :]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_mirror_x, "mirrored"),
+        (_mirror_y, "mirrored"),
+        (lambda h, d: (h.update(CROTA2=30.0), d)[1], "rotated by 30 deg"),
+        (lambda h, d: (h.update(PC1_1=0.866, PC1_2=-0.5, PC2_1=0.5, PC2_2=0.866), d)[1], "rotated by 30 deg"),
+    ],
+)
+def test_mirrored_or_rotated_grids_are_refused(base, tmp_path, change, message):
+    # Beam kernels, forward fits and position angles assume north up and east to the left:
+    # the same sky on a mirrored grid came out with other angles, sizes and fluxes.
+    header = base["header"].copy()
+    header["NAXIS1"], header["NAXIS2"] = base["data"].shape[2], base["data"].shape[1]
+    data = change(header, base["data"])
+    with pytest.raises(InvalidInputError, match=message):
+        read_cube(_write(tmp_path / "grid.fits", data, header))
+    header = base["header"].copy()
+    header["CROTA2"] = 0.01  # rounding: taken for none
+    read_cube(_write(tmp_path / "tiny.fits", base["data"], header))
+
+
+def test_galactic_grid_warns_that_angles_refer_to_its_north(base, tmp_path):
+    header = base["header"].copy()
+    header.update(CTYPE1="GLON-SIN", CTYPE2="GLAT-SIN", CRVAL1=30.0, CRVAL2=0.5)
+    for key in ("RADESYS", "EQUINOX"):
+        header.remove(key, ignore_missing=True)
+    with pytest.warns(DeepFocusWarning, match="north of that frame"):
+        read_cube(_write(tmp_path / "galactic.fits", base["data"], header))
+
+
 def test_jy_per_steradian(base, tmp_path):
     h = base["header"].copy()
     h["BUNIT"] = "MJy/sr"

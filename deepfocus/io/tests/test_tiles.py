@@ -226,7 +226,7 @@ def test_psf_planes_are_read_cubes_psf(files, tmp_path, flipped):
         np.testing.assert_array_equal(from_file[13], expected.astype(np.float32))
     # One plane serves every channel.
     single = PSFPlanes(psf[0], 48, cube.cell)
-    np.testing.assert_array_equal(single[30], psf[0])
+    np.testing.assert_allclose(single[30], psf[0] / psf[0, 20, 20], rtol=1e-6)
 
 
 def test_psf_planes_refuse_bad_psfs(tmp_path):
@@ -236,9 +236,33 @@ def test_psf_planes_refuse_bad_psfs(tmp_path):
         PSFPlanes(path, 3, 0.1 * u.arcsec)
     with pytest.raises(InvalidInputError, match="3 channels but the cube has 48"):
         PSFPlanes(psf, 48, 0.036 * u.arcsec)
-    psf[1, 20, 20] = 0
-    with pytest.raises(InvalidInputError, match="centre"):
+    psf[1, 20, 20] = -1
+    with pytest.raises(InvalidInputError, match="plane 1 of the PSF is not positive at its centre"):
+        PSFPlanes(_psf_file(psf, tmp_path / "negative.fits"), 3, 0.036 * u.arcsec)
+    psf[:] = 0
+    with pytest.raises(InvalidInputError, match="in every plane"):
         PSFPlanes(_psf_file(psf, tmp_path / "zero.fits"), 3, 0.036 * u.arcsec)
+
+
+@pytest.mark.parametrize("blank", [0.0, np.nan])
+def test_blank_psf_planes_take_the_nearest_valid_plane(tmp_path, blank):
+    # tclean leaves the PSF of a channel it flagged blank: files, arrays and read_psf agree.
+    from deepfocus.io.psf import read_psf
+
+    psf = np.zeros((5, 41, 41), dtype=np.float32)
+    psf[:, 20, 20] = [2.0, 3.0, 4.0, 5.0, 6.0]
+    psf[:, 20, 21] = [0.2, 0.3, 0.4, 0.5, 0.6]
+    psf[[1, 4]] = blank
+    path = _psf_file(psf, tmp_path / "blank.fits")
+    expected = [0, 0, 2, 3, 3]  # plane 1 -> 0 (the first of two at the same distance), 4 -> 3
+    filled, _ = read_psf(path)
+    with PSFPlanes(path, 5, 0.036 * u.arcsec) as from_file:
+        in_memory = PSFPlanes(psf, 5, 0.036 * u.arcsec)
+        for z, source in enumerate(expected):
+            assert filled[z, 20, 20] == 1.0 and filled[z, 20, 21] == pytest.approx(0.1)
+            np.testing.assert_allclose(filled[z], psf[source] / psf[source, 20, 20])
+            np.testing.assert_array_equal(from_file[z], filled[z].astype(np.float32))
+            np.testing.assert_array_equal(in_memory[z], filled[z].astype(np.float32))
 
 
 def test_an_image_that_does_not_peak_at_its_centre_is_no_psf(files, tmp_path):
@@ -257,11 +281,30 @@ def test_an_image_that_does_not_peak_at_its_centre_is_no_psf(files, tmp_path):
             planes[30]
     psf[30, 5, 9] = 1.005  # within rounding of the peak
     assert read_cube(files["plain"], psf=psf).psf.shape == (48, 41, 41)
-    # Blank planes of an array (flagged channels) pass, in memory and out of core alike.
+    # Blank planes (flagged channels) take the nearest valid plane, in memory and out of core alike.
     psf[7] = np.nan
-    assert read_cube(files["plain"], psf=psf).psf.shape == (48, 41, 41)
-    assert np.isnan(PSFPlanes(psf, 48, 0.036 * u.arcsec)[7]).all()
+    np.testing.assert_array_equal(read_cube(files["plain"], psf=psf).psf[7], psf[6])
+    np.testing.assert_array_equal(PSFPlanes(psf, 48, 0.036 * u.arcsec)[7], psf[6])
     psf[7] = 0
     psf[7, 20, 20] = -1.0  # but a negative centre is no PSF
     with pytest.raises(InvalidInputError, match="not positive at its centre"):
         read_cube(files["plain"], psf=psf)
+
+
+def test_layout_takes_the_nearest_valid_beam_to_the_middle(files, tmp_path):
+    # A BEAMS row of NaN in the middle channel (read_cube replaces it by the nearest valid one).
+    with fits.open(files["casa"]) as hdul:
+        beams = hdul["BEAMS"].data
+        middle = len(beams) // 2
+        unit = u.Unit(hdul["BEAMS"].columns["BMAJ"].unit)
+        neighbours = np.asarray(beams["BMAJ"][[middle - 1, middle + 1]], dtype=float) * unit
+        neighbours = neighbours.to_value(u.arcsec)
+        beams["BMAJ"][middle] = np.nan
+        hdul.writeto(tmp_path / "bad_beam.fits")
+    layout = cube_layout(tmp_path / "bad_beam.fits")
+    assert np.isclose(layout.beam_major.to_value(u.arcsec), neighbours, rtol=1e-6).any()
+    with fits.open(files["casa"]) as hdul:
+        hdul["BEAMS"].data["BMAJ"][:] = 0.0
+        hdul.writeto(tmp_path / "no_beam.fits")
+    with pytest.raises(InvalidInputError, match="no valid beam"):
+        cube_layout(tmp_path / "no_beam.fits")
