@@ -73,7 +73,8 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     argv = ["simulate", "--output", str(tmp_path), "--quiet", *SMALL]
     assert main(argv) == 0
     assert main(argv) == 1
-    assert "output exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "output exists" in err and "--overwrite on the command line" in err
     assert main(argv + ["--overwrite"]) == 0
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from deepfocus.cli import main
+from deepfocus.training import PRESETS
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +67,41 @@ def test_help_has_examples(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "deepfocus train --task all --preset default --output weights" in out
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.startswith("deepfocus train: error: ") and err.count("\n") == 1, err
+    assert all(needle in err for needle in needles), err
+
+
+def test_existing_weights_need_overwrite(tmp_path, capsys):
+    weights = tmp_path / "spectral-tiny.safetensors"
+    weights.write_bytes(b"old")
+    args = ["train", "--task", "spectral", "--preset", "tiny", "--output", str(tmp_path), "--quiet"]
+    assert main(args) == 1
+    _one_line_error(capsys, str(weights), "--overwrite")
+    assert weights.read_bytes() == b"old"
+    assert main([*args, "--overwrite", "--threads", "1"]) == 0
+    assert weights.read_bytes() != b"old"
+
+
+def test_too_little_data_and_missing_data_are_one_line(tmp_path, capsys):
+    """The review's workflow: cubes from ``deepfocus simulate`` too small for the characterizer."""
+    sims = tmp_path / "sims"
+    small = ["--npix", "32", "--channels", "16"]
+    assert main(["simulate", "--n", "2", *small, "--output", str(sims), "--quiet"]) == 0
+    out = tmp_path / "w1"
+    args = ["train", "--task", "all", "--preset", "tiny", "--output", str(out), "--quiet"]
+    assert main([*args, "--data", str(sims)]) == 1
+    _one_line_error(capsys, "not enough data for characterizer (0 training, 0 validation", "more cubes")
+    assert main([*args, "--data", str(tmp_path / "doesnotexist")]) == 1
+    _one_line_error(capsys, "data folder", "doesnotexist does not exist")
+    assert not out.exists()  # failed runs leave no output folder behind
+
+
+def test_help_names_every_preset(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(f"{name} (" in out for name in PRESETS)

@@ -20,7 +20,8 @@ examples:
       also write tuning/spectral-history.png, -importances.png and -intermediate.png (on a
       finished study, only the outputs and plots are written again)
 
-A killed run continues where it stopped when the same command is run again.
+A killed run continues where it stopped when the same command is run again. A study with
+trials refuses another --preset, --seed, --data or --space: give a new --storage or --study.
 """
 
 

@@ -14,6 +14,8 @@ examples:
       the recipe of the shipped weights (about 40 min on 2 CPU cores)
   deepfocus train --task characterizer --preset tiny --output /tmp/check
       a seconds-long run that checks a set-up end to end
+  deepfocus train --task characterizer --output weights --overwrite
+      retrain one network into a folder that holds weights (the others are kept)
   deepfocus train --task spectral --data casa_cubes --output mine
       train on cubes made elsewhere (deepfocus simulate --engine casa writes this layout)
   deepfocus train --task spectral --preset tiny --output /tmp/check --plot
@@ -29,7 +31,9 @@ def register(subparsers):
         "train",
         help="train the networks on simulated data (or FITS triplets made elsewhere)",
         description="Train deepfocus's networks. Writes OUTPUT/<task>-<preset>.safetensors with a JSON "
-        "model card (config, data recipe, seeds, metrics, sha256) and a CSV log per task.",
+        "model card (config, data recipe, seeds, metrics, sha256) and a CSV log per task, and adds "
+        "their metrics to OUTPUT/training-<preset>.json. Existing weights are replaced only with "
+        "--overwrite.",
         epilog=TRAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -39,9 +43,18 @@ def register(subparsers):
         choices=("deconvolver", "spectral", "characterizer", "all"),
         help="network to train (default: all three, from one simulated data set)",
     )
-    tr.add_argument("--preset", default="default", help="data and optimisation recipe: default or tiny")
+    tr.add_argument(
+        "--preset",
+        default="default",
+        help="data and optimisation recipe: default (the shipped weights'), tune (fewer cubes, fewer "
+        "epochs) or tiny (seconds, to check a set-up)",
+    )
     tr.add_argument("--output", type=Path, required=True, help="output folder")
-    tr.add_argument("--data", type=Path, help="train on NAME_dirty.fits/_sky.fits/_truth.ecsv files here")
+    tr.add_argument(
+        "--data",
+        type=Path,
+        help="train on NAME_dirty.fits/_sky.fits/_truth.ecsv files here (the last 15 %% by name validate)",
+    )
     tr.add_argument("--config", type=Path, help="network config JSON (e.g. from deepfocus optimize)")
     tr.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     tr.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's, the cores)")
@@ -50,6 +63,9 @@ def register(subparsers):
         action="store_true",
         help="also draw each task's training curves (losses, validation metrics, learning rate) as "
         "OUTPUT/<task>-<preset>.png",
+    )
+    tr.add_argument(
+        "--overwrite", action="store_true", help="replace existing weights of the tasks in --output"
     )
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_run_train)
@@ -73,6 +89,7 @@ def _run_train(args) -> int:
             seed=args.seed,
             data_dir=args.data,
             config=args.config,
+            overwrite=args.overwrite,
             progress=not args.quiet,
             command=command,
         )

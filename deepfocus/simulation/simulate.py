@@ -151,7 +151,11 @@ class SimulatedObservation:
         if not overwrite:
             existing = [str(p) for p in paths.values() if p.exists()]
             if existing:
-                raise FileExistsError(f"output exists: {', '.join(existing)} (use overwrite)")
+                more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+                raise FileExistsError(
+                    f"output exists: {existing[0]}{more} (pass overwrite=True, or --overwrite on the "
+                    "command line, to replace it)"
+                )
         for kind in ("dirty", "sky"):
             with atomic_path(paths[kind]) as tmp:
                 getattr(self, kind).hdulist.writeto(tmp)

@@ -15,7 +15,14 @@ from ..simulation import Interferometer, Observation
 from ..simulation.simulate import _truth_table, cube_wcs, sky_model_for
 from . import samples as S
 
-__all__ = ["training_observations", "simulate_cubes", "read_cube_triplets", "task_arrays", "TASKS"]
+__all__ = [
+    "training_observations",
+    "simulate_cubes",
+    "cube_names",
+    "read_cube_triplets",
+    "task_arrays",
+    "TASKS",
+]
 
 TASKS = ("deconvolver", "spectral", "characterizer")
 
@@ -101,6 +108,21 @@ def simulate_cubes(n_cubes, *, seed, observations=None, recipe_mix=0.25, progres
         )
 
 
+def cube_names(directory):
+    """Sorted names ``NAME`` of the ``NAME_dirty.fits`` files in ``directory``.
+
+    Raises `InvalidInputError` when ``directory`` is not a folder or holds no such file.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        problem = "is not a folder" if directory.exists() else "does not exist"
+        raise InvalidInputError(f"data folder {directory} {problem}")
+    names = sorted(path.name[: -len("_dirty.fits")] for path in directory.glob("*_dirty.fits"))
+    if not names:
+        raise InvalidInputError(f"no *_dirty.fits files in {directory}")
+    return names
+
+
 def read_cube_triplets(directory, *, progress=True):
     """Yield `~deepfocus.training.samples.CubeSimulation` from ``NAME_dirty.fits``,
     ``NAME_sky.fits`` and ``NAME_truth.ecsv`` files (as ``deepfocus simulate`` writes them, with
@@ -111,11 +133,8 @@ def read_cube_triplets(directory, *, progress=True):
     from spectral_cube import SpectralCube
 
     directory = Path(directory)
-    dirty_files = sorted(directory.glob("*_dirty.fits"))
-    if not dirty_files:
-        raise InvalidInputError(f"no *_dirty.fits files in {directory}")
-    for path in tqdm(dirty_files, desc="read", unit="cube", disable=not progress):
-        stem = path.name[: -len("_dirty.fits")]
+    for stem in tqdm(cube_names(directory), desc="read", unit="cube", disable=not progress):
+        path = directory / f"{stem}_dirty.fits"
         sky_path, truth_path = directory / f"{stem}_sky.fits", directory / f"{stem}_truth.ecsv"
         if not sky_path.exists() or not truth_path.exists():
             raise InvalidInputError(f"{path.name} has no matching {sky_path.name} and {truth_path.name}")

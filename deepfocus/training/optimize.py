@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import time
@@ -30,7 +31,7 @@ from .loss_weights import weighted_loss
 from .presets import get_preset
 from .search_spaces import load_search_space
 from .tasks import get_task
-from .train import _dataset, _load_or_prepare, _scaled, network_arrays
+from .train import _dataset, _load_or_prepare, _scaled, network_arrays, output_folder
 from .trainer import Trainer
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "tuning_data",
     "run_trial",
     "open_study",
+    "study_provenance",
     "optimize",
     "best_config",
     "write_best_config",
@@ -283,13 +285,27 @@ def _safe_url(storage):
         return str(storage)
 
 
-def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_startup_trials=6, heartbeat=30):
+def open_study(
+    storage=DEFAULT_STORAGE,
+    study_name=None,
+    *,
+    task,
+    seed=0,
+    provenance=None,
+    n_startup_trials=6,
+    heartbeat=30,
+):
     """Create or load the study ``study_name`` (default ``deepfocus-<task>``) in ``storage``.
 
     Parameters
     ----------
     storage : str
         SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://user@host/db``, ...).
+    provenance : dict, optional
+        What the trials' scores depend on (`optimize` gives ``preset``, ``seed``, ``data`` and
+        ``search_space``), kept as the study's user attributes: a study with trials made with
+        other values is refused, so that trials on other data are never ranked together. A
+        study without them (made by an earlier version) continues and takes these.
     heartbeat : int
         Seconds between a running trial's heartbeats; a trial silent for twice as long (its
         worker was killed) is marked failed and its parameters queued again.
@@ -297,7 +313,8 @@ def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_star
     Raises
     ------
     deepfocus.exceptions.InvalidInputError
-        An unusable URL, or a study of that name made for another task.
+        An unusable URL, or a study of that name made for another task or with another
+        ``provenance``.
     """
     study_name = study_name or f"deepfocus-{task}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -312,14 +329,59 @@ def open_study(storage=DEFAULT_STORAGE, study_name=None, *, task, seed=0, n_star
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3),
     )
     made_for = study.user_attrs.get("task")
-    if made_for is None:
-        study.set_user_attr("task", task)
-        study.set_user_attr("objective", OBJECTIVES[task])
-    elif made_for != task:
+    if made_for not in (None, task):
         raise InvalidInputError(
             f"study {study_name!r} in {_safe_url(storage)} is for task {made_for!r}, not {task!r}"
         )
+    _check_provenance(study, provenance or {}, storage)
+    if made_for is None:
+        study.set_user_attr("task", task)
+        study.set_user_attr("objective", OBJECTIVES[task])
     return study
+
+
+def _check_provenance(study, provenance, storage):
+    """Refuse a study whose trials were made with another ``provenance``; record it otherwise.
+
+    Values a study does not hold yet (a new study, or one made before they were recorded) are
+    set; so are other values of a study with no finished, running or queued trial (nothing
+    would be mixed).
+    """
+    attrs = study.user_attrs
+    differ = [key for key, value in provenance.items() if key in attrs and attrs[key] != value]
+    if differ and _count(study.get_trials(deepcopy=False), _CLAIMED):
+        details = "; ".join(f"{key} {attrs[key]!r}, not {provenance[key]!r}" for key in differ)
+        raise InvalidInputError(
+            f"study {study.study_name!r} in {_safe_url(storage)} was run with different "
+            f"{', '.join(differ)}: give a new --storage or --study name to tune with these ({details})"
+        )
+    for key, value in provenance.items():
+        if attrs.get(key) != value:
+            study.set_user_attr(key, value)
+
+
+def study_provenance(task, *, preset, seed, data_dir=None, space=None):
+    """What the scores of ``task``'s trials depend on, as `open_study` records it.
+
+    Returns
+    -------
+    dict
+        ``preset``, ``seed``, ``data`` (the absolute path of ``data_dir``, or the preset whose
+        simulated data the trials use) and ``search_space`` (``shipped``, a file's absolute path,
+        or a digest of a dict).
+    """
+    if data_dir is not None:
+        data = str(Path(data_dir).resolve())
+    else:
+        data = f"simulated ({get_preset(preset).data_from or preset} preset)"
+    if space is None:
+        space_name = f"shipped ({task})"
+    elif isinstance(space, dict):
+        digest = hashlib.sha256(json.dumps(space, sort_keys=True).encode()).hexdigest()[:12]
+        space_name = f"dict (sha256 {digest})"
+    else:
+        space_name = str(Path(space).resolve())
+    return {"preset": preset, "seed": seed, "data": data, "search_space": space_name}
 
 
 class _Surplus(Exception):
@@ -380,6 +442,13 @@ def optimize(
     Returns
     -------
     study : `optuna.study.Study`
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        Bad arguments, a study run with another preset, seed, data or search space
+        (`open_study`), or data without training or validation samples of ``task`` (before
+        any trial).
     """
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise InvalidInputError(f"n_trials must be a positive integer, got {n_trials!r}")
@@ -387,25 +456,23 @@ def optimize(
         raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
     search = load_search_space(task, space)
     get_preset(preset)
+    provenance = study_provenance(task, preset=preset, seed=seed, data_dir=data_dir, space=space)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(
-        storage,
-        study_name,
-        task=task,
-        seed=seed,
-        n_startup_trials=min(10, max(3, n_trials // 3)),
-        heartbeat=heartbeat,
-    )
     objective_key = OBJECTIVES[task]
-    data = None
-    deadline = None if timeout is None else time.monotonic() + timeout
+    data = {}
+
+    def prepare():
+        """The trials' data, made (and checked) once, before this worker's first trial."""
+        if not data:
+            data["arrays"] = tuning_data(
+                task, preset=preset, seed=seed, cache_dir=output_dir, data_dir=data_dir, progress=progress
+            )
 
     def objective(trial):
         # A trial counts only if fewer than n_trials trials numbered before it are finished,
         # running or queued: two workers then never finish more than n_trials between them
         # (trial numbers are unique in the storage), whatever the timing.
-        earlier = _count(study.get_trials(deepcopy=False), _CLAIMED, below=trial.number)
+        earlier = _count(trial.study.get_trials(deepcopy=False), _CLAIMED, below=trial.number)
         if earlier >= n_trials:
             trial.set_user_attr("surplus", True)
             raise _Surplus
@@ -417,12 +484,42 @@ def optimize(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {record['epoch']}")
 
-        best = run_trial(task, tuned, data, preset=preset, seed=seed, callback=report)
+        best = run_trial(task, tuned, data["arrays"], preset=preset, seed=seed, callback=report)
         trial.set_user_attr("metrics", {k: v for k, v in best.items() if k.startswith("val_")})
         trial.set_user_attr("epochs_run", best["epochs_run"])
         trial.set_user_attr("train_seconds", best["train_seconds"])
         return best[objective_key]
 
+    with output_folder(output_dir):  # made first: an SQLite storage may live in it
+        study = open_study(
+            storage,
+            study_name,
+            task=task,
+            seed=seed,
+            provenance=provenance,
+            n_startup_trials=min(10, max(3, n_trials // 3)),
+            heartbeat=heartbeat,
+        )
+        _run_trials(
+            study,
+            objective,
+            n_trials,
+            prepare=prepare,
+            deadline=None if timeout is None else time.monotonic() + timeout,
+            heartbeat=heartbeat,
+            log=None if log is None else lambda t: log(_trial_line(study, t, objective_key, n_trials)),
+        )
+        if _count(study.get_trials(deepcopy=False), (optuna.trial.TrialState.COMPLETE,)):
+            best = output_dir / f"best-{task}.json"
+            write_best_config(study, best, preset=preset, seed=seed, storage=storage)
+        write_trials(study, output_dir / f"trials-{task}.csv")
+    return study
+
+
+def _run_trials(study, objective, n_trials, *, prepare, deadline, heartbeat, log):
+    """Run ``objective`` one trial at a time until the study has ``n_trials`` finished ones
+    (or ``deadline``, a `time.monotonic` value, passes); ``prepare()`` before the first trial,
+    ``log(trial)`` after each of this worker's trials."""
     failures = 0
     while True:
         with _quiet_optuna():
@@ -430,7 +527,7 @@ def optimize(
         trials = study.get_trials(deepcopy=False)
         finished = _count(trials, _FINISHED)
         if finished >= n_trials or (deadline is not None and time.monotonic() > deadline):
-            break
+            return
         waiting = _count(trials, (optuna.trial.TrialState.WAITING,))
         running = _count(trials, (optuna.trial.TrialState.RUNNING,))
         if not waiting and finished + running >= n_trials:
@@ -438,10 +535,7 @@ def optimize(
             # in which case their trials are queued again and picked up here).
             time.sleep(min(5.0, heartbeat / 2))
             continue
-        if data is None:
-            data = tuning_data(
-                task, preset=preset, seed=seed, cache_dir=output_dir, data_dir=data_dir, progress=progress
-            )
+        prepare()
         done = []
         study.optimize(
             objective,
@@ -452,24 +546,19 @@ def optimize(
         )
         if not done:
             continue
-        trial = done[0]
-        failures = (
-            failures + 1
-            if trial.state == optuna.trial.TrialState.FAIL and not trial.user_attrs.get("surplus")
-            else 0
-        )
+        trial, surplus = done[0], done[0].user_attrs.get("surplus")
+        failures = failures + 1 if trial.state == optuna.trial.TrialState.FAIL and not surplus else 0
         if failures >= 3:
             raise DeepFocusError(f"3 trials in a row failed in study {study.study_name!r}; see the log above")
-        if log is not None and not trial.user_attrs.get("surplus"):
-            value = "" if trial.value is None else f" {objective_key}={trial.value:.4g}"
-            log(
-                f"trial {trial.number}: {trial.state.name.lower()}{value} "
-                f"({_count(study.get_trials(deepcopy=False), _FINISHED)}/{n_trials} finished)"
-            )
-    if _count(study.get_trials(deepcopy=False), (optuna.trial.TrialState.COMPLETE,)):
-        write_best_config(study, output_dir / f"best-{task}.json", preset=preset, seed=seed, storage=storage)
-    write_trials(study, output_dir / f"trials-{task}.csv")
-    return study
+        if log is not None and not surplus:
+            log(trial)
+
+
+def _trial_line(study, trial, objective_key, n_trials):
+    """One log line of a finished trial."""
+    value = "" if trial.value is None else f" {objective_key}={trial.value:.4g}"
+    finished = _count(study.get_trials(deepcopy=False), _FINISHED)
+    return f"trial {trial.number}: {trial.state.name.lower()}{value} ({finished}/{n_trials} finished)"
 
 
 def best_config(study, *, preset=None, seed=None, storage=None):
@@ -498,6 +587,8 @@ def best_config(study, *, preset=None, seed=None, storage=None):
             "n_complete": _count(study.get_trials(deepcopy=False), (optuna.trial.TrialState.COMPLETE,)),
             "preset": preset,
             "seed": seed,
+            "data": study.user_attrs.get("data"),
+            "search_space": study.user_attrs.get("search_space"),
         },
     }
 

@@ -31,10 +31,15 @@ __all__ = [
     "CHARACTERIZER_TARGETS",
     "moment0",
     "TRAINING_PIXELS_PER_BEAM",
+    "CUTOUT_SIZE",
 ]
 
 #: Range of pixels per beam major axis of the simulated training cubes (the networks' scale).
 TRAINING_PIXELS_PER_BEAM = (4.0, 6.0)
+
+#: Side of the characterizer's cutouts (pixels): sources closer than half of it to an edge give
+#: no characterizer sample.
+CUTOUT_SIZE = 32
 
 #: Outputs of the characterizer, in order.
 CHARACTERIZER_TARGETS = (
@@ -149,7 +154,7 @@ def spectral_samples(sim: CubeSimulation, rng, *, n_background=2, jitter=1):
     return np.asarray(inputs, np.float32)[:, None], np.asarray(targets, np.float32)
 
 
-def characterizer_samples(sim: CubeSimulation, rng, *, size=32, jitter_channels=1):
+def characterizer_samples(sim: CubeSimulation, rng, *, size=CUTOUT_SIZE, jitter_channels=1):
     """Line-integrated cutouts around each source with its measured quantities as targets.
 
     Sources closer than ``size // 2`` pixels to the edge are skipped.

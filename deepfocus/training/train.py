@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,18 +18,22 @@ from ..io.atomic import atomic_path
 from ..models import NetworkConfig, build_network, save_weights
 from ..version import __version__
 from . import ddp
-from .data import TASKS, read_cube_triplets, simulate_cubes, task_arrays, training_observations
+from .data import TASKS, cube_names, read_cube_triplets, simulate_cubes, task_arrays, training_observations
 from .loss_weights import check_loss_weights, weighted_loss
 from .presets import get_preset
+from .samples import CUTOUT_SIZE
 from .search_spaces import TUNABLE_SETTINGS
 from .tasks import get_task
 from .trainer import Trainer
 
-__all__ = ["prepare_data", "train_task", "train", "SEED_OFFSETS"]
+__all__ = ["prepare_data", "check_samples", "train_task", "train", "SEED_OFFSETS", "VALIDATION_FRACTION"]
 
 #: Training, validation and test sets draw from these offsets of the user's seed, so no cube
 #: (nor observation set-up) of one set appears in another.
 SEED_OFFSETS = {"train": 0, "validation": 10_000, "test": 20_000}
+
+#: Fraction of the cubes of a ``data_dir`` (the last ones, by name) that validate.
+VALIDATION_FRACTION = 0.15
 
 
 def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=True):
@@ -43,26 +49,35 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
         Base seed; the sets use ``seed + SEED_OFFSETS[...]``.
     data_dir : path-like, optional
         Use FITS triplets from this folder instead of simulating (the last 15 % of the files,
-        by name, validate).
+        by name, validate: `VALIDATION_FRACTION`).
 
     Returns
     -------
     data : dict
         ``data[set][task]`` with ``inputs``, ``targets`` arrays.
     recipe : dict
-        How the data were made (for the model card).
+        How the data were made (for the model card): for ``data_dir``, its absolute path and
+        the names of the training and validation cubes.
     """
     p = get_preset(preset)
     if data_dir is not None:
-        cubes = list(read_cube_triplets(data_dir, progress=progress))
-        if len(cubes) < 2:
+        names = cube_names(data_dir)
+        if len(names) < 2:
             raise InvalidInputError(f"{data_dir} holds fewer than 2 cubes: cannot split off validation")
-        n_val = max(1, int(round(0.15 * len(cubes))))
+        n_val = max(1, int(round(VALIDATION_FRACTION * len(names))))
+        cubes = list(read_cube_triplets(data_dir, progress=progress))
         data = {
             "train": task_arrays(tasks, cubes[:-n_val], seed=seed),
             "validation": task_arrays(tasks, cubes[-n_val:], seed=seed + 1),
         }
-        return data, {"source": "files", "data_dir": str(data_dir), "n_cubes": len(cubes)}
+        recipe = {
+            "source": "files",
+            "data_dir": str(Path(data_dir).resolve()),
+            "n_cubes": len(names),
+            "train": names[:-n_val],
+            "validation": names[-n_val:],
+        }
+        return data, recipe
     data = {}
     recipe = {"source": "simulation", "preset": preset, "engine": "fast", "sets": {}}
     for name, n_cubes in (("train", p.n_train_cubes), ("validation", p.n_validation_cubes)):
@@ -79,6 +94,34 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
         }
     recipe["catalogue"] = "wide (75 %) and paper (25 %) recipes, S/N 2-50, sizes 0-3 beams"
     return data, recipe
+
+
+def check_samples(data, tasks, recipe):
+    """Raise `InvalidInputError` unless every task has training and validation samples.
+
+    Checked before any training, so that a data set too small for one task fails at once and
+    names the task, its counts, where the data came from and what to do.
+    """
+    counts = {task: [len(data[name][task]["inputs"]) for name in ("train", "validation")] for task in tasks}
+    short = [
+        f"{task} ({n} training, {m} validation samples)" for task, (n, m) in counts.items() if 0 in (n, m)
+    ]
+    if not short:
+        return
+    if recipe.get("source") == "files":
+        remedy = "give more cubes, or larger ones"
+        origin = (
+            f"{len(recipe['validation'])} of the {recipe['n_cubes']} cubes in {recipe['data_dir']} "
+            f"validate (the last {VALIDATION_FRACTION:.0%} by name)"
+        )
+    else:
+        remedy = "use a preset with more cubes, or larger ones"
+        sets = recipe.get("sets", {})
+        counted = " and ".join(f"{sets[name]['n_cubes']} {name}" for name in sets)
+        origin = f"{counted} cubes simulated" if counted else "data from the cache"
+    if 0 in counts.get("characterizer", ()):
+        remedy += f" (the characterizer skips sources within {CUTOUT_SIZE // 2} px of an edge)"
+    raise InvalidInputError(f"not enough data for {' and '.join(short)}: {remedy}; {origin}")
 
 
 def _read_config(config):
@@ -216,7 +259,8 @@ def _cache_file(output_dir, preset, seed, tasks, data_dir):
 
 
 def _load_or_prepare(tasks, output_dir, *, preset, seed, data_dir, progress):
-    """`prepare_data`, cached in the output folder so that a re-run skips the simulation."""
+    """`prepare_data`, cached in the output folder so that a re-run skips the simulation, and
+    checked (`check_samples`) before it is cached or used."""
     cache = _cache_file(output_dir, preset, seed, tasks, data_dir)
     if cache is not None and not cache.exists():
         # A cache made for more tasks serves a subset of them.
@@ -234,8 +278,10 @@ def _load_or_prepare(tasks, output_dir, *, preset, seed, data_dir, progress):
                 }
                 for name in ("train", "validation")
             }
+        check_samples(data, tasks, recipe)
         return data, recipe
     data, recipe = prepare_data(tasks, preset=preset, seed=seed, data_dir=data_dir, progress=progress)
+    check_samples(data, tasks, recipe)
     if cache is not None:
         flat = {
             f"{name}/{task}/{key}": data[name][task][key]
@@ -264,7 +310,9 @@ def train_task(
         Data recipe for the model card.
     output : path-like
         Weights file (``.safetensors``; the card is written beside it as ``.json``, the
-        training log as ``.csv``).
+        training log as ``.csv``). Existing files are replaced; the log is written under a
+        temporary name and moved into place after the weights, so a killed run never leaves a
+        log beside weights it does not belong to.
     config : `~deepfocus.models.NetworkConfig`, dict or path-like, optional
         Architecture (default: the task's); a JSON file as ``deepfocus optimize`` writes.
 
@@ -284,19 +332,23 @@ def train_task(
     train_arrays, validation_arrays = network_arrays(
         task, data["train"][task], data["validation"][task], crop=get_preset(preset).crop, seed=seed
     )
-    log = output.with_suffix(".csv")
-    if log.exists() and ddp.is_main_process():
-        log.unlink()
+    partial_log = output.with_name(f".{output.stem}.csv.part")
     trainer = Trainer(
         model,
         weighted_loss(task, loss_weights),
         settings,
         metrics_fn=definition.metrics,
-        log_path=log,
+        log_path=partial_log,
+        tensorboard_dir=output.with_name(f"{output.stem}_tensorboard"),
         progress=progress,
     )
     start = time.perf_counter()
-    history = trainer.fit(_dataset(train_arrays), _dataset(validation_arrays))
+    try:
+        history = trainer.fit(_dataset(train_arrays), _dataset(validation_arrays))
+    except BaseException:
+        if ddp.is_main_process():  # the rank that writes the log
+            partial_log.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - start
     best = min(history, key=lambda r: r["val_loss"])
     card = {
@@ -321,21 +373,97 @@ def train_task(
         "metrics": {k: v for k, v in best.items() if k.startswith("val_")},
     }
     if ddp.is_main_process():  # under torchrun every rank ends with these weights; rank 0 writes them
-        save_weights(model, output, card=card)
+        _save_run(model, output, card, partial_log)
     return card
 
 
+def _save_run(model, output, card, partial_log):
+    """Write the weights and card, then move the run's log into place beside them.
+
+    The old log goes first: a run killed in between leaves no log rather than one of another
+    run.
+    """
+    log = output.with_suffix(".csv")
+    log.unlink(missing_ok=True)
+    save_weights(model, output, card=card)
+    if partial_log.exists():
+        os.replace(partial_log, log)
+
+
+@contextlib.contextmanager
+def output_folder(path):
+    """Create the folder ``path`` for a run's outputs; if the run fails, remove it again when
+    this created it and it is still empty."""
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if created and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
+
+
+def _refuse_replacing(paths):
+    """Raise `FileExistsError` naming the first of ``paths`` that exists."""
+    existing = [path for path in paths if path.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise FileExistsError(
+            f"{existing[0]}{more} exists: pass overwrite=True, or --overwrite on the command line, "
+            "to replace it"
+        )
+
+
+def _write_summary(path, cards):
+    """Merge this run's metrics and seconds per task into the JSON summary ``path``, keeping
+    the entries of tasks trained by earlier runs into the same folder."""
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        summary = {}
+    if not isinstance(summary, dict):
+        summary = {}
+    for task, card in cards.items():
+        summary[task] = card["metrics"] | {"seconds": card["training"]["training_seconds"]}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=1))
+
+
 def train(
-    tasks, output_dir, *, preset="default", seed=0, data_dir=None, config=None, progress=True, command=None
+    tasks,
+    output_dir,
+    *,
+    preset="default",
+    seed=0,
+    data_dir=None,
+    config=None,
+    overwrite=False,
+    progress=True,
+    command=None,
 ):
     """Prepare data once and train each of ``tasks`` (``"all"`` for the three networks).
 
-    Writes ``OUTPUT_DIR/<task>-<preset>.safetensors`` (+ ``.json`` card, ``.csv`` log).
+    Writes ``OUTPUT_DIR/<task>-<preset>.safetensors`` (+ ``.json`` card, ``.csv`` log) and
+    merges each task's metrics into ``OUTPUT_DIR/training-<preset>.json``.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace existing weights of the tasks; if False (the default), existing weights raise
+        `FileExistsError` before any work is done.
 
     Returns
     -------
     cards : dict
         Model card per task.
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        An unknown task or preset, an unusable config, or data too small for a task (before
+        any training).
     """
     tasks = list(TASKS) if tasks in ("all", ["all"]) else ([tasks] if isinstance(tasks, str) else list(tasks))
     tasks = list(dict.fromkeys(tasks))
@@ -349,35 +477,33 @@ def train(
         _resolve_config(tasks[0], config)
         _tuned_extras(tasks[0], config)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    weights = {task: output_dir / f"{task}-{preset}.safetensors" for task in tasks}
+    if not overwrite:
+        _refuse_replacing(weights.values())
     # Under torchrun, rank 0 simulates (and caches) the data; the other ranks then read the cache.
     main = ddp.is_main_process()
     progress = progress and main
-    if not main:
-        ddp.barrier()  # wait for rank 0's cache
-    data, recipe = _load_or_prepare(
-        tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
-    )
-    if main:
-        ddp.barrier()
-    cards = {}
-    for task in tasks:
-        cards[task] = train_task(
-            task,
-            data,
-            recipe,
-            output_dir / f"{task}-{preset}.safetensors",
-            preset=preset,
-            seed=seed,
-            config=config,
-            progress=progress,
-            command=command,
+    with output_folder(output_dir):
+        if not main:
+            ddp.barrier()  # wait for rank 0's cache
+        data, recipe = _load_or_prepare(
+            tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
         )
-    if main:
-        (output_dir / f"training-{preset}.json").write_text(
-            json.dumps(
-                {t: c["metrics"] | {"seconds": c["training"]["training_seconds"]} for t, c in cards.items()},
-                indent=1,
+        if main:
+            ddp.barrier()
+        cards = {}
+        for task in tasks:
+            cards[task] = train_task(
+                task,
+                data,
+                recipe,
+                weights[task],
+                preset=preset,
+                seed=seed,
+                config=config,
+                progress=progress,
+                command=command,
             )
-        )
+    if main:
+        _write_summary(output_dir / f"training-{preset}.json", cards)
     return cards

@@ -84,6 +84,9 @@ class Trainer:
     log_path : path-like, optional
         CSV file of per-epoch losses and metrics (a TensorBoard run is written beside it when
         ``tensorboard`` is installed).
+    tensorboard_dir : path-like, optional
+        Folder of the TensorBoard run (default: ``log_path`` without its suffix, plus
+        ``_tensorboard``).
     progress : bool
         Show a progress bar.
 
@@ -105,6 +108,7 @@ class Trainer:
         *,
         metrics_fn: Callable | None = None,
         log_path=None,
+        tensorboard_dir=None,
         progress: bool = True,
     ):
         self.model = model
@@ -112,6 +116,9 @@ class Trainer:
         self.settings = settings
         self.metrics_fn = metrics_fn
         self.log_path = Path(log_path) if log_path else None
+        if tensorboard_dir is None and self.log_path is not None:
+            tensorboard_dir = str(self.log_path.with_suffix("")) + "_tensorboard"
+        self.tensorboard_dir = tensorboard_dir
         self.progress = progress
         self.history: list[dict] = []
         self.best_state = None
@@ -292,13 +299,13 @@ class Trainer:
         return self.history
 
     def _tensorboard(self):
-        if self.log_path is None:
+        if self.tensorboard_dir is None:
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # optional
             return None
-        return SummaryWriter(log_dir=str(self.log_path.with_suffix("")) + "_tensorboard")
+        return SummaryWriter(log_dir=str(self.tensorboard_dir))
 
     def _log(self, record, writer):
         if self.log_path is not None:

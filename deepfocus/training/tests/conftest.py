@@ -23,3 +23,17 @@ SMALL_OBSERVATION = Observation(npix=64, n_channels=32, tsys=60 * u.K, total_tim
 def small_sims():
     """Two simulated cubes (a few sources each, some point-like, some near the edges)."""
     return list(simulate_cubes(2, seed=3, observations=[SMALL_OBSERVATION], progress=False))
+
+
+@pytest.fixture(scope="package")
+def edge_cubes(tmp_path_factory):
+    """A folder of two 32 x 32 pixel cubes as ``deepfocus simulate`` writes them: every source
+    lies within 16 pixels of an edge, so they hold no characterizer sample."""
+    from deepfocus.simulation import Interferometer
+    from deepfocus.simulation.simulate import simulate
+
+    folder = tmp_path_factory.mktemp("edge_cubes")
+    alma = Interferometer(Observation(npix=32, n_channels=16, tsys=60 * u.K, total_time=600 * u.s))
+    for index in range(2):
+        simulate(interferometer=alma, seed=[7, index]).write(folder, f"sim{index}")
+    return folder

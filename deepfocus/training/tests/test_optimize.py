@@ -243,7 +243,18 @@ def test_optimize_resumes_and_writes_a_config_train_accepts(data_dir, tmp_path):
     assert [(t.number, t.params, t.value) for t in study.trials][:3] == first
     assert len([t for t in study.trials if t.state in FINISHED]) == 4
 
+    # The same study with other data (or another search space) is refused, before any data is made.
+    other = {**kwargs, "space": TINY_SPACE}
+    with pytest.raises(InvalidInputError, match="was run with different search_space: give a new --storage"):
+        optimize("spectral", 5, **other)
+    with pytest.raises(InvalidInputError, match="different data: .*'/nowhere'"):
+        optimize("spectral", 5, **{**kwargs, "data_dir": "/nowhere"})
+    reloaded = optuna.load_study(study_name="deepfocus-spectral", storage=storage)
+    assert len(reloaded.trials) == len(study.trials)
+
     best = json.loads((data_dir / "best-spectral.json").read_text())
+    assert best["study"]["data"] == "simulated (tiny preset)"
+    assert best["study"]["search_space"] == str((data_dir / "space.json").resolve())
     assert best["objective"]["value"] == pytest.approx(study.best_value)
     assert best["params"] == study.best_params
     assert best["study"]["trial"] == study.best_trial.number
@@ -287,6 +298,46 @@ def test_study_of_another_task_and_bad_storage(tmp_path):
         open_study(storage, "shared", task="characterizer")
     with pytest.raises(InvalidInputError, match="cannot open study storage"):
         open_study("nosuchdialect://host/db", task="spectral")
+
+
+def test_study_keeps_its_provenance(tmp_path):
+    """A study with trials refuses another preset, seed, data or search space; a study without
+    trials, or made before provenance was recorded, takes the new one."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = {"preset": "tiny", "seed": 0, "data": "/a/sims2", "search_space": "shipped (spectral)"}
+    study = open_study(storage, task="spectral", provenance=first)
+    assert {k: study.user_attrs[k] for k in first} == first
+    moved = {**first, "data": "/a/sims"}
+    study = open_study(storage, task="spectral", provenance=moved)  # no trial yet: nothing mixed
+    assert study.user_attrs["data"] == "/a/sims"
+    study.tell(study.ask(), 0.5)
+    with pytest.raises(InvalidInputError) as error:
+        open_study(storage, task="spectral", provenance={**moved, "seed": 1, "data": "/a/sims2"})
+    message = str(error.value)
+    assert "was run with different seed, data: give a new --storage or --study name" in message
+    assert "data '/a/sims', not '/a/sims2'" in message and "\n" not in message
+    assert open_study(storage, task="spectral", provenance=moved).user_attrs["data"] == "/a/sims"
+    # A study of an earlier version (task only) continues and records the provenance.
+    old = optuna.create_study(storage=storage, study_name="old", direction="maximize")
+    old.set_user_attr("task", "spectral")
+    old.tell(old.ask(), 0.5)
+    assert open_study(storage, "old", task="spectral", provenance=first).user_attrs["data"] == "/a/sims2"
+    with pytest.raises(InvalidInputError, match="different data"):
+        open_study(storage, "old", task="spectral", provenance=moved)
+
+
+def test_too_little_data_fails_before_a_trial(edge_cubes, tmp_path, capsys):
+    """Cubes without characterizer samples: one line, exit 1, no failed trial, no output folder."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    out = tmp_path / "out"
+    argv = ["optimize", "--task", "characterizer", "--trials", "2", "--preset", "tiny", "--quiet"]
+    status = main([*argv, "--data", str(edge_cubes), "--output", str(out), "--storage", storage])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("deepfocus optimize: error: not enough data for characterizer (0 training")
+    assert err.count("\n") == 1
+    assert optuna.load_study(study_name="deepfocus-characterizer", storage=storage).trials == []
+    assert not out.exists()
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -244,5 +244,8 @@ def test_read_cube_triplets(tmp_path):
     (tmp_path / "c0_sky.fits").unlink()
     with pytest.raises(InvalidInputError, match="no matching"):
         list(read_cube_triplets(tmp_path, progress=False))
-    with pytest.raises(InvalidInputError, match="no \\*_dirty.fits"):
+    with pytest.raises(InvalidInputError, match="data folder .*nothing does not exist"):
         list(read_cube_triplets(tmp_path / "nothing", progress=False))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match="no \\*_dirty.fits"):
+        list(read_cube_triplets(tmp_path / "empty", progress=False))

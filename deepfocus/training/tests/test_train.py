@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from deepfocus.exceptions import InvalidInputError
 from deepfocus.models import load_weights
 from deepfocus.simulation import Interferometer
 from deepfocus.simulation.simulate import simulate
-from deepfocus.training import PRESETS, TASK_DEFINITIONS, get_preset, get_task, train
+from deepfocus.training import PRESETS, TASK_DEFINITIONS, Trainer, get_preset, get_task, train
 from deepfocus.training.data import TASKS
 from deepfocus.training.train import SEED_OFFSETS
 
@@ -109,8 +110,12 @@ def test_config_file_for_one_task(tmp_path):
     model, card = load_weights(out / "spectral-tiny.safetensors", config=config)
     assert card["config"]["widths"] == [8, 16]
     first = load_file(str(out / "spectral-tiny.safetensors"))
-    # A re-run in the same folder (which may reuse cached data) gives the same weights.
-    again = train("spectral", out, preset="tiny", seed=2, config=config, progress=False)
+    # A re-run in the same folder (which may reuse cached data) replaces the weights only with
+    # overwrite=True, and gives the same ones.
+    with pytest.raises(FileExistsError, match="spectral-tiny.safetensors exists: pass overwrite=True"):
+        train("spectral", out, preset="tiny", seed=2, config=config, progress=False)
+    assert load_file(str(out / "spectral-tiny.safetensors")).keys() == first.keys()
+    again = train("spectral", out, preset="tiny", seed=2, config=config, overwrite=True, progress=False)
     assert again["spectral"]["metrics"] == cards["spectral"]["metrics"]
     second = load_file(str(out / "spectral-tiny.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -143,6 +148,69 @@ def test_unknown_task_or_preset(tmp_path):
     assert {"default", "tiny"} <= set(PRESETS)
 
 
+def test_missing_data_folder_is_named(tmp_path):
+    with pytest.raises(InvalidInputError, match="data folder .*nope does not exist"):
+        train("spectral", tmp_path / "x", preset="tiny", data_dir=tmp_path / "nope", progress=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InvalidInputError, match="data folder .*file is not a folder"):
+        train("spectral", tmp_path / "x", preset="tiny", data_dir=tmp_path / "file", progress=False)
+    assert not (tmp_path / "x").exists()  # a failed run leaves no output folder it created
+
+
+def test_too_little_data_fails_before_any_training(edge_cubes, tmp_path):
+    """Cubes without a sample for one task fail before the others are trained, naming it."""
+    out = tmp_path / "out"
+    with pytest.raises(InvalidInputError) as error:
+        train("all", out, preset="tiny", data_dir=edge_cubes, progress=False)
+    message = str(error.value)
+    assert message.startswith("not enough data for characterizer (0 training, 0 validation samples)")
+    assert "more cubes" in message and "16 px of an edge" in message
+    assert f"1 of the 2 cubes in {edge_cubes.resolve()} validate" in message
+    assert "\n" not in message and "spectral" not in message  # one line, the task at fault
+    assert not out.exists()  # no network trained, nothing written
+
+
+def test_existing_weights_are_refused_before_any_work(tmp_path):
+    weights = tmp_path / "characterizer-tiny.safetensors"
+    weights.write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="characterizer-tiny.safetensors exists: pass overwrite"):
+        train("all", tmp_path, preset="tiny", progress=False)
+    assert weights.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name]  # no data simulated
+
+
+class _KilledAfterOneEpoch(Trainer):
+    """A `Trainer` whose fit is interrupted after its first epoch (as by Ctrl-C)."""
+
+    def fit(self, train, validation, **kwargs):
+        def stop(record):
+            raise KeyboardInterrupt
+
+        return super().fit(train, validation, callback=stop)
+
+
+def test_killed_run_keeps_log_beside_its_weights_and_summary_is_merged(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    train("spectral", out, preset="tiny", seed=3, progress=False)
+    log, summary = out / "spectral-tiny.csv", out / "training-tiny.json"
+    before = {path: path.read_bytes() for path in (log, out / "spectral-tiny.safetensors")}
+    # An entry of another task (a run of it into the same folder) is kept by later runs.
+    entries = json.loads(summary.read_text())
+    summary.write_text(json.dumps(entries | {"deconvolver": {"val_loss": 1.0, "seconds": 2.0}}))
+    monkeypatch.setattr(sys.modules["deepfocus.training.train"], "Trainer", _KilledAfterOneEpoch)
+    with pytest.raises(KeyboardInterrupt):
+        train("spectral", out, preset="tiny", seed=3, overwrite=True, progress=False)
+    assert {path: path.read_bytes() for path in before} == before
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no partial log left
+    monkeypatch.undo()
+    cards = train("spectral", out, preset="tiny", seed=3, overwrite=True, progress=False)
+    merged = json.loads(summary.read_text())
+    assert merged["deconvolver"] == {"val_loss": 1.0, "seconds": 2.0}
+    assert merged["spectral"]["val_loss"] == cards["spectral"]["metrics"]["val_loss"]
+    with open(log, newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == cards["spectral"]["training"]["epochs_run"]
+
+
 def test_train_from_files(tmp_path):
     alma = Interferometer(SMALL_OBSERVATION)
     data = tmp_path / "cubes"
@@ -151,7 +219,13 @@ def test_train_from_files(tmp_path):
     out = tmp_path / "out"
     cards = train("all", out, preset="tiny", seed=0, data_dir=data, progress=False)
     for task, card in cards.items():
-        assert card["data"] == {"source": "files", "data_dir": str(data), "n_cubes": 3}
+        assert card["data"] == {
+            "source": "files",
+            "data_dir": str(data.resolve()),
+            "n_cubes": 3,
+            "train": ["cube0", "cube1"],
+            "validation": ["cube2"],
+        }
         model, _ = load_weights(out / f"{task}-tiny.safetensors")
         with torch.no_grad():
             assert torch.isfinite(model(torch.randn(*TINY_INPUTS[task]))).all()
