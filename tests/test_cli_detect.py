@@ -230,6 +230,30 @@ def test_network_model_folder(bright_files, tiny_weights, tmp_path):
     assert paths["plot"].read_bytes()[:8] == PNG_SIGNATURE
 
 
+def test_weights_folder_as_train_writes_it(bright_files, tiny_weights, tmp_path, capsys):
+    # `deepfocus train --preset tiny --output w` writes <task>-tiny.*: --model w takes them; a
+    # task's weights under another task's name are a one-line error.
+    import shutil
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    for task in ("spectral", "deconvolver", "characterizer"):
+        for ext in (".safetensors", ".json"):
+            shutil.copyfile(tiny_weights / f"{task}-default{ext}", folder / f"{task}-tiny{ext}")
+    argv = [bright_files["dirty"], "--model", folder, "--quiet"]
+    assert detect(*argv, "--output", tmp_path / "w.ecsv") == 0
+    catalog = read_catalog(tmp_path / "w.ecsv")
+    for task in ("spectral", "deconvolver", "characterizer"):
+        assert catalog.meta["models"][task]["name"] == str(folder / f"{task}-tiny.safetensors")
+    for ext in (".safetensors", ".json"):
+        (folder / f"characterizer-tiny{ext}").unlink()
+        shutil.copyfile(tiny_weights / f"deconvolver-default{ext}", folder / f"characterizer-tiny{ext}")
+    assert detect(*argv, "--output", tmp_path / "x.ecsv") == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "holds deconvolver weights, not characterizer weights" in err
+
+
 def test_example_cube(tmp_path, capsys):
     assert detect("--example", "--output", tmp_path / "ex.ecsv", "--model", "none") == 0
     assert "sources ->" in capsys.readouterr().out

@@ -50,7 +50,10 @@ def register(subparsers):
         "brightest channel",
     )
     parser.add_argument(
-        "--model", default="default", help="network: 'default' or a .safetensors file with its model card"
+        "--model",
+        default="default",
+        help="network: 'default', a .safetensors file with its model card, or a folder of "
+        "'deepfocus train' weights",
     )
     parser.add_argument("--gain", type=float, default=0.1, help="CLEAN loop gain (0.1)")
     parser.add_argument("--threshold", type=float, default=3.0, help="CLEAN threshold in noise units (3)")

@@ -124,7 +124,8 @@ def register(subparsers):
     det.add_argument(
         "--model",
         default="default",
-        help="'default' (shipped networks), 'none' (classical) or a folder with <task>-default.safetensors",
+        help="'default' (shipped networks), 'none' (classical) or a folder of 'deepfocus train' weights "
+        "(<task>-default.safetensors, or its one <task>-*.safetensors per task)",
     )
     det.add_argument(
         "--workers",

@@ -28,22 +28,12 @@ TRAINED_PIXELS_PER_BEAM = TRAINING_PIXELS_PER_BEAM
 
 
 def _load_network(model):
-    """``(network, name, sha256)`` for ``model``: a shipped name, a weights path or a module."""
-    if hasattr(model, "forward"):
-        return model, "in-memory", None
-    from pathlib import Path
+    """``(network, name, sha256)`` for ``model``: a shipped name, a weights file or folder, or a
+    module (`~deepfocus.models.registry.load_task_model`)."""
+    from ..models.registry import load_task_model
 
-    from ..models import load_model
-
-    name = str(model)
-    path = Path(name)
-    if not path.exists() and not name.startswith("deconvolver-"):
-        name = f"deconvolver-{name}"
-    network, card = load_model(path if path.exists() else name)
-    task = card.get("task")
-    if task not in (None, "deconvolver"):
-        raise InvalidInputError(f"{model!r} holds a {task!r} network, not a deconvolver")
-    return network, name, card.get("sha256")
+    network, info = load_task_model(model, "deconvolver")
+    return network, info["name"], info.get("sha256")
 
 
 class Deconvolver(BaseDeconvolver):
@@ -69,7 +59,8 @@ class Deconvolver(BaseDeconvolver):
     ----------
     model : str, path-like or `torch.nn.Module`
         ``"default"`` (the shipped ``deconvolver-default``), another shipped name, a
-        ``.safetensors`` file with its model card, or a loaded network.
+        ``.safetensors`` file with its model card, a folder written by ``deepfocus train``,
+        or a loaded network.
     mode : {'image', 'cube'}
         Integrated line image or every channel.
     tile_size : int

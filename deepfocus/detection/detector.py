@@ -55,23 +55,11 @@ def _real(value, name):
 
 
 def _load(model, task):
-    """The network of ``task`` for ``model``.
+    """The network of ``task`` for ``model`` and its ``meta`` entry
+    (`~deepfocus.models.registry.load_task_model`)."""
+    from ..models.registry import load_task_model
 
-    ``model`` is ``"default"`` (or another registry suffix: ``"<task>-<model>"``), a folder
-    holding ``<task>-default.safetensors``, a loaded `torch.nn.Module`, or None (no network).
-    """
-    if model is None:
-        return None, None
-    if hasattr(model, "forward"):
-        return model, {"name": "in-memory"}
-    from pathlib import Path
-
-    from ..models import load_model
-
-    folder = Path(str(model))
-    name = folder / f"{task}-default.safetensors" if folder.is_dir() else f"{task}-{model}"
-    network, card = load_model(name)
-    return network, {"name": str(name), "sha256": card.get("sha256")}
+    return load_task_model(model, task)
 
 
 def _between_lines(pieces, lo, hi):

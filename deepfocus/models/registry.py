@@ -12,7 +12,7 @@ from pathlib import Path
 from ..exceptions import InvalidInputError
 from .weights import load_weights
 
-__all__ = ["available_models", "resolve_weights", "load_model", "weights_folder"]
+__all__ = ["available_models", "resolve_weights", "load_model", "load_task_model", "weights_folder"]
 
 _SUFFIX = ".safetensors"
 
@@ -86,3 +86,70 @@ def load_model(name_or_path, *, config=None, map_location="cpu"):
         Its model card.
     """
     return load_weights(resolve_weights(name_or_path), config=config, map_location=map_location)
+
+
+def task_weights(folder, task) -> Path:
+    """The weights of ``task`` in a folder that `deepfocus train` wrote to.
+
+    ``<task>-default.safetensors`` if it is there, else the folder's one ``<task>-*.safetensors``
+    (``train --preset tiny`` writes ``<task>-tiny``).
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        If the folder holds no weights of ``task``, or several and no ``-default`` among them.
+    """
+    folder = Path(folder)
+    default = folder / f"{task}-default{_SUFFIX}"
+    if default.is_file():
+        return default
+    found = sorted(folder.glob(f"{task}-*{_SUFFIX}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise InvalidInputError(
+            f"{folder} holds no {task} weights ({task}-default{_SUFFIX} or another {task}-*{_SUFFIX}); "
+            f"train them with: deepfocus train --task {task} --output {folder}"
+        )
+    names = ", ".join(p.name for p in found)
+    raise InvalidInputError(
+        f"{folder} holds several {task} weights ({names}); keep one, or name it {task}-default{_SUFFIX}"
+    )
+
+
+def load_task_model(model, task):
+    """The network of ``task`` (``'deconvolver'``, ``'spectral'``, ``'characterizer'``).
+
+    Parameters
+    ----------
+    model : str, path-like, `torch.nn.Module` or None
+        ``"default"`` (or another shipped name, ``"<task>-<model>"``), a folder written by
+        `deepfocus train` (`task_weights`), a ``.safetensors`` file of this task, a loaded
+        module (used as it is), or None.
+
+    Returns
+    -------
+    network : `torch.nn.Module` or None
+    info : dict or None
+        ``name`` and ``sha256`` of the weights (for the catalogue's ``meta``).
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        If the weights cannot be found, or their model card names another task.
+    """
+    if model is None:
+        return None, None
+    if hasattr(model, "forward"):
+        return model, {"name": "in-memory"}
+    path = Path(str(model))
+    if path.is_dir():
+        name = task_weights(path, task)
+    elif path.is_file() or path.suffix in (_SUFFIX, ".json"):
+        name = path
+    else:  # a shipped name, with or without its task
+        name = str(model) if str(model).startswith(f"{task}-") else f"{task}-{model}"
+    network, card = load_model(name)
+    if card.get("task", task) != task:
+        raise InvalidInputError(f"{name} holds {card['task']} weights, not {task} weights")
+    return network, {"name": str(name), "sha256": card.get("sha256")}
