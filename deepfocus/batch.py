@@ -347,7 +347,8 @@ def detect_cube(
     catalog_format : {'ecsv', 'fits', 'votable'}, optional
         Overrides the suffix of ``catalog``.
     progress : bool
-        Progress bars over the passes and tiles of an out-of-core run.
+        On a terminal, the step a single pass is at; progress bars over the passes and tiles of
+        an out-of-core run.
 
     Returns
     -------
@@ -383,10 +384,22 @@ def detect_cube(
             catalog_format=catalog_format,
             progress=progress,
         )
+    from tqdm.auto import tqdm
+
+    # The steps of a single pass (a terminal only: None disables it elsewhere).
+    name = Path(cube).name if isinstance(cube, (str, os.PathLike)) else "cube"
+    steps = tqdm(
+        total=2, desc=name, disable=None if progress else True, leave=False, bar_format="{desc}: {postfix}"
+    )
+    steps.set_postfix_str("reading", refresh=True)
     prepared = prepare(cube, psf=psf)
+    steps.update()
+    steps.set_postfix_str("finding and measuring sources", refresh=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoDetectionsWarning)
         table = pipeline(prepared, pb=pb)
+    steps.update()
+    steps.close()
     if table is None:
         table = empty_catalog()
         table.meta.update(pipeline.detector._meta(prepared))

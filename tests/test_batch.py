@@ -346,3 +346,21 @@ def test_example_in_a_batch(tmp_path, capsys):
     assert main(["detect", "--example", "--output-dir", str(tmp_path), "--quiet"]) == 0
     catalog = read_catalog(tmp_path / "example_dirty.ecsv")
     assert len(catalog) == 5 and catalog.meta["forward_fit"] == "psf"
+
+
+class _Terminal(__import__("io").StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_single_pass_shows_its_step_on_a_terminal(cubes, tmp_path, monkeypatch, progress):
+    from deepfocus.batch import detect_cube
+    from deepfocus.pipeline import DeepFocus
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    detect_cube(cubes[0], tmp_path / "c.ecsv", pipeline=DeepFocus(model=None), progress=progress)
+    shown = terminal.getvalue()
+    assert ("finding and measuring sources" in shown) == progress
+    assert ("reading" in shown) == progress
