@@ -302,6 +302,20 @@ def test_evaluate_writes_json(cli_run, bright_files, tmp_path, capsys):
     assert scores["completeness"] == 1.0 and scores["purity"] == 1.0 and scores["f1"] == 1.0
 
 
+def test_evaluate_notes_when_nothing_matches(cli_run, bright_files, tmp_path, capsys):
+    # The catalogue of one cube scored against another cube's truth: a note, not silence.
+    from astropy.table import QTable
+
+    truth = QTable.read(bright_files["truth"])
+    truth["x_centroid"] = truth["x_centroid"] + 30 * truth["x_centroid"].unit
+    truth.write(tmp_path / "other_truth.ecsv")
+    argv = ["evaluate", "--truth", str(tmp_path / "other_truth.ecsv"), "--catalog", str(cli_run["catalog"])]
+    assert main([*argv, "--quiet"]) == 0
+    assert "are the catalogue and the truth of the same cube?" in capsys.readouterr().err
+    assert main(["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(cli_run["catalog"])]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_evaluate_bad_input_is_a_one_line_error(bright_files, tmp_path, capsys):
     argv = ["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(tmp_path / "none.ecsv")]
     assert main(argv) == 1

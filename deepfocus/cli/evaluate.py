@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -48,6 +49,12 @@ def _run_evaluate(args) -> int:
         _plot(args.truth, args.catalog, args.plot)
     if not args.quiet:
         print(format_report(metrics))
+    if metrics["n_matched"] == 0 and metrics["n_truth"] and metrics["n_detected"]:
+        print(
+            f"deepfocus evaluate: note: none of the {metrics['n_detected']} detections matches any of the "
+            f"{metrics['n_truth']} true sources: are the catalogue and the truth of the same cube?",
+            file=sys.stderr,
+        )
     return 0
 
 

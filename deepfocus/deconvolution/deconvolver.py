@@ -29,7 +29,7 @@ TRAINED_PIXELS_PER_BEAM = TRAINING_PIXELS_PER_BEAM
 
 def _load_network(model):
     """``(network, name, sha256)`` for ``model``: a shipped name, a weights file or folder, or a
-    module (`~deepfocus.models.registry.load_task_model`)."""
+    module (`~deepfocus.models.load_task_model`)."""
     from ..models.registry import load_task_model
 
     network, info = load_task_model(model, "deconvolver")

@@ -56,7 +56,7 @@ def _real(value, name):
 
 def _load(model, task):
     """The network of ``task`` for ``model`` and its ``meta`` entry
-    (`~deepfocus.models.registry.load_task_model`)."""
+    (`~deepfocus.models.load_task_model`)."""
     from ..models.registry import load_task_model
 
     return load_task_model(model, task)

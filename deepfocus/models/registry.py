@@ -12,7 +12,14 @@ from pathlib import Path
 from ..exceptions import InvalidInputError
 from .weights import load_weights
 
-__all__ = ["available_models", "resolve_weights", "load_model", "load_task_model", "weights_folder"]
+__all__ = [
+    "available_models",
+    "resolve_weights",
+    "load_model",
+    "load_task_model",
+    "task_weights",
+    "weights_folder",
+]
 
 _SUFFIX = ".safetensors"
 

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import time
+import warnings
 
 import astropy.constants as const
 import astropy.units as u
@@ -264,6 +265,20 @@ def test_galactic_grid_warns_that_angles_refer_to_its_north(base, tmp_path):
         header.remove(key, ignore_missing=True)
     with pytest.warns(DeepFocusWarning, match="north of that frame"):
         read_cube(_write(tmp_path / "galactic.fits", base["data"], header))
+
+
+def test_coarse_pixels_and_few_channels_warn(base, tmp_path):
+    header = base["header"].copy()
+    pixels_per_beam = header["BMAJ"] / abs(header["CDELT2"])
+    header["BMAJ"] = header["BMIN"] = 2.5 * abs(header["CDELT2"])  # 2.5 pixels across the beam
+    with pytest.warns(DeepFocusWarning, match="the beam spans 2.5 pixels"):
+        read_cube(_write(tmp_path / "coarse.fits", base["data"], header))
+    assert pixels_per_beam >= 3  # the cube as simulated does not warn:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        read_cube(base["path"])
+    with pytest.warns(DeepFocusWarning, match="only 5 channels"):
+        read_cube(_write(tmp_path / "few.fits", base["data"][:5], base["header"].copy()))
 
 
 def test_jy_per_steradian(base, tmp_path):
