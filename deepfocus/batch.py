@@ -446,6 +446,15 @@ def _run_cube(cube, paths, settings):
         return _failed(cube, exc, begin)
     if not settings["overwrite"] and all(Path(p).exists() for p in wanted):
         return CubeResult(str(cube), "skipped", [str(p) for p in wanted], seconds=0.0)
+    if not settings["overwrite"] and Path(paths["catalog"]).exists():
+        # A finished cube (its catalogue is written last) asked for other outputs: running it
+        # again would replace its catalogue and leave the old products beside it.
+        missing = ", ".join(str(p) for p in wanted if not Path(p).exists())
+        error = InvalidInputError(
+            f"{paths['catalog']} exists but {missing} does not (another run's outputs): "
+            "use --overwrite to run this cube again"
+        )
+        return _failed(cube, error, begin)
     threads = settings["threads"]
     previous = None
     try:
@@ -513,7 +522,8 @@ def detect_many(
 
     Writes ``OUTPUT_DIR/<stem>.<ecsv|fits|xml>`` per cube (see `output_paths`), plus region
     files and PNGs if asked. A cube that fails is reported and the others go on; a cube whose
-    outputs all exist is skipped unless ``overwrite``.
+    outputs all exist is skipped unless ``overwrite``, and a finished cube (its catalogue exists)
+    that lacks another output fails unless ``overwrite``.
 
     Parameters
     ----------

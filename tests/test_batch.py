@@ -59,10 +59,18 @@ def test_rerun_skips_finished_cubes_unless_overwrite(cubes, tmp_path):
     second = detect_many(cubes[:2], out, model=None, progress=False)
     assert [r.status for r in second.results] == ["skipped", "skipped"]
     assert catalog.stat().st_mtime == 1
-    # A cube with a missing output (here its region file) is not finished: it runs again.
+    # A finished cube asked for an output it lacks (here a region file) is not run again
+    # without --overwrite: that would replace its catalogue and leave its other products stale.
     third = detect_many(cubes[:2], out, model=None, regions="crtf", progress=False)
-    assert [r.status for r in third.results] == ["ok", "ok"]
-    assert (out / "a_dirty.crtf").exists()
+    assert [r.status for r in third.results] == ["failed", "failed"]
+    assert "a_dirty.crtf does not (another run's outputs): use --overwrite" in third.results[0].error
+    assert catalog.stat().st_mtime == 1 and not (out / "a_dirty.crtf").exists()
+    # An unfinished cube (no catalogue: a run killed after its regions) runs again.
+    (out / "b_dirty.ecsv").unlink()
+    (out / "b_dirty.crtf").write_text("left by a killed run")
+    again = detect_many(cubes[1:2], out, model=None, regions="crtf", progress=False)
+    assert [r.status for r in again.results] == ["ok"]
+    assert (out / "b_dirty.crtf").read_text().startswith("#CRTF")
     fourth = detect_many(cubes[:2], out, model=None, overwrite=True, progress=False)
     assert [r.status for r in fourth.results] == ["ok", "ok"]
     assert catalog.stat().st_mtime > 1

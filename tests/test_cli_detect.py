@@ -312,7 +312,9 @@ def test_evaluate_notes_when_nothing_matches(cli_run, bright_files, tmp_path, ca
     argv = ["evaluate", "--truth", str(tmp_path / "other_truth.ecsv"), "--catalog", str(cli_run["catalog"])]
     assert main([*argv, "--quiet"]) == 0
     assert "are the catalogue and the truth of the same cube?" in capsys.readouterr().err
-    assert main(["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(cli_run["catalog"])]) == 0
+    assert (
+        main(["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(cli_run["catalog"])]) == 0
+    )
     assert capsys.readouterr().err == ""
 
 
@@ -345,12 +347,17 @@ def test_outputs_must_be_different_files(bright_files, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("suffix", "signature"), [(".pdf", b"%PDF"), (".svg", b"<?xml")])
+@pytest.mark.parametrize(
+    ("suffix", "signature"), [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".svgz", b"<?xml")]
+)
 def test_plot_is_written_in_the_format_of_its_suffix(bright_files, tmp_path, suffix, signature):
+    import gzip
+
     plot = tmp_path / f"cat{suffix}"
     argv = [bright_files["dirty"], "--output", tmp_path / "c.ecsv", "--model", "none", "--quiet"]
     assert detect(*argv, "--plot", plot) == 0
-    assert plot.read_bytes().startswith(signature)
+    data = plot.read_bytes()
+    assert (gzip.decompress(data) if suffix == ".svgz" else data).startswith(signature)
 
 
 def test_plot_suffix_that_matplotlib_cannot_write_is_refused_before_the_run(bright_files, tmp_path, capsys):

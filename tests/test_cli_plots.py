@@ -102,6 +102,20 @@ def test_detect_plot_sources(tmp_path, capsys):
     assert "source_1.png" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [("cat.ecsv", "is the --output file"), ("blocker/sub", "blocker is a file, not a folder")],
+)
+def test_detect_plot_sources_folder_is_checked_before_the_run(tmp_path, capsys, folder, message):
+    (tmp_path / "blocker").write_text("x")
+    out = tmp_path / "cat.ecsv"
+    args = ["detect", "--example", "--output", str(out), "--model", "none", "--quiet"]
+    assert main([*args, "--plot-sources", str(tmp_path / folder)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before the run
+
+
 def test_detect_plot_sources_needs_one_cube(tmp_path, capsys):
     args = ["detect", "--example", "--output-dir", str(tmp_path / "o"), "--plot-sources", str(tmp_path / "s")]
     assert main(args) == 1

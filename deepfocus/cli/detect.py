@@ -164,8 +164,11 @@ def _run_detect(args) -> int:
         raise DeepFocusError(f"{len(args.cubes)} cubes given: use --output-dir DIR for several")
     if args.workers or args.scheduler:
         raise DeepFocusError("--workers and --scheduler run batches: use --output-dir DIR")
-    if args.plot_sources is not None and args.plot_sources.exists() and not args.plot_sources.is_dir():
-        raise DeepFocusError(f"--plot-sources {args.plot_sources} is a file, not a folder")
+    if args.plot_sources is not None:
+        folder = args.plot_sources
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise DeepFocusError(f"--plot-sources {folder}: {blocker} is a file, not a folder")
     return _run_single(args, Path(args.cubes[0]))
 
 
@@ -200,6 +203,12 @@ def _run_single(args, cube) -> int:
     if plot is not None:
         figure_format(plot)
     outputs = [p for p in (args.output, regions, plot) if p is not None]
+    if args.plot_sources is not None:  # a folder: none of the files may be it or hold it
+        folder = args.plot_sources.resolve()
+        files = {"--output": args.output, "--regions": regions, "--plot": plot, "CUBE": cube}
+        for label, path in files.items():
+            if path is not None and Path(path).resolve() in (folder, *folder.parents):
+                raise DeepFocusError(f"--plot-sources {args.plot_sources} is the {label} file {path}")
     if args.plot_sources is not None and args.plot_sources.is_dir():
         outputs += sorted(args.plot_sources.glob("source_*.png"))
     if not args.overwrite:

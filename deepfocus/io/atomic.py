@@ -49,6 +49,10 @@ def _same_file(a, b):
     return a.resolve() == b.resolve()
 
 
+#: Suffixes that tell writers (astropy's FITS writer) to compress what they write.
+COMPRESSION_SUFFIXES = (".gz", ".bz2")
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, overwrite=True):
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
@@ -72,7 +76,9 @@ def atomic_path(path, *, overwrite=True):
     if blocker is not None:
         raise NotADirectoryError(f"cannot write {path}: {blocker} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # A compression suffix stays last: writers such as astropy compress by the name they write.
+    compressed = path.suffix if path.suffix.lower() in COMPRESSION_SUFFIXES else ""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{compressed}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as astropy refuse to overwrite: give them a fresh name
     try:

@@ -503,6 +503,18 @@ class CubeLayout:
         return float((self.beam_major / self.cell).decompose())
 
 
+def _check_complete(hdul, hdu, path):
+    """Refuse a file that ends before the image's data do (a truncated download or copy): a
+    memory map reads it as far as it goes, and the tables after the image are lost."""
+    info = hdul.fileinfo(hdul.index_of(hdu))
+    size = abs(int(hdu.header["BITPIX"])) // 8 * int(np.prod(hdu.shape, dtype=np.int64))
+    if info is not None and info["datLoc"] + size > Path(path).stat().st_size:
+        hdul.close()
+        raise InvalidInputError(
+            f"{path}: cannot read this FITS file (truncated or corrupt?): the file ends before its image data"
+        )
+
+
 def _image(path):
     """Open ``path`` (memory-mapped) and return ``(hdul, hdu, wcs, (lng, lat, spec))``."""
     path = Path(path)
@@ -510,10 +522,16 @@ def _image(path):
     if not path.is_file():
         raise InvalidInputError(f"{label}: no such file")
     try:
-        hdul = fits.open(path, mode="readonly", memmap=None)  # not mapped where scaled (BSCALE)
+        with warnings.catch_warnings():
+            # A truncated file: `_check_complete` says so in one line.
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            hdul = fits.open(path, mode="readonly", memmap=None)  # not mapped where scaled (BSCALE)
+            hdu = _cube._image_hdu(hdul, label)
+            _check_complete(hdul, hdu, path)
+    except InvalidInputError:
+        raise
     except _cube._FITS_READ_ERRORS as exc:
         raise InvalidInputError(f"{label}: cannot read this FITS file: {type(exc).__name__}: {exc}") from exc
-    hdu = _cube._image_hdu(hdul, label)
     wcs = _cube._parse_wcs(hdu.header, len(hdu.shape), label)
     lng, lat, spec, _ = _cube._axes(wcs, label)
     return hdul, hdu, wcs, (lng, lat, spec)

@@ -127,7 +127,8 @@ class SimulatedObservation:
         name : str
             File name stem.
         overwrite : bool
-            Replace existing files.
+            Replace existing files (and remove ``{name}_psf.fits`` and ``{name}_pb.fits`` of an
+            earlier simulation that this one does not write).
         psf : bool
             Also write ``{name}_psf.fits``.
         pb : bool
@@ -148,8 +149,12 @@ class SimulatedObservation:
             paths["psf"] = directory / f"{name}_psf.fits"
         if pb and self.primary_beam is not None:
             paths["pb"] = directory / f"{name}_pb.fits"
+        # A PSF or primary beam of an earlier simulation under this name would be taken for
+        # this one's (``--psf auto`` finds NAME_psf.fits): it counts as an existing output.
+        stale = [directory / f"{name}_{kind}.fits" for kind in ("psf", "pb") if kind not in paths]
+        stale = [path for path in stale if path.exists()]
         if not overwrite:
-            existing = [str(p) for p in paths.values() if p.exists()]
+            existing = [str(p) for p in [*paths.values(), *stale] if p.exists()]
             if existing:
                 more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
                 raise FileExistsError(
@@ -167,6 +172,8 @@ class SimulatedObservation:
                     fits.PrimaryHDU(np.asarray(array, np.float32), header=header).writeto(tmp)
         with atomic_path(paths["truth"]) as tmp:
             self.truth.write(tmp, format="ascii.ecsv")
+        for path in stale:
+            path.unlink()
         return paths
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -191,6 +192,16 @@ def save_figure(figure, path, *, dpi=120):
     try:
         image_format = figure_format(path)
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=image_format, dpi=dpi, bbox_inches="tight")
+            if image_format == "svgz":
+                # matplotlib's own svgz writer fails on a tight bounding box (the gzip stream
+                # is closed before the second pass): write the SVG and compress it here.
+                import gzip
+                import io
+
+                svg = io.BytesIO()
+                figure.savefig(svg, format="svg", dpi=dpi, bbox_inches="tight")
+                Path(tmp).write_bytes(gzip.compress(svg.getvalue(), mtime=0))
+            else:
+                figure.savefig(tmp, format=image_format, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(figure)

@@ -308,3 +308,13 @@ def test_layout_takes_the_nearest_valid_beam_to_the_middle(files, tmp_path):
         hdul.writeto(tmp_path / "no_beam.fits")
     with pytest.raises(InvalidInputError, match="no valid beam"):
         cube_layout(tmp_path / "no_beam.fits")
+
+
+def test_layout_of_a_truncated_file_says_so(files, tmp_path):
+    # Tiled runs read the layout first: a cut file lost its BEAMS table, which read "no beam".
+    data = files["casa"].read_bytes()
+    (tmp_path / "cut.fits").write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one message, not astropy's warning as well
+        with pytest.raises(InvalidInputError, match="truncated or corrupt"):
+            cube_layout(tmp_path / "cut.fits")

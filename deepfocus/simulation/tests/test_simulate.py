@@ -85,6 +85,20 @@ def test_write_and_read_back(result, tmp_path):
     ]
 
 
+def test_overwrite_removes_an_earlier_psf(result, tmp_path):
+    # `--psf auto` takes NAME_psf.fits: one left by an earlier simulation under the name would
+    # be used for this one's cube (a C-3 PSF for a C-4 cube halved the fluxes).
+    result.write(tmp_path, "cube", psf=True)
+    for kind in ("dirty", "sky"):
+        (tmp_path / f"cube_{kind}.fits").unlink()
+    (tmp_path / "cube_truth.ecsv").unlink()
+    with pytest.raises(FileExistsError, match="cube_psf.fits"):
+        result.write(tmp_path, "cube")  # without overwrite, the PSF counts as an output
+    result.write(tmp_path, "cube", overwrite=True)
+    expected = ["cube_dirty.fits", "cube_sky.fits", "cube_truth.ecsv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+
+
 def test_write_primary_beam(result, tmp_path):
     from dataclasses import replace
 
