@@ -18,6 +18,10 @@ examples:
 """
 
 
+#: ``--gain``, ``--threshold`` and ``--niter`` of ``--method clean`` when not given.
+CLEAN_DEFAULTS = {"gain": 0.1, "threshold": 3.0, "niter": 10_000}
+
+
 def register(subparsers):
     """Add the ``deconvolve`` subcommand."""
     parser = subparsers.add_parser(
@@ -55,13 +59,16 @@ def register(subparsers):
         help="network: 'default', a .safetensors file with its model card, or a folder of "
         "'deepfocus train' weights",
     )
-    parser.add_argument("--gain", type=float, default=0.1, help="CLEAN loop gain (0.1)")
-    parser.add_argument("--threshold", type=float, default=3.0, help="CLEAN threshold in noise units (3)")
+    parser.add_argument("--gain", type=float, help=f"CLEAN loop gain (default {CLEAN_DEFAULTS['gain']})")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help=f"CLEAN threshold in noise units (default {CLEAN_DEFAULTS['threshold']})",
+    )
     parser.add_argument(
         "--niter",
         type=positive_int,
-        default=10_000,
-        help="CLEAN maximum iterations per plane (default 10000)",
+        help=f"CLEAN maximum iterations per plane (default {CLEAN_DEFAULTS['niter']})",
     )
     parser.add_argument(
         "--threads", type=positive_int, help="torch threads for the network (default: torch's, the cores)"
@@ -103,14 +110,19 @@ def _run(args) -> int:
     if args.psf is None and wants_psf:
         need = "--method clean" if args.method == "clean" else "--residual and --restored"
         raise DeepFocusError(f"{need} need the PSF: give --psf (tclean's .psf exported to FITS)")
+    clean = {name: getattr(args, name) for name in CLEAN_DEFAULTS}
+    if args.method != "clean" and any(value is not None for value in clean.values()):
+        given = ", ".join(f"--{name}" for name, value in clean.items() if value is not None)
+        raise DeepFocusError(f"{given} set CLEAN: give --method clean too (the network has no such settings)")
     if args.method == "clean":
         from ..deconvolution import HogbomClean
 
+        clean = {name: CLEAN_DEFAULTS[name] if value is None else value for name, value in clean.items()}
         method = HogbomClean(
             mode=args.mode,
-            gain=args.gain,
-            threshold=args.threshold,
-            max_iter=args.niter,
+            gain=clean["gain"],
+            threshold=clean["threshold"],
+            max_iter=clean["niter"],
             memory_limit=args.memory_limit,
         )
     else:

@@ -244,6 +244,11 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     assert main(argv) == 1
     assert "--output" in (err := capsys.readouterr().err) and "is the input --psf" in err
     assert psf_path.read_bytes() == psf_before
+    # CLEAN's settings without CLEAN: refused, not silently ignored.
+    argv = ["deconvolve", str(cube_path), "--output", str(sky), "--gain", "0.2", "--niter", "5"]
+    assert main(argv) == 1
+    assert "--gain, --niter set CLEAN: give --method clean too" in capsys.readouterr().err
+    assert not sky.exists()
 
 
 @pytest.fixture(scope="module")
