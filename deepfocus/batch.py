@@ -391,15 +391,15 @@ def detect_cube(
     steps = tqdm(
         total=2, desc=name, disable=None if progress else True, leave=False, bar_format="{desc}: {postfix}"
     )
-    steps.set_postfix_str("reading", refresh=True)
-    prepared = prepare(cube, psf=psf)
-    steps.update()
-    steps.set_postfix_str("finding and measuring sources", refresh=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NoDetectionsWarning)
-        table = pipeline(prepared, pb=pb)
-    steps.update()
-    steps.close()
+    with steps:
+        steps.set_postfix_str("reading", refresh=True)
+        prepared = prepare(cube, psf=psf)
+        steps.update()
+        steps.set_postfix_str("finding and measuring sources", refresh=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NoDetectionsWarning)
+            table = pipeline(prepared, pb=pb)
+        steps.update()
     if table is None:
         table = empty_catalog()
         table.meta.update(pipeline.detector._meta(prepared))

@@ -92,7 +92,7 @@ def fit_line(spectrum, z_guess, width_guess, noise=None, *, limits=None):
     scale = np.where(usable, scale, 1.0)
     sel &= usable
     if sel.sum() < 3:  # too few channels with data to fit or take moments of
-        sel = (channels >= z_guess - 1) & (channels <= z_guess + 1) & usable
+        sel = (channels >= max(z_guess - 1, first)) & (channels <= min(z_guess + 1, last)) & usable
     x, y = channels[sel], spectrum[sel]
     sigma0 = max(width_guess / _FWHM, 0.5, MIN_FWHM / _FWHM)
     flux = y * scale[sel]

@@ -54,6 +54,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..exceptions import DeepFocusWarning, InvalidInputError, NoDetectionsWarning
+from ..io.cube import _warn_sampling as warn_sampling
 from ..io.tiles import cube_layout, cube_statistics, plan_tiles, read_part, read_tile
 
 __all__ = [
@@ -321,7 +322,8 @@ class TiledPipeline:
         )
         if len(plan) == 1 and not plan.channel_blocks:
             catalog = self._single_pass(path, mask, psf)
-        else:
+        else:  # the tiles' reads do not warn: the whole cube's sampling is checked here
+            warn_sampling(str(path), layout.pixels_per_beam, n_chan, stacklevel=3)
             catalog = self._tiles(path, mask, psf, plan, layout)
         if catalog is None:
             warnings.warn(f"no sources detected in {path}", NoDetectionsWarning, stacklevel=2)

@@ -564,21 +564,21 @@ MIN_PIXELS_PER_BEAM = 3.0
 MIN_CHANNELS = 8
 
 
-def _warn_sampling(label, pixels_per_beam, n_chan):
+def _warn_sampling(label, pixels_per_beam, n_chan, stacklevel=5):
     """Warn about cubes sampled too coarsely in space or with too few channels."""
     if pixels_per_beam < MIN_PIXELS_PER_BEAM:
         warnings.warn(
             f"{label}: the beam spans {pixels_per_beam:.2g} pixels; below {MIN_PIXELS_PER_BEAM:g} "
             "positions, sizes and fluxes degrade (image with a smaller cell)",
             DeepFocusWarning,
-            stacklevel=5,
+            stacklevel=stacklevel,
         )
     if n_chan < MIN_CHANNELS:
         warnings.warn(
             f"{label}: only {n_chan} channels; lines need their own channels and line-free ones "
             f"for the continuum (at least {MIN_CHANNELS})",
             DeepFocusWarning,
-            stacklevel=5,
+            stacklevel=stacklevel,
         )
 
 

@@ -66,7 +66,12 @@ def nearest_valid_planes(centre, where):
         raise InvalidInputError(f"{where}: the PSF is zero or not finite at its centre pixel in every plane")
     _check_centres(np.where(blank, 1.0, centre), where)
     good = np.flatnonzero(~blank)
-    return good[np.abs(np.arange(len(centre))[:, None] - good[None, :]).argmin(axis=1)]
+    planes = np.arange(len(centre))
+    after = np.clip(np.searchsorted(good, planes), 0, len(good) - 1)  # first valid at or after
+    before = np.clip(after - 1, 0, len(good) - 1)
+    # The nearer of the two; the earlier one where both are as near.
+    closer = np.abs(good[before] - planes) <= np.abs(good[after] - planes)
+    return np.where(closer, good[before], good[after])
 
 
 def fill_blank_planes(planes, where):

@@ -486,11 +486,13 @@ def train(
     with output_folder(output_dir):
         if not main:
             ddp.barrier()  # wait for rank 0's cache
-        data, recipe = _load_or_prepare(
-            tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
-        )
-        if main:
-            ddp.barrier()
+        try:
+            data, recipe = _load_or_prepare(
+                tasks, output_dir, preset=preset, seed=seed, data_dir=data_dir, progress=progress
+            )
+        finally:  # also when the data are refused: the other ranks then fail on them too
+            if main:
+                ddp.barrier()
         cards = {}
         for task in tasks:
             cards[task] = train_task(

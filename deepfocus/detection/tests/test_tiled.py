@@ -450,3 +450,33 @@ def test_shipped_networks_on_the_contrast_cube(contrast_cube):
     # Some rows lie outside the training range (flag 16, set again on the stitched catalogue).
     assert np.any(np.asarray(single["flags"]) & 16)
     assert_same_rows(single, out)
+
+
+def test_tiled_run_warns_about_coarse_pixels(edge_cube, classical, tmp_path):
+    # The tiles' reads do not warn: the whole cube's sampling is checked once.
+    with fits.open(edge_cube[0]) as hdul:
+        for key in ("CDELT1", "CDELT2"):
+            hdul[0].header[key] *= 2  # 2.5 pixels across the beam
+        hdul.writeto(tmp_path / "coarse.fits")
+    pipeline = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO, progress=False)
+    assert len(pipeline.plan(tmp_path / "coarse.fits")) == 4
+    with pytest.warns(Warning, match="the beam spans 2.5 pixels") as caught:
+        pipeline(tmp_path / "coarse.fits")
+    assert sum("the beam spans" in str(w.message) for w in caught) == 1
+
+
+def test_compressed_cubes_are_laid_out(edge_cube, tmp_path):
+    # A gzip or tile-compressed cube is not truncated: its offsets are in the uncompressed stream.
+    import gzip
+
+    from deepfocus.io.tiles import cube_layout
+
+    data = open(edge_cube[0], "rb").read()
+    (tmp_path / "c.fits.gz").write_bytes(gzip.compress(data))
+    with fits.open(edge_cube[0]) as hdul:
+        fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(hdul[0].data, hdul[0].header), *hdul[1:]]).writeto(
+            tmp_path / "c.fits.fz"
+        )
+    expected = cube_layout(edge_cube[0])
+    for name in ("c.fits.gz", "c.fits.fz"):
+        assert cube_layout(tmp_path / name).shape == expected.shape
