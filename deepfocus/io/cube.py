@@ -22,6 +22,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from radio_beam import Beam, Beams
 
 from ..exceptions import DeepFocusWarning, InvalidInputError
+from ._nearest import nearest_true
 
 __all__ = ["PreparedCube", "read_cube", "robust_channel_noise"]
 
@@ -857,9 +858,8 @@ def _beam_list(raw, n_chan, data):
     if not good.any():
         raise InvalidInputError(f"{raw.label}: no valid beam (every BMAJ/BMIN is zero or not finite)")
     if not good.all():
-        good_idx = np.flatnonzero(good)
         bad_idx = np.flatnonzero(~good)
-        nearest = good_idx[np.abs(bad_idx[:, None] - good_idx[None, :]).argmin(axis=1)]
+        nearest = nearest_true(good)[bad_idx]
         with_data = [int(k) for k in bad_idx if np.isfinite(data[k]).any()]
         if with_data:
             warnings.warn(

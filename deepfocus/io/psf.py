@@ -11,6 +11,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ..exceptions import InvalidInputError
+from ._nearest import nearest_true
 
 __all__ = ["PSFPlanes", "read_psf", "check_psf_peaks", "fill_blank_planes", "nearest_valid_planes"]
 
@@ -65,13 +66,7 @@ def nearest_valid_planes(centre, where):
     if blank.all():
         raise InvalidInputError(f"{where}: the PSF is zero or not finite at its centre pixel in every plane")
     _check_centres(np.where(blank, 1.0, centre), where)
-    good = np.flatnonzero(~blank)
-    planes = np.arange(len(centre))
-    after = np.clip(np.searchsorted(good, planes), 0, len(good) - 1)  # first valid at or after
-    before = np.clip(after - 1, 0, len(good) - 1)
-    # The nearer of the two; the earlier one where both are as near.
-    closer = np.abs(good[before] - planes) <= np.abs(good[after] - planes)
-    return np.where(closer, good[before], good[after])
+    return nearest_true(~blank)
 
 
 def fill_blank_planes(planes, where):

@@ -32,6 +32,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from ..exceptions import InvalidInputError
 from . import cube as _cube
+from ._nearest import nearest_true
 
 __all__ = [
     "BYTES_PER_VOXEL",
@@ -570,10 +571,10 @@ def cube_layout(path):
     # The middle channel's beam, or the nearest valid one (as `read_cube` replaces bad beams).
     majors = u.Quantity([u.Quantity(b[0]).to(u.arcsec) for b in beams])
     minors = u.Quantity([u.Quantity(b[1]).to(u.arcsec) for b in beams])
-    good = np.flatnonzero(np.isfinite(majors) & np.isfinite(minors) & (majors.value > 0) & (minors.value > 0))
-    if not len(good):
+    good = np.isfinite(majors) & np.isfinite(minors) & (majors.value > 0) & (minors.value > 0)
+    if not good.any():
         raise InvalidInputError(f"{path}: no valid beam (every BMAJ/BMIN is zero or not finite)")
-    major = majors[good[np.abs(good - len(beams) // 2).argmin()]]
+    major = majors[nearest_true(good)[len(beams) // 2]]
     return CubeLayout(shape, cell, major)
 
 
