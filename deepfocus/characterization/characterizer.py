@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 from ..exceptions import InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
-from .crowding import LINE_FREE_RADIUS
+from .crowding import LINE_FREE_RADIUS, _line_profiles
 from .forward import FIT_RADIUS, beam_image, refine_sources
 
 __all__ = [
@@ -202,7 +202,9 @@ class SourceCharacterizer:
         n = len(table)
         inputs, sigmas, centres, edge, continua, n_off, n_line, beams = [], [], [], [], [], [], [], []
         zooms = []
-        windows = _windows(table, prepared)
+        # Every row's line window (the frame's channels) and, where given, centre and FWHM.
+        profiles = _line_profiles(table, prepared, dv)
+        windows = profiles[0].astype(int).reshape(-1, 2)
         nearby = _rows_nearby(table, LINE_FREE_RADIUS * beam_major_pix)
         for i, row in enumerate(table):
             lo, hi = windows[i]
@@ -258,7 +260,7 @@ class SourceCharacterizer:
         fallback = np.zeros(n, dtype=bool)  # forward fits that failed or were set aside (flag 32)
         if kernel is not None:
             refined = self._refine(
-                prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise, nearby
+                prepared, profiles, data, centres, measured, zooms, beams, dv, kernel, noise, nearby
             )
             use = refined["ok"]
             if self._network is not None:
@@ -326,23 +328,25 @@ class SourceCharacterizer:
         return "psf"
 
     @staticmethod
-    def _refine(prepared, table, data, centres, measured, zooms, beams, dv, kernel, noise, nearby):
+    def _refine(prepared, profiles, data, centres, measured, zooms, beams, dv, kernel, noise, nearby):
         """Sizes, angles, fluxes and (of resolved sources) positions from a Gaussian convolved
         with ``kernel`` (``'psf'``: the cube's PSF; ``'beam'``: the line's restoring beam) fitted
         to each line image (`~deepfocus.characterization.forward.refine_sources`), started from
-        ``measured``; each continuum is measured outside the lines of the rows ``nearby``.
+        ``measured``; ``profiles`` are the rows' line windows, centres and widths
+        (`~deepfocus.characterization.crowding._line_profiles`), and each continuum is measured
+        outside the lines of the rows ``nearby``.
 
         Returns the fit's ``major``, ``minor`` (arcsec), ``pa`` (deg), ``flux`` (Jy km/s),
         ``dx``, ``dy`` (offsets from ``centres`` in cutout pixels, as ``measured`` has them) and
         ``ok``.
         """
-        from .crowding import _line_profiles, flux_window, line_image
+        from .crowding import flux_window, line_image
 
         cell = prepared.cell.to_value(u.arcsec)
         channel_has_data = prepared.valid.any(axis=(1, 2))
-        windows, line_centres, line_widths = _line_profiles(table, prepared, dv)
+        windows, line_centres, line_widths = profiles
         images, valid, kernels, xs, ys, sigmas = [], [], [], [], [], []
-        for i in range(len(table)):
+        for i in range(len(windows)):
             full = (int(windows[i][0]), int(windows[i][1]))
             # The flux from the line's core channels; its whole window stays out of the continuum.
             line = () if line_centres is None else (line_centres[i], line_widths[i])
@@ -436,12 +440,6 @@ def fit_astray(fit, network, zooms, beam_pix):
     ratio = np.maximum(fit["flux"], 1e-30) / np.maximum(network["flux"], 1e-30)
     shift = np.hypot(fit["dx"] - network["dx"], fit["dy"] - network["dy"]) / zooms / beam_pix
     return (np.abs(np.log(ratio)) > np.log(ASTRAY_FLUX_RATIO)) | (shift > ASTRAY_SHIFT)
-
-
-def _windows(table, frame):
-    """Every row's line window ``(first, last)`` in the frame's channels, ``(n, 2)`` int."""
-    windows = [frame.line_channels(row["z_min"], row["z_max"]) for row in table]
-    return np.array(windows, dtype=int).reshape(-1, 2)
 
 
 def _rows_nearby(table, radius):
