@@ -54,7 +54,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..exceptions import DeepFocusWarning, InvalidInputError, NoDetectionsWarning
-from ..io.cube import _warn_sampling as warn_sampling
+from ..io.cube import warn_sampling
 from ..io.tiles import cube_layout, cube_statistics, plan_tiles, read_part, read_tile
 
 __all__ = [

@@ -565,7 +565,7 @@ MIN_PIXELS_PER_BEAM = 3.0
 MIN_CHANNELS = 8
 
 
-def _warn_sampling(label, pixels_per_beam, n_chan, stacklevel=5):
+def warn_sampling(label, pixels_per_beam, n_chan, stacklevel=5):
     """Warn about cubes sampled too coarsely in space or with too few channels."""
     if pixels_per_beam < MIN_PIXELS_PER_BEAM:
         warnings.warn(
@@ -972,7 +972,7 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
         )
 
     if statistics is None:  # a tile's statistics: the whole cube's reading warned
-        _warn_sampling(label, ppb, n_chan)
+        warn_sampling(label, ppb, n_chan)
     psf_array = _prepare_psf(psf, label, n_chan, cell, flipped) if psf is not None else None
     return PreparedCube(
         data=data,
