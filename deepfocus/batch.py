@@ -4,7 +4,8 @@
 ``OUTPUT_DIR/<stem>.ecsv`` (and optionally ``<stem>.reg``/``.crtf`` and ``<stem>.png``) for
 each. A cube that fails (unreadable, corrupt, unsuitable) is reported in the returned
 `BatchSummary` and the others go on; outputs are written atomically, so a crash never leaves a
-partial file under a final name, and a re-run skips the cubes whose outputs all exist.
+partial file under a final name, and a re-run skips the cubes whose outputs all exist (made
+with the same settings and weights, as their catalogue's ``meta`` records: see `detect_many`).
 
 The same call runs in the current process (``client=None``), on a laptop's
 `~distributed.LocalCluster` or on an HPC cluster through dask-jobqueue: pass a
@@ -63,7 +64,8 @@ class CubeResult:
     cube : str
         The input file.
     status : {'ok', 'skipped', 'failed'}
-        ``skipped``: all its outputs existed (and ``overwrite`` was False).
+        ``skipped``: all its outputs existed, made with this run's settings (and ``overwrite``
+        was False).
     outputs : list of str
         The files written (or found, when skipped).
     n_sources : int or None
@@ -72,6 +74,8 @@ class CubeResult:
         Wall-clock time of the task (s).
     error : str or None
         One-line reason of a failure.
+    warning : str or None
+        One-line caveat of a skip: its catalogue records no settings to compare with this run's.
     """
 
     cube: str
@@ -80,6 +84,7 @@ class CubeResult:
     n_sources: int | None = None
     seconds: float = 0.0
     error: str | None = None
+    warning: str | None = None
 
 
 @dataclass
@@ -137,6 +142,7 @@ class BatchSummary:
             f"{len(self.skipped)} skipped (outputs exist), {len(self.failed)} failed"
         ]
         lines += [f"  failed: {r.cube}: {r.error}" for r in self.failed]
+        lines += [f"  skipped: {r.cube}: {r.warning}" for r in self.skipped if r.warning]
         return "\n".join(lines)
 
 
@@ -403,8 +409,7 @@ def detect_cube(
     if table is None:
         table = empty_catalog()
         table.meta.update(pipeline.detector._meta(prepared))
-        table.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
-        table.meta["forward_fit"] = pipeline.characterizer._kernel(prepared) or "none"
+        record_settings(table, pipeline, psf=prepared.psf is not None, pb=pb is not None)
     # Regions and plot first, the catalogue last: a catalogue under its final name marks a
     # finished cube.
     if regions is not None:
@@ -416,6 +421,26 @@ def detect_cube(
     return table
 
 
+def record_settings(table, pipeline, *, psf, pb):
+    """Record in an empty catalogue's ``meta`` what a catalogue with sources records of the run
+    besides the detector's ``meta``: the characterizer's network, the forward fit's kernel and
+    the primary-beam correction (a batch's re-run compares them, `_check_finished`).
+
+    Parameters
+    ----------
+    table : `~astropy.table.QTable`
+        The catalogue, its ``meta`` holding the detector's (with ``models``).
+    pipeline : `~deepfocus.DeepFocus`
+        The run's pipeline.
+    psf, pb : bool
+        Whether the cube came with a PSF and a primary beam.
+    """
+    table.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
+    table.meta["forward_fit"] = pipeline.characterizer.kernel_for(psf=psf) or "none"
+    if pb:  # as primary_beam_correct records it
+        table.meta["primary_beam_corrected"] = True
+
+
 def _write_plot(prepared, table, path):
     import matplotlib
 
@@ -423,6 +448,158 @@ def _write_plot(prepared, table, path):
     from .visualization import plot_detections, save_figure
 
     save_figure(plot_detections(prepared, table if len(table) else None), path, dpi=120)
+
+
+# --------------------------------------------------------------------------------------------
+# the settings a finished cube was made with
+
+#: The detector parameters in a catalogue's ``meta["parameters"]`` and the `CubeDetector`
+#: attributes they record (``CubeDetector._meta``).
+_PARAMETERS = {
+    "snr_threshold": "snr_threshold",
+    "min_separation_beams": "min_separation",
+    "widths_channels": "widths",
+    "deconvolved_fraction": "deconvolved_fraction",
+}
+#: The networks in a catalogue's ``meta["models"]``.
+_NETWORKS = ("spectral", "deconvolver", "characterizer")
+
+
+def _run_settings(pipeline, *, psf, pb):
+    """What determines the catalogues of ``pipeline``, as their ``meta`` records it.
+
+    Parameters
+    ----------
+    pipeline : `~deepfocus.DeepFocus`
+        The batch's pipeline. The networks' ``name`` and ``sha256`` are those read from their
+        model cards when it was built: nothing is loaded or hashed again.
+    psf, pb : bool
+        Whether the cubes come with a PSF and a primary beam.
+
+    Returns
+    -------
+    settings : dict
+        ``{label: value}``: the detector parameters (``snr_threshold``, ...), ``<task> model``
+        (``{"name", "sha256"}`` or None), ``forward_fit`` (``'psf'``, ``'beam'`` or ``'none'``)
+        and ``primary_beam_corrected``.
+    """
+    detector, characterizer = pipeline.detector, pipeline.characterizer
+    settings = {name: getattr(detector, attribute) for name, attribute in _PARAMETERS.items()}
+    settings["widths_channels"] = list(settings["widths_channels"])
+    settings["spectral model"] = detector._spectral_info
+    settings["deconvolver model"] = detector._deconvolver_info
+    settings["characterizer model"] = characterizer._info or {"name": "gaussian fit"}
+    # 'auto' fits through the PSF where there is one ('psf' without one fails before any run).
+    settings["forward_fit"] = (
+        characterizer.kernel_for(psf=psf or characterizer.forward_fit == "psf") or "none"
+    )
+    settings["primary_beam_corrected"] = bool(pb)
+    return settings
+
+
+def _recorded_settings(meta):
+    """The `_run_settings` a catalogue's ``meta`` records (those it lacks are left out), or None
+    if it records no detector parameters or networks (another program's table)."""
+    if not isinstance(meta, dict):
+        return None
+    parameters, models = meta.get("parameters"), meta.get("models")
+    if not isinstance(parameters, dict) or not isinstance(models, dict):
+        return None
+    settings = {name: parameters[name] for name in _PARAMETERS if name in parameters}
+    settings.update({f"{task} model": models[task] for task in _NETWORKS if task in models})
+    if "forward_fit" in meta:
+        settings["forward_fit"] = meta["forward_fit"]
+    # Written only when True (by primary_beam_correct).
+    settings["primary_beam_corrected"] = bool(meta.get("primary_beam_corrected", False))
+    return settings
+
+
+def _catalog_meta(path, catalog_format):
+    """The ``meta`` of a catalogue written by `~deepfocus.io.write_catalog`, read without its
+    rows: the ECSV header, the FITS table's header or the VOTable's ``INFO``."""
+    from .io.catalog import _FITS_META_CARD, _VOTABLE_META_INFO, _meta_from_json
+
+    if catalog_format == "fits":
+        from astropy.io import fits
+
+        header = fits.getheader(path, 1)
+        return _meta_from_json(header[_FITS_META_CARD]) if _FITS_META_CARD in header else {}
+    if catalog_format == "votable":
+        from xml.etree.ElementTree import iterparse
+
+        for _, element in iterparse(path):
+            if element.tag.rpartition("}")[2] == "INFO" and element.get("name") == _VOTABLE_META_INFO:
+                return _meta_from_json(element.get("value"))
+        return {}
+    from astropy.io import ascii
+
+    lines = []  # the YAML header and the line of column names
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            lines.append(line)
+            if not line.startswith("#"):
+                break
+    return dict(ascii.read(lines, format="ecsv").meta)
+
+
+def _same(label, recorded, current):
+    """Whether a recorded setting is the current one (weights by their sha256 where both have one)."""
+    if label.endswith(" model") and isinstance(recorded, dict) and isinstance(current, dict):
+        if recorded.get("sha256") and current.get("sha256"):  # the same weights under any name
+            return recorded["sha256"] == current["sha256"]
+        return recorded.get("name") == current.get("name")
+    return recorded == current
+
+
+def _shown(label, value, other):
+    """``label=value`` for a message; weights by name, with their hash where ``other`` has the
+    same name."""
+    if not label.endswith(" model"):
+        return f"{label}={value}"
+    if not isinstance(value, dict):
+        return f"{label}=none"
+    name = value.get("name")
+    if isinstance(other, dict) and other.get("name") == name and value.get("sha256"):
+        return f"{label}={name} (sha256 {str(value['sha256'])[:12]})"
+    return f"{label}={name}"
+
+
+def _check_finished(catalog, settings):
+    """Whether the existing ``catalog`` was made with this run's settings and weights.
+
+    Returns
+    -------
+    error : str or None
+        Why the cube must not be skipped: its catalogue cannot be read, or records other settings
+        (naming them). None: skip it.
+    warning : str or None
+        With no error: the settings the catalogue does not record (made by another program or an
+        older deepfocus), which could not be compared.
+    """
+    redo = "use --overwrite to redo it"
+    try:
+        meta = _catalog_meta(catalog, settings["catalog_format"])
+    except Exception as exc:  # anything unreadable is no finished run's output
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"cannot read the settings {catalog} was made with ({reason}): {redo}", None
+    current = settings["made_with"]
+    recorded = _recorded_settings(meta)
+    if recorded is None:
+        return None, f"cannot tell which settings made {catalog} (it records none): kept; {redo}"
+    differ = [k for k in current if k in recorded and not _same(k, recorded[k], current[k])]
+    if differ:
+        was = _listed([_shown(k, recorded[k], current[k]) for k in differ])
+        now = _listed([_shown(k, current[k], recorded[k]) for k in differ])
+        return f"{catalog} was made with {was}, this run uses {now}: {redo}", None
+    unknown = [k for k in current if k not in recorded]
+    if unknown:
+        return None, f"cannot tell which {_listed(unknown)} made {catalog} (not recorded): kept; {redo}"
+    return None, None
+
+
+def _listed(items):
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 @functools.lru_cache(maxsize=4)
@@ -445,7 +622,11 @@ def _run_cube(cube, paths, settings):
     except DeepFocusError as exc:
         return _failed(cube, exc, begin)
     if not settings["overwrite"] and all(Path(p).exists() for p in wanted):
-        return CubeResult(str(cube), "skipped", [str(p) for p in wanted], seconds=0.0)
+        # Finished: skipped if its catalogue was made with this run's settings and weights.
+        error, warning = _check_finished(paths["catalog"], settings)
+        if error is not None:
+            return _failed(cube, InvalidInputError(error), begin)
+        return CubeResult(str(cube), "skipped", [str(p) for p in wanted], seconds=0.0, warning=warning)
     if not settings["overwrite"] and Path(paths["catalog"]).exists():
         # A finished cube (its catalogue is written last) asked for other outputs: running it
         # again would replace its catalogue and leave the old products beside it.
@@ -525,6 +706,18 @@ def detect_many(
     outputs all exist is skipped unless ``overwrite``, and a finished cube (its catalogue exists)
     that lacks another output fails unless ``overwrite``.
 
+    A finished cube is skipped only if its catalogue's ``meta`` records this run's settings: the
+    detector parameters (``snr_threshold``, ``min_separation``, ``widths``,
+    ``deconvolved_fraction``), the networks (by the sha256 of their weights, whatever their file
+    names), ``forward_fit`` (the kernel used, which also tells whether a PSF was) and whether
+    fluxes were corrected by a primary beam. Where they differ, or the catalogue cannot be read,
+    the cube fails, naming them, unless ``overwrite``. Not compared: the deepfocus version and
+    the date (an upgrade mid-survey does not redo the finished cubes: ``overwrite`` does), the
+    cube's path and ``memory_limit`` (tiles give the catalogue of a single pass). A catalogue
+    that records no such settings (made by another program or an older deepfocus) cannot be
+    compared: it is skipped with a warning
+    (`CubeResult.warning`).
+
     Parameters
     ----------
     cubes : str, path-like or sequence of them
@@ -536,7 +729,7 @@ def detect_many(
         Run the cubes as tasks on this cluster (`~distributed.LocalCluster`, dask-jobqueue's
         ``SLURMCluster``, ...). None: one after the other in this process.
     overwrite : bool
-        Re-process cubes whose outputs exist.
+        Re-process cubes whose outputs exist (made with any settings).
     snr_threshold : float
         Detection threshold (see `~deepfocus.CubeDetector`).
     model : str or path-like or None
@@ -624,7 +817,7 @@ def detect_many(
         raise InvalidInputError("pipeline options must be hashable (numbers, strings, tuples)") from None
     # Built here first: bad options or weights fail before any task is sent (and the
     # in-process run reuses it).
-    _pipeline(snr_threshold, model, options)
+    pipeline = _pipeline(snr_threshold, model, options)
     output_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "overwrite": bool(overwrite),
@@ -633,6 +826,8 @@ def detect_many(
         "options": options,
         "catalog_format": catalog_format,
         "threads": threads,
+        # What a finished cube's catalogue must record to be skipped.
+        "made_with": _run_settings(pipeline, psf=psf is not None, pb=pb is not None),
         **products,
     }
     results = {}
@@ -647,10 +842,10 @@ def detect_many(
 
 
 def _record(result, bar):
-    level = logging.WARNING if result.status == "failed" else logging.INFO
+    level = logging.WARNING if result.status == "failed" or result.warning else logging.INFO
     detail = result.error if result.status == "failed" else f"{result.n_sources} sources"
     if result.status == "skipped":
-        detail = "outputs exist"
+        detail = result.warning or "outputs exist"
     log.log(level, "%s: %s (%s, %.1f s)", result.cube, result.status, detail, result.seconds)
     bar.update(1)
     return result

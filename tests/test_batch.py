@@ -372,3 +372,143 @@ def test_single_pass_shows_its_step_on_a_terminal(cubes, tmp_path, monkeypatch, 
     shown = terminal.getvalue()
     assert ("finding and measuring sources" in shown) == progress
     assert ("reading" in shown) == progress
+
+
+# --------------------------------------------------------------------------------------------
+# a finished cube is skipped only if made with this run's settings
+
+
+def test_cli_rerun_with_other_settings_fails_those_cubes(cubes, tmp_path, capsys):
+    out = tmp_path / "out"
+    a, b = out / "a_dirty.ecsv", out / "b_dirty.ecsv"
+    assert detect(*cubes[:2], "--output-dir", out, "--model", "none", "--quiet") == 0
+    os.utime(a, (1, 1))
+    b.unlink()  # an unfinished cube: it runs, with the new threshold
+    capsys.readouterr()
+    assert detect(*cubes[:2], "--output-dir", out, "--model", "none", "--snr-threshold", "5") == 1
+    captured = capsys.readouterr()
+    assert "1 done, 0 skipped (outputs exist), 1 failed" in captured.out
+    message = (
+        f"{a} was made with snr_threshold=6.0, this run uses snr_threshold=5.0: use --overwrite to redo it"
+    )
+    assert f"failed: {cubes[0]}: {message}\n" in captured.err
+    assert a.stat().st_mtime == 1  # not replaced
+    assert read_catalog(b).meta["parameters"]["snr_threshold"] == 5.0
+    # The same settings as the catalogue's: skipped, as before.
+    assert detect(cubes[0], "--output-dir", out, "--model", "none") == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert (
+        detect(*cubes[:2], "--output-dir", out, "--model", "none", "--snr-threshold", "5", "--overwrite") == 0
+    )
+    assert "2 done, 0 skipped" in capsys.readouterr().out
+    assert read_catalog(a).meta["parameters"]["snr_threshold"] == 5.0
+    assert detect(*cubes[:2], "--output-dir", out, "--model", "none", "--snr-threshold", "5") == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("catalog_format", ["fits", "votable"])
+def test_rerun_compares_forward_fit_and_networks(cubes, tmp_path, catalog_format):
+    out = tmp_path / "out"
+    options = {"model": None, "catalog_format": catalog_format, "progress": False}
+    assert detect_many(cubes[0], out, **options).success
+    (other,) = detect_many(cubes[0], out, **{**options, "forward_fit": "beam"}).results
+    assert other.status == "failed"
+    assert "was made with forward_fit=none, this run uses forward_fit=beam: use --overwrite" in other.error
+    (networks,) = detect_many(cubes[0], out, **{**options, "model": "default"}).results
+    assert networks.status == "failed"
+    assert (
+        "was made with spectral model=none, deconvolver model=none and characterizer model=gaussian fit, "
+        "this run uses spectral model=spectral-default, deconvolver model=deconvolver-default and "
+        "characterizer model=characterizer-default: use --overwrite"
+    ) in networks.error
+    (same,) = detect_many(cubes[0], out, **options).results
+    assert same.status == "skipped" and same.warning is None
+
+
+def test_rerun_knows_weights_by_their_hash(cubes, tmp_path):
+    # The shipped weights under another name (a copy in a folder): the same catalogue.
+    from importlib import resources
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    shipped = resources.files("deepfocus.data") / "weights"
+    for task in ("spectral", "deconvolver", "characterizer"):
+        for suffix in (".safetensors", ".json"):
+            (folder / f"{task}-default{suffix}").write_bytes(
+                (shipped / f"{task}-default{suffix}").read_bytes()
+            )
+    out = tmp_path / "out"
+    assert detect_many(cubes[0], out, model=folder, progress=False).success
+    (result,) = detect_many(cubes[0], out, model="default", progress=False).results
+    assert result.status == "skipped" and result.warning is None
+
+
+def test_rerun_over_a_catalogue_without_settings(cubes, tmp_path):
+    from deepfocus.io import write_catalog
+
+    out = tmp_path / "out"
+    assert detect_many(cubes[0], out, model=None, progress=False).success
+    catalog = out / "a_dirty.ecsv"
+    table = read_catalog(catalog)
+    table.meta = {"version": "0.0.1"}  # another program's, or an older deepfocus's
+    write_catalog(table, catalog, overwrite=True)
+    # Nothing to compare: kept, with a warning.
+    summary = detect_many(cubes[0], out, model=None, snr_threshold=5, progress=False)
+    (result,) = summary.results
+    assert result.status == "skipped"
+    assert (
+        result.warning
+        == f"cannot tell which settings made {catalog} (it records none): kept; use --overwrite to redo it"
+    )
+    assert f"skipped: {cubes[0]}: cannot tell" in str(summary)
+    # Some settings recorded: those are compared, the others named.
+    table.meta = {"parameters": {"snr_threshold": 6.0}, "models": {"spectral": None, "deconvolver": None}}
+    write_catalog(table, catalog, overwrite=True)
+    (result,) = detect_many(cubes[0], out, model=None, progress=False).results
+    assert result.status == "skipped"
+    assert (
+        "cannot tell which min_separation_beams, widths_channels, deconvolved_fraction, characterizer model"
+        in result.warning
+    )
+    (result,) = detect_many(cubes[0], out, model=None, snr_threshold=5, progress=False).results
+    assert result.status == "failed" and "snr_threshold=6.0, this run uses snr_threshold=5.0" in result.error
+    # An unreadable catalogue is no finished run's output.
+    catalog.write_text("not a catalogue\n")
+    (result,) = detect_many(cubes[0], out, model=None, progress=False).results
+    assert result.status == "failed"
+    assert result.error.startswith(f"cannot read the settings {catalog} was made with (")
+    assert result.error.endswith("): use --overwrite to redo it")
+
+
+def test_rerun_of_an_empty_cube_with_its_primary_beam(tmp_path):
+    # No detection: the empty catalogue records the primary-beam correction too.
+    from astropy.io import fits
+
+    cube = helpers.write_simulation(helpers.simulation(rows=(), seed=3), tmp_path, "e")["dirty"]
+    fits.PrimaryHDU(np.full(fits.getdata(cube).shape, 0.5, np.float32)).writeto(tmp_path / "e_pb.fits")
+    out = tmp_path / "out"
+    (first,) = detect_many(cube, out, model=None, pb="auto", progress=False).results
+    assert first.status == "ok" and first.n_sources == 0
+    (again,) = detect_many(cube, out, model=None, pb="auto", progress=False).results
+    assert again.status == "skipped" and again.warning is None
+    (plain,) = detect_many(cube, out, model=None, progress=False).results
+    assert plain.status == "failed"
+    assert (
+        "was made with primary_beam_corrected=True, this run uses primary_beam_corrected=False" in plain.error
+    )
+
+
+def test_rerun_of_an_empty_out_of_core_cube_compares_its_settings(tmp_path):
+    # An out-of-core run that finds nothing records the run's settings as a single pass does.
+    cube = helpers.write_simulation(helpers.simulation(rows=(), seed=3), tmp_path, "e")["dirty"]
+    out = tmp_path / "out"
+    kwargs = dict(model=None, memory_limit="20 MiB", progress=False)
+    (first,) = detect_many(cube, out, **kwargs).results
+    assert first.status == "ok" and first.n_sources == 0
+    meta = read_catalog(first.outputs[0]).meta
+    assert meta["parameters"]["snr_threshold"] == 6.0 and meta["forward_fit"] == "none"
+    (again,) = detect_many(cube, out, **kwargs).results
+    assert again.status == "skipped" and again.warning is None
+    (other,) = detect_many(cube, out, snr_threshold=5.0, **kwargs).results
+    assert other.status == "failed"
+    assert "was made with snr_threshold=6.0, this run uses snr_threshold=5.0" in other.error

@@ -2,12 +2,14 @@
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 from astropy.table import QTable
 
 from deepfocus import __version__
 from deepfocus.cli import main
+from deepfocus.exceptions import DeepFocusWarning
 
 SMALL = ["--npix", "32", "--channels", "8", "--total-time", "300"]
 
@@ -103,3 +105,21 @@ def test_entry_point_runs_without_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "unknown antenna configuration" in result.stderr
+
+
+def test_simulate_warns_once_when_lines_are_wider_than_half_the_band(tmp_path):
+    # SMALL has 8 channels, the wide recipe's lines up to 20: one warning for the two cubes.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert main(["simulate", "--n", "2", "--output", str(tmp_path), "--quiet", *SMALL]) == 0
+    (message,) = [str(w.message) for w in record if issubclass(w.category, DeepFocusWarning)]
+    assert "up to 20 channels" in message and "at least 40 channels (n_channels, --channels)" in message
+
+
+def test_simulate_defaults_do_not_warn(tmp_path):
+    # The default band (64 channels) with a small image, to keep it quick.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        argv = ["simulate", "--output", str(tmp_path), "--quiet", "--npix", "32", "--total-time", "300"]
+        assert main(argv) == 0
+        assert main([*argv, "--recipe", "paper", "--overwrite"]) == 0

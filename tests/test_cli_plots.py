@@ -102,6 +102,48 @@ def test_detect_plot_sources(tmp_path, capsys):
     assert "source_1.png" in capsys.readouterr().err
 
 
+def test_detect_plot_sources_overwrite_removes_stale_plots(tmp_path):
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    # A plot of a source an earlier run found (not in the new catalogue) and files that are not
+    # deepfocus plots, which must be left alone.
+    stale = folder / "source_999.png"
+    stale.write_bytes(PNG_SIGNATURE)
+    keep = ["notes.txt", "source_01.png", "source_x.png"]
+    for name in keep:
+        (folder / name).write_text("mine")
+    (folder / "source_998.png").mkdir()  # a folder, even with the name, is never removed
+    args = ["detect", "--example", "--output", str(tmp_path / "cat.ecsv"), "--model", "none", "--quiet"]
+    assert main([*args, "--plot-sources", str(folder), "--overwrite"]) == 0
+    catalog = QTable.read(tmp_path / "cat.ecsv")
+    assert 0 < len(catalog) < 999
+    assert not stale.exists()
+    plots = sorted(p.name for p in folder.glob("source_*.png") if p.name not in keep and p.is_file())
+    assert plots == sorted(f"source_{i}.png" for i in catalog["id"])
+    assert all(_png(folder / name) for name in plots)
+    assert all((folder / name).read_text() == "mine" for name in keep)
+    assert (folder / "source_998.png").is_dir()
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part")]  # written atomically
+
+
+def test_detect_plot_sources_keeps_old_plots_when_plotting_fails(tmp_path, monkeypatch):
+    import deepfocus.visualization
+
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    stale = folder / "source_999.png"
+    stale.write_bytes(PNG_SIGNATURE)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(deepfocus.visualization, "plot_source", fail)
+    args = ["detect", "--example", "--output", str(tmp_path / "cat.ecsv"), "--model", "none", "--quiet"]
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        main([*args, "--plot-sources", str(folder), "--overwrite"])
+    assert stale.exists()  # nothing removed before every new plot is written
+
+
 @pytest.mark.parametrize(
     ("folder", "message"),
     [("cat.ecsv", "is the --output file"), ("blocker/sub", "blocker is a file, not a folder")],

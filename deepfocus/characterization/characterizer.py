@@ -317,15 +317,18 @@ class SourceCharacterizer:
 
     def _kernel(self, prepared):
         """``'psf'``, ``'beam'`` or None: the forward model's kernel for ``prepared``."""
+        if prepared.psf is None and self.forward_fit == "psf":
+            raise InvalidInputError("forward_fit='psf' needs the cube's PSF (psf=...)")
+        return self.kernel_for(psf=prepared.psf is not None)
+
+    def kernel_for(self, *, psf):
+        """``'psf'``, ``'beam'`` or None: the forward model's kernel for a cube with (``psf``
+        True) or without a PSF, as the catalogue's ``meta["forward_fit"]`` records it."""
         if self.forward_fit is None:
             return None
         if self.forward_fit == "beam":
             return "beam"
-        if prepared.psf is None:
-            if self.forward_fit == "psf":
-                raise InvalidInputError("forward_fit='psf' needs the cube's PSF (psf=...)")
-            return None
-        return "psf"
+        return "psf" if psf else None
 
     @staticmethod
     def _refine(prepared, profiles, data, centres, measured, zooms, beams, dv, kernel, noise, nearby):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -209,8 +210,8 @@ def _run_single(args, cube) -> int:
         for label, path in files.items():
             if path is not None and Path(path).resolve() in (folder, *folder.parents):
                 raise DeepFocusError(f"--plot-sources {args.plot_sources} is the {label} file {path}")
-    if args.plot_sources is not None and args.plot_sources.is_dir():
-        outputs += sorted(args.plot_sources.glob("source_*.png"))
+    if args.plot_sources is not None:
+        outputs += _source_plot_files(args.plot_sources)
     if not args.overwrite:
         existing = [str(p) for p in outputs if p.exists()]
         if existing:
@@ -241,7 +242,7 @@ def _run_single(args, cube) -> int:
     if not len(catalog):
         print(f"deepfocus detect: no sources found in {cube}", file=sys.stderr)
     if args.plot_sources is not None:
-        _plot_sources(cube, catalog, args.plot_sources, model)
+        _plot_sources(cube, catalog, args.plot_sources, model, remove_stale=args.overwrite)
     if not args.quiet:
         print(f"{len(catalog)} sources -> {args.output}{_out_of_range_note(catalog)}")
     return 0
@@ -280,8 +281,36 @@ def _forward_fit(args):
     return None if args.forward_fit == "none" else args.forward_fit
 
 
-def _plot_sources(cube, catalog, folder, model):
-    """Write ``folder/source_<id>.png`` for every source of ``catalog``."""
+#: The name of a per-source plot, ``source_<id>.png`` (the id in plain decimal, as written).
+_SOURCE_PLOT = re.compile(r"source_(0|[1-9][0-9]*)\.png")
+
+
+def _source_plot_files(folder):
+    """The per-source plots (`_SOURCE_PLOT` names, not folders) in ``folder``, sorted; none if
+    ``folder`` is not a folder."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _SOURCE_PLOT.fullmatch(p.name) and not p.is_dir())
+
+
+def _plot_sources(cube, catalog, folder, model, *, remove_stale=False):
+    """Write ``folder/source_<id>.png`` for every source of ``catalog``.
+
+    Parameters
+    ----------
+    cube : path-like
+        The cube the catalogue was measured on.
+    catalog : `~astropy.table.QTable`
+        The catalogue (its ``id`` column names the files).
+    folder : `~pathlib.Path`
+        Folder of the plots (created if needed).
+    model : str or None
+        Networks for the denoised spectrum (``--model``), None for none.
+    remove_stale : bool
+        Once every plot is written, remove the other ``source_<id>.png`` files in ``folder``
+        (plots of sources an earlier run found), so that the folder matches the catalogue
+        (``--overwrite``). Other files are never touched.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,9 +318,16 @@ def _plot_sources(cube, catalog, folder, model):
     from ..visualization import plot_source, save_figure
 
     prepared = prepare(cube)
+    written = set()
     for source in catalog["id"]:
         figure = plot_source(prepared, catalog, int(source), model=model)
-        save_figure(figure, folder / f"source_{int(source)}.png")
+        path = folder / f"source_{int(source)}.png"
+        save_figure(figure, path)  # atomic: a failure leaves the old plot or none
+        written.add(path.name)
+    if remove_stale:  # only after every plot is written: a failed run removes nothing
+        for path in _source_plot_files(folder):
+            if path.name not in written:
+                path.unlink(missing_ok=True)
 
 
 def _run_batch(args) -> int:

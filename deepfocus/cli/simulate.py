@@ -71,11 +71,14 @@ def register(subparsers):
 
 
 def _run_simulate(args) -> int:
+    import warnings
+
     import astropy.units as u
     from tqdm.auto import tqdm
 
+    from ..exceptions import DeepFocusWarning
     from ..simulation import Interferometer, Observation, available_configurations
-    from ..simulation.simulate import simulate
+    from ..simulation.simulate import simulate, warn_line_widths
 
     if args.list_configurations:
         print("\n".join(available_configurations()))
@@ -98,26 +101,31 @@ def _run_simulate(args) -> int:
         noise=not args.no_noise,
     )
     interferometer = Interferometer(observation, psf=args.psf_file)
-    width = len(str(args.n - 1))
-    for index in tqdm(range(args.n), desc="simulate", unit="cube", disable=args.quiet or args.n == 1):
-        seed = [args.seed, index]
-        if args.engine == "casa":
-            from ..simulation.casa_engine import simulate_casa_observation
+    # Lines too wide for the band: warned once here, for every cube and either engine.
+    too_wide = warn_line_widths(observation, recipe=args.recipe)
+    with warnings.catch_warnings():
+        if too_wide:
+            warnings.filterwarnings("ignore", "the .* recipe draws line FWHMs", DeepFocusWarning)
+        width = len(str(args.n - 1))
+        for index in tqdm(range(args.n), desc="simulate", unit="cube", disable=args.quiet or args.n == 1):
+            seed = [args.seed, index]
+            if args.engine == "casa":
+                from ..simulation.casa_engine import simulate_casa_observation
 
-            result = simulate_casa_observation(
-                interferometer, seed=seed, recipe=args.recipe, n_sources=args.n_sources
-            )
-        else:
-            result = simulate(
-                interferometer=interferometer,
-                seed=seed,
-                recipe=args.recipe,
-                n_sources=args.n_sources,
-            )
-        paths = result.write(args.output, f"sim{index:0{width}d}", overwrite=args.overwrite, psf=args.psf)
-        if args.n == 1 and not args.quiet:
-            print(result.summary())
-            print("written: " + ", ".join(str(p) for p in paths.values()))
+                result = simulate_casa_observation(
+                    interferometer, seed=seed, recipe=args.recipe, n_sources=args.n_sources
+                )
+            else:
+                result = simulate(
+                    interferometer=interferometer,
+                    seed=seed,
+                    recipe=args.recipe,
+                    n_sources=args.n_sources,
+                )
+            paths = result.write(args.output, f"sim{index:0{width}d}", overwrite=args.overwrite, psf=args.psf)
+            if args.n == 1 and not args.quiet:
+                print(result.summary())
+                print("written: " + ", ".join(str(p) for p in paths.values()))
     if args.n > 1 and not args.quiet:
         print(f"wrote {args.n} cubes to {args.output}")
     return 0

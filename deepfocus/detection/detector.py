@@ -359,10 +359,9 @@ class CubeDetector:
         table.meta.update(self._meta(cube))
         return table
 
-    def _meta(self, cube):
-        """The catalogue ``meta`` of a run on the prepared ``cube`` (DESIGN section 4)."""
-        n_chan = cube.data.shape[0]
-        beam = cube.beams[n_chan // 2]
+    def _settings_meta(self):
+        """The part of the catalogue ``meta`` that does not depend on the cube: version, date,
+        detection parameters and networks."""
         return {
             "version": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -373,6 +372,14 @@ class CubeDetector:
                 "deconvolved_fraction": self.deconvolved_fraction,
             },
             "models": {"spectral": self._spectral_info, "deconvolver": self._deconvolver_info},
+        }
+
+    def _meta(self, cube):
+        """The catalogue ``meta`` of a run on the prepared ``cube`` (DESIGN section 4)."""
+        n_chan = cube.data.shape[0]
+        beam = cube.beams[n_chan // 2]
+        return {
+            **self._settings_meta(),
             "source": str(cube.source_path) if cube.source_path else "in-memory cube",
             "rest_frequency_ghz": float(cube.rest_frequency.to_value(u.GHz)),
             "rest_frequency_from_header": bool(cube.rest_frequency_from_header),

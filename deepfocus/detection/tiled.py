@@ -854,7 +854,7 @@ def detect_cube_tiled(
     catalog : `~astropy.table.QTable`
         What was written (possibly with no rows).
     """
-    from ..batch import empty_catalog
+    from ..batch import empty_catalog, record_settings
     from ..io.catalog import write_catalog
     from ..io.regions import write_regions
     from ..pipeline import with_primary_beam
@@ -873,7 +873,11 @@ def detect_cube_tiled(
         warnings.simplefilter("ignore", NoDetectionsWarning)
         table = with_primary_beam(tiled(cube, psf=psf, plan=plan), pb, plan.shape)
     if table is None:
+        # The run's settings, as a catalogue with sources records them (a batch's re-run
+        # compares them).
         table = empty_catalog()
+        table.meta.update(pipeline.detector._settings_meta())
+        record_settings(table, pipeline, psf=psf is not None, pb=pb is not None)
         table.meta["source"] = str(cube)
         table.meta["tiling"] = tiling_meta(plan)
     if regions is not None:

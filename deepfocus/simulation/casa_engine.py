@@ -552,14 +552,21 @@ def simulate_casa_observation(
     Returns
     -------
     result : `~deepfocus.simulation.SimulatedObservation`
+
+    Warns
+    -----
+    deepfocus.exceptions.DeepFocusWarning
+        If lines are wider than half the band, as `~deepfocus.simulation.simulate` does.
     """
     from radio_beam import Beam
 
-    from .simulate import assemble, sky_model_for
+    from .simulate import assemble, sky_model_for, warn_line_widths
 
+    given = catalog is not None
     sky, catalog, noise_rng = sky_model_for(
         interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources
     )
+    warn_line_widths(interferometer.observation, catalog if given else None, recipe=recipe, stacklevel=3)
     obs = interferometer.observation.replace(cell=interferometer.cell, tsys=None)
     casa = simulate_with_casa(sky.cube(), obs, seed=noise_rng, workdir=workdir)
     beams = [Beam(major=b[0] * u.arcsec, minor=b[1] * u.arcsec, pa=b[2] * u.deg) for b in casa.beams]

@@ -14,12 +14,14 @@ Two recipes:
 
 from __future__ import annotations
 
+import warnings
+
 import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 from radio_beam import Beam
 
-from ..exceptions import InvalidInputError
+from ..exceptions import DeepFocusWarning, InvalidInputError
 
 __all__ = [
     "random_catalog",
@@ -29,6 +31,8 @@ __all__ = [
     "WIDE_SNR_RANGE",
     "WIDE_MAJOR_BEAMS",
     "WIDE_LINE_WIDTH_CHANNELS",
+    "PAPER_LINE_WIDTH_CHANNELS",
+    "check_line_widths",
 ]
 
 RECIPES = ("wide", "paper")
@@ -39,6 +43,16 @@ WIDE_SNR_RANGE = (2.0, 50.0)
 WIDE_MAJOR_BEAMS = (0.2, 3.0)
 #: Line FWHMs of the ``wide`` recipe (channels); the ``paper`` recipe's lie within it.
 WIDE_LINE_WIDTH_CHANNELS = (3.0, 20.0)
+#: Line FWHMs of the ``paper`` recipe (channels).
+PAPER_LINE_WIDTH_CHANNELS = (3.0, 12.0)
+_RECIPE_LINE_WIDTH_CHANNELS = {"wide": WIDE_LINE_WIDTH_CHANNELS, "paper": PAPER_LINE_WIDTH_CHANNELS}
+# The band must hold every line's +-1 FWHM (98 % of a Gaussian line's flux): a line wider than
+# half the band's velocity span loses more than 2 % of its flux to the edges even at the band
+# centre, and the recipes can no longer place line centres one FWHM inside the band (they clip
+# them towards the middle), so the truth flux and line_width overstate what the cube holds.
+# The +-2 FWHM extent would be stricter than needed and would flag the default setup (64
+# channels, FWHMs up to 20 channels), whose lines lose under 1 %.
+_MAX_FWHM_PER_BAND = 0.5
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
@@ -97,6 +111,65 @@ def flux_for_snr(snr, table, **kwargs):
     unit_flux = table.copy()
     unit_flux["flux"] = np.ones(len(table)) * u.Jy * u.km / u.s
     return np.asarray(snr) / peak_snr(unit_flux, **kwargs) * u.Jy * u.km / u.s
+
+
+def check_line_widths(
+    *, n_channels, channel_velocity_width, line_width=None, recipe="wide", stacklevel=2
+) -> bool:
+    """Warn if lines are too wide for the band: FWHM over half its velocity span.
+
+    Such lines are cut by the band edges (more than 2 % of their flux lies outside the band
+    even for a line at its centre), so the truth catalogue's ``flux`` and ``line_width`` no
+    longer describe what the cube holds.
+
+    Parameters
+    ----------
+    n_channels : int
+        Channels in the band.
+    channel_velocity_width : `~astropy.units.Quantity`
+        Width of one channel (km/s).
+    line_width : `~astropy.units.Quantity`, optional
+        Line FWHMs (km/s) of a given catalogue; if None, the widest line of ``recipe``.
+    recipe : {'wide', 'paper'}
+        Recipe of a random catalogue (its FWHMs are set in channels), when ``line_width`` is None.
+    stacklevel : int
+        Passed to `warnings.warn` (2: the caller of this function).
+
+    Returns
+    -------
+    too_wide : bool
+        True if the warning (`~deepfocus.exceptions.DeepFocusWarning`) was issued.
+    """
+    dv = u.Quantity(channel_velocity_width, u.km / u.s).value
+    span = n_channels * dv  # band edge to band edge, km/s
+    if line_width is None:
+        if recipe not in RECIPES:
+            raise InvalidInputError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+        fwhm_chan = _RECIPE_LINE_WIDTH_CHANNELS[recipe][1]
+        fwhm = fwhm_chan * dv
+        source = f"the {recipe!r} recipe draws line FWHMs up to {fwhm_chan:g} channels ({fwhm:.4g} km/s)"
+        # FWHMs in channels: wider channels widen the lines too, only more channels help.
+        n_needed = int(np.ceil(fwhm_chan / _MAX_FWHM_PER_BAND))
+        change = f"simulate at least {n_needed} channels (n_channels, --channels)"
+    else:
+        widths = u.Quantity(line_width, u.km / u.s).value
+        if widths.size == 0:
+            return False
+        fwhm = float(np.max(widths))
+        fwhm_chan = fwhm / dv
+        source = f"the catalogue has line FWHMs up to {fwhm:.4g} km/s ({fwhm_chan:.3g} channels)"
+        n_needed = int(np.ceil(fwhm_chan / _MAX_FWHM_PER_BAND))
+        change = f"simulate at least {n_needed} channels (n_channels), wider channels or narrower lines"
+    if fwhm_chan <= _MAX_FWHM_PER_BAND * n_channels:  # in channels: exact for the recipes
+        return False
+    warnings.warn(
+        f"{source}, more than half the band's velocity span of {span:.4g} km/s ({n_channels} channels "
+        f"of {dv:.4g} km/s): the band edges cut these lines, so the truth catalogue's flux and "
+        f"line_width overstate what the cube holds; {change}",
+        DeepFocusWarning,
+        stacklevel=stacklevel,
+    )
+    return True
 
 
 def random_catalog(
@@ -182,7 +255,7 @@ def random_catalog(
         point = rng.random(n) < 0.2
         fmaj = np.where(point, 0.0, rng.uniform(0.3, 2.0, n)) * beam.major.to_value(u.arcsec)
         ratio = rng.uniform(0.4, 1.0, n)
-        width_chan = rng.uniform(3.0, 12.0, n)
+        width_chan = rng.uniform(*PAPER_LINE_WIDTH_CHANNELS, n)
         has_cont = np.zeros(n, dtype=bool)
 
     z = rng.uniform(0, 1, n)

@@ -18,10 +18,10 @@ from spectral_cube import SpectralCube, VaryingResolutionSpectralCube
 from ..exceptions import InvalidInputError
 from ..io.atomic import atomic_path
 from ..version import __version__
-from .catalog import peak_snr, random_catalog
+from .catalog import check_line_widths, peak_snr, random_catalog
 from .interferometer import Interferometer
 from .observation import Observation
-from .skymodel import SkyModel
+from .skymodel import SkyModel, _as_quantity
 
 __all__ = ["SimulatedObservation", "simulate", "simulate_arrays", "cube_wcs", "TRUTH_COLUMNS"]
 
@@ -330,6 +330,12 @@ def simulate(
     -------
     result : `SimulatedObservation`
 
+    Warns
+    -----
+    deepfocus.exceptions.DeepFocusWarning
+        If the widest line (of ``catalog``, or that ``recipe`` can draw) has a FWHM over half the
+        band's velocity span: the band edges cut such lines (`~.catalog.check_line_widths`).
+
     Examples
     --------
     >>> from deepfocus.simulation import Observation, simulate
@@ -341,11 +347,26 @@ def simulate(
     elif observation is not None and observation != interferometer.observation:
         raise InvalidInputError("pass either an observation or an interferometer, not both differing")
     obs = interferometer.observation
+    given = catalog is not None
     dirty, sky, catalog = simulate_arrays(
         interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources
     )
+    warn_line_widths(obs, catalog if given else None, recipe=recipe, stacklevel=3)
     psf = np.stack([interferometer.psf(k) for k in range(obs.n_channels)])
     return assemble(interferometer, dirty, sky, catalog, psf=psf, beams=interferometer.beams, seed=seed)
+
+
+def warn_line_widths(observation, catalog=None, *, recipe="wide", stacklevel=2):
+    """`~.catalog.check_line_widths` for an observation and a catalogue (validated, as
+    `SkyModel` takes it) or, without one, a recipe; True if it warned."""
+    width = None if catalog is None else _as_quantity(catalog["line_width"], u.km / u.s, "line_width")
+    return check_line_widths(
+        n_channels=observation.n_channels,
+        channel_velocity_width=observation.channel_velocity_width,
+        line_width=width,
+        recipe=recipe,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def assemble(interferometer, dirty, sky, catalog, *, psf, beams, seed=None, engine="fast"):

@@ -1,11 +1,15 @@
+import warnings
+
 import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import QTable
 from spectral_cube import SpectralCube
 
+from deepfocus.exceptions import DeepFocusWarning
+from deepfocus.simulation import Observation
 from deepfocus.simulation.catalog import random_catalog
-from deepfocus.simulation.simulate import TRUTH_COLUMNS, simulate
+from deepfocus.simulation.simulate import TRUTH_COLUMNS, simulate, warn_line_widths
 
 UNITS = {
     "x_centroid": u.pix,
@@ -174,3 +178,59 @@ def test_catalogue_recipes(small_interferometer, recipe):
             if len(t) >= 4:
                 assert t["x_centroid"][3] == t["x_centroid"][0]
                 assert abs(t["z_centroid"][3] - t["z_centroid"][0]) > 1
+
+
+def _line_width_warnings(record):
+    return [w for w in record if issubclass(w.category, DeepFocusWarning) and "line FWHMs" in str(w.message)]
+
+
+def test_lines_wider_than_half_the_band_warn_once(small_interferometer):
+    # The wide recipe's FWHMs reach 20 channels: more than half of the 16-channel test band.
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        simulate(interferometer=small_interferometer, seed=1, n_sources=2)
+    (warning,) = _line_width_warnings(record)
+    message = str(warning.message)
+    span = 16 * small_interferometer.observation.channel_velocity_width.to_value(u.km / u.s)
+    assert "'wide' recipe draws line FWHMs up to 20 channels" in message
+    assert f"velocity span of {span:.4g} km/s (16 channels" in message
+    assert "flux and line_width" in message and "at least 40 channels (n_channels, --channels)" in message
+    assert warning.filename == __file__  # points at the call of simulate
+
+
+def _one_source(line_width):
+    return QTable(
+        {
+            "x_centroid": [32.0] * u.pix,
+            "y_centroid": [32.0] * u.pix,
+            "z_centroid": [7.5] * u.one,
+            "fwhm_major": [0.0] * u.arcsec,
+            "fwhm_minor": [0.0] * u.arcsec,
+            "position_angle": [0.0] * u.deg,
+            "line_width": [line_width] * u.km / u.s,
+            "flux": [1.0] * u.Jy * u.km / u.s,
+        }
+    )
+
+
+def test_catalogue_lines_wider_than_half_the_band_warn(small_interferometer):
+    dv = small_interferometer.observation.channel_velocity_width.to_value(u.km / u.s)
+    with pytest.warns(DeepFocusWarning, match=r"the catalogue has line FWHMs up to 900 km/s") as record:
+        simulate(interferometer=small_interferometer, catalog=_one_source(900.0))
+    assert f"at least {int(np.ceil(2 * 900 / dv))} channels (n_channels)" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        simulate(interferometer=small_interferometer, catalog=_one_source(7 * dv))  # 7 of 16 channels
+
+
+@pytest.mark.parametrize("recipe", ["wide", "paper"])
+def test_default_band_holds_the_recipes_lines(recipe):
+    # 64 channels: the widest lines (20 channels in 'wide') stay under half the band.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        assert not warn_line_widths(Observation(), recipe=recipe)
+        # The bound: 2 FWHM channels hold the widest line, one fewer does not.
+        widest = {"wide": 20, "paper": 12}[recipe]
+        assert not warn_line_widths(Observation(n_channels=2 * widest), recipe=recipe)
+    with pytest.warns(DeepFocusWarning, match=f"at least {2 * widest} channels"):
+        assert warn_line_widths(Observation(n_channels=2 * widest - 1), recipe=recipe)
