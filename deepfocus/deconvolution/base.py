@@ -2,9 +2,10 @@
 residual and restored images, and packaging the results with units and the input's WCS.
 
 A method (`~deepfocus.Deconvolver`, `~deepfocus.deconvolution.HogbomClean`)
-only implements ``_deconvolve(planes, sigma, psf)``: a stack of 2-D dirty images in Jy/beam
-(or Jy/beam km/s) with the noise of each, to the sky estimate in Jy/pixel (or Jy/pixel km/s)
-and a dict of what to add to the result's ``meta``.
+only implements ``_deconvolve(planes, sigma, psf, pixels_per_beam=, valid=)``: a stack of 2-D
+dirty images in Jy/beam (or Jy/beam km/s; 0 where ``valid`` is False, the input's blank
+pixels) with the noise of each, to the sky estimate in Jy/pixel (or Jy/pixel km/s) and a dict
+of what to add to the result's ``meta``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..training.samples import moment0
 from ..version import __version__
 from .products import JY_PER_BEAM, JY_PER_PIXEL, KMS, DeconvolutionResult, convolve_centred
 
-__all__ = ["BaseDeconvolver", "MODES"]
+__all__ = ["BaseDeconvolver", "MODES", "band_header"]
 
 #: ``"image"``: one integrated (moment-0) image over the band; ``"cube"``: every channel.
 MODES = ("image", "cube")
@@ -58,9 +59,12 @@ class BaseDeconvolver:
         self.mode = mode
         self.memory_limit = None if memory_limit is None else parse_memory(memory_limit)
 
-    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None):  # pragma: no cover - abstract
-        """``(sky, meta)``: the sky estimate of every plane and extra ``meta`` entries."""
-        raise NotImplementedError
+    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None, valid=None):
+        """``(sky, meta)``: the sky estimate of every plane and extra ``meta`` entries.
+
+        ``valid`` (bool, the shape of ``planes``) marks the pixels with data.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def _parameters(self):
         return {"mode": self.mode}
@@ -108,7 +112,9 @@ class BaseDeconvolver:
             prepared, planes, sigma, valid, unit, psf_planes = self._read_in_parts(cube, psf)
         else:
             prepared, planes, sigma, valid, unit, psf_planes = self._read_whole(cube, psf)
-        sky, extra = self._deconvolve(planes, sigma, psf_planes, pixels_per_beam=prepared.pixels_per_beam)
+        sky, extra = self._deconvolve(
+            planes, sigma, psf_planes, pixels_per_beam=prepared.pixels_per_beam, valid=valid
+        )
         sky = np.asarray(sky, dtype=np.float64)
         sky[~np.isfinite(sigma)] = 0.0
         res = rest = None
@@ -180,6 +186,52 @@ class BaseDeconvolver:
         return out
 
 
+def band_header(prepared):
+    """FITS keywords naming the band that an image-mode (2-D) product integrates.
+
+    The image keeps its 2-D celestial WCS, with ``RESTFRQ`` and ``SPECSYS``, as spectral-cube's
+    ``moment0().write`` leaves it (a third WCS axis on a 2-D image would make astropy build a
+    3-D WCS that ``Projection`` and 2-pixel ``pixel_to_world`` calls refuse). The band is given
+    by keywords instead, with what CASA ``imcollapse`` puts on its degenerate spectral axis:
+    ``FREQCEN`` (its reference value, the centre) and ``BANDWID`` (the full width).
+
+    Parameters
+    ----------
+    prepared : `~deepfocus.io.cube.PreparedCube`
+        The cube (or its metadata, for one read in parts); the channels with a noise estimate
+        are the ones the band image sums (flagged channels are not).
+
+    Returns
+    -------
+    header : `~astropy.io.fits.Header`
+        ``FREQMIN``, ``FREQMAX`` (Hz: outer edges of the lowest and highest channels summed, in
+        the cube's ``SPECSYS`` frame), ``FREQCEN`` and ``BANDWID`` (Hz), ``NCHAN`` (channels
+        summed; fewer than the band holds when some are flagged) and ``CHANVWID`` (km/s: the
+        radio-velocity channel width at ``RESTFRQ`` that the sum is multiplied by).
+    """
+    from astropy.io import fits
+    from astropy.wcs import FITSFixedWarning
+
+    used = np.flatnonzero(np.isfinite(prepared.noise.value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        spectral = prepared.wcs.spectral
+        edges = spectral.pixel_to_world(np.arange(prepared.n_channels + 1) - 0.5).to_value(u.Hz)
+    if used.size == 0:  # pragma: no cover - read_cube refuses a cube without a valid channel
+        used = np.arange(prepared.n_channels)
+    low = float(np.minimum(edges[used], edges[used + 1]).min())
+    high = float(np.maximum(edges[used], edges[used + 1]).max())
+    header = fits.Header()
+    header["FREQMIN"] = (low, "[Hz] low edge of the integrated band")
+    header["FREQMAX"] = (high, "[Hz] high edge of the integrated band")
+    header["FREQCEN"] = (0.5 * (low + high), "[Hz] centre of the integrated band")
+    header["BANDWID"] = (high - low, "[Hz] width of the integrated band")
+    header["NCHAN"] = (int(used.size), "channels summed into the image")
+    dv = float(prepared.channel_velocity_width.to_value(KMS))
+    header["CHANVWID"] = (dv, "[km s-1] channel width (radio) of the sum")
+    return header
+
+
 def _has_psf(cube):
     """Whether an already prepared cube carries its PSF."""
     return getattr(cube, "psf", None) is not None
@@ -227,7 +279,9 @@ class _Packer:
             warnings.simplefilter("ignore", FITSFixedWarning)
             if self.mode == "image":
                 beam = prepared.beams[prepared.n_channels // 2] if beams else None
-                return Projection(data[0], unit=unit, wcs=prepared.wcs.celestial, beam=beam)
+                return Projection(
+                    data[0], unit=unit, wcs=prepared.wcs.celestial, beam=beam, header=band_header(prepared)
+                )
             wcs = prepared.wcs
             b = prepared.beams
             if prepared.flipped:

@@ -152,7 +152,7 @@ class HogbomClean(BaseDeconvolver):
     def _parameters(self):
         return {"mode": self.mode, "gain": self.gain, "threshold": self.threshold, "max_iter": self.max_iter}
 
-    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None):
+    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None, valid=None):
         model = np.zeros_like(planes)
         iterations = []
         for k, plane in enumerate(planes):

@@ -10,7 +10,7 @@ import numpy as np
 from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..training.samples import TRAINING_PIXELS_PER_BEAM, moment0
 from .base import BaseDeconvolver
-from .normstats import ImageWideNorm
+from .normstats import ImageWideNorm, ValidPixelNorm
 from .tiling import apply_tiled
 
 __all__ = ["Deconvolver"]
@@ -48,6 +48,10 @@ class Deconvolver(BaseDeconvolver):
     is the image's; the network, trained on band images, adds flux to empty channels when
     run channel by channel). The network needs no
     PSF; give one (``psf=``) for the residual and restored images.
+
+    Blank (NaN) pixels go in as 0 and are left out of the network's normalisation statistics,
+    which alone set its flux scale (`~deepfocus.deconvolution.normstats.ValidPixelNorm`); the
+    sky estimate is NaN there.
 
     Images larger than ``tile_size`` are processed in overlapping tiles blended with a smooth
     window; the network's group normalisation then uses statistics of the whole image
@@ -120,12 +124,12 @@ class Deconvolver(BaseDeconvolver):
     def _parameters(self):
         return {"mode": self.mode, "tile_size": self.tile_size, "overlap": self.overlap}
 
-    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None):
+    def _deconvolve(self, planes, sigma, psf, *, pixels_per_beam=None, valid=None):
         if self.mode == "cube":
-            return self._deconvolve_cube(planes, sigma, pixels_per_beam)
-        return self._deconvolve_planes(planes, sigma)
+            return self._deconvolve_cube(planes, sigma, pixels_per_beam, valid)
+        return self._deconvolve_planes(planes, sigma, valid)
 
-    def _deconvolve_cube(self, planes, sigma, pixels_per_beam):
+    def _deconvolve_cube(self, planes, sigma, pixels_per_beam, valid=None):
         """Sky cube (Jy/pixel): the band image deconvolved once, spread over the channels.
 
         The network was trained on band-integrated images; run on single channels it puts
@@ -141,7 +145,8 @@ class Deconvolver(BaseDeconvolver):
 
         good = np.isfinite(sigma) & (sigma > 0)
         image, image_sigma = moment0(planes, sigma, 1.0, channels=good)  # per channel width
-        sky_image, extra = self._deconvolve_planes(image[None], np.array([image_sigma]))
+        valid_image = None if valid is None else np.any(valid, axis=0)[None]
+        sky_image, extra = self._deconvolve_planes(image[None], np.array([image_sigma]), valid_image)
         smooth = 0.5 * (pixels_per_beam or 5.0) / np.sqrt(2 * np.log(2))  # half the beam's sigma
         spectra = gaussian_filter(np.where(good[:, None, None], planes, 0.0), (0, smooth, smooth))
         spectra = uniform_filter1d(spectra, 3, axis=0)
@@ -156,7 +161,12 @@ class Deconvolver(BaseDeconvolver):
         weights = np.where(total > 0, weights / np.where(total > 0, total, 1.0), flat)
         return sky_image[0][None] * weights, extra
 
-    def _deconvolve_planes(self, planes, sigma):
+    def _deconvolve_planes(self, planes, sigma, valid=None):
+        """Sky of every plane (same units as ``planes`` per beam, per pixel) and ``meta``.
+
+        ``valid`` (bool, the shape of ``planes``) marks the pixels with data; the others (set
+        to 0) are left out of the network's normalisation statistics.
+        """
         import torch
 
         scale = np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1.0)
@@ -166,31 +176,46 @@ class Deconvolver(BaseDeconvolver):
             torch.set_num_threads(int(self.threads))
         try:
             with torch.no_grad():
-                out = self._run(x, torch)
+                out = self._run(x, torch, valid)
         finally:
             torch.set_num_threads(previous)
         return out * scale[:, None, None], {"model": self.model_name, "model_sha256": self.model_sha256}
 
-    def _run(self, x, torch):
+    def _run(self, x, torch, valid=None):
         n, ny, nx = x.shape
         tile_pixels = min(ny, self.tile_size) * min(nx, self.tile_size)
         batch_size = max(1, min(self.batch_size, MAX_BATCH_PIXELS // tile_pixels))
+        kwargs = dict(tile_size=self.tile_size, overlap=self.overlap, batch_size=batch_size)
+        # Blank pixels (0 here) must not enter the normalisation statistics, which alone set the
+        # network's flux scale (normstats); a cube without any keeps the plain network.
+        mask = None if valid is None or np.all(valid) else np.asarray(valid, dtype=np.float32)
+
+        def tile_masks(batch, jobs):
+            h, w = batch.shape[1:]
+            return [mask[k, y : y + h, x0 : x0 + w] for k, y, x0, _ in jobs]
+
         if max(ny, nx) <= self.tile_size:
-            return apply_tiled(
-                lambda b, _jobs: self.network(torch.from_numpy(b[:, None]))[:, 0].numpy(),
-                x,
-                tile_size=self.tile_size,
-                overlap=self.overlap,
-                batch_size=batch_size,
-            )
+            if mask is None:
+                return apply_tiled(
+                    lambda b, _jobs: self.network(torch.from_numpy(b[:, None]))[:, 0].numpy(), x, **kwargs
+                )
+            with ValidPixelNorm(self.network) as norm:
+
+                def run_valid(batch, jobs):
+                    norm.set_weights(tile_masks(batch, jobs))
+                    return self.network(torch.from_numpy(batch[:, None]))[:, 0].numpy()
+
+                return apply_tiled(run_valid, x, **kwargs)
         with ImageWideNorm(self.network, n) as norm:
 
             def run(batch, jobs):
-                norm.set_batch([j[0] for j in jobs], [j[3] for j in jobs])
+                weights = [j[3] for j in jobs]
+                if mask is not None:
+                    weights = [w * m for w, m in zip(weights, tile_masks(batch, jobs), strict=True)]
+                norm.set_batch([j[0] for j in jobs], weights)
                 out = norm.forward(torch.from_numpy(batch[:, None]))
                 return np.zeros_like(batch) if out is None else out[:, 0].numpy()
 
-            kwargs = dict(tile_size=self.tile_size, overlap=self.overlap, batch_size=batch_size)
             for group in norm.levels:
                 norm.calibrate(group)
                 apply_tiled(run, x, **kwargs)

@@ -15,14 +15,117 @@ one more pass gives the output. (A cheaper fixed-point iteration, recording all 
 pass, diverged.) The cost, one partial pass per group, is paid only for images larger than one
 tile.
 
-Written here: PyTorch has no tiled inference with shared normalisation statistics.
+Pixels without data (a cube's NaN border, set to 0 before the network) would enter those
+statistics too. The shipped deconvolver has no bias before its first normalisation, so it is
+blind to the scale of its input: its flux scale is set by these statistics alone, and 5 blank
+rows out of 96 raised the total flux of the example cube by 6.6 %. Both `ImageWideNorm` (the
+caller multiplies the blending weights by the valid-pixel map) and `ValidPixelNorm` (one pass,
+for an image processed whole) therefore weight each pixel by whether it has data.
+
+Written here: PyTorch has no tiled inference with shared normalisation statistics, nor a
+masked group normalisation.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ImageWideNorm"]
+__all__ = ["ImageWideNorm", "ValidPixelNorm", "pool_weights"]
+
+
+def pool_weights(weights, shape):
+    """Pixel weights averaged down to the resolution of a feature map.
+
+    Parameters
+    ----------
+    weights : `torch.Tensor`
+        ``(b, 1, h, w)`` weight of every input pixel (dimensionless, >= 0).
+    shape : tuple of int
+        Spatial shape ``(H, W)`` of the feature map (of the input padded by the network to a
+        multiple of its size multiple, then pooled).
+
+    Returns
+    -------
+    pooled : `torch.Tensor`
+        ``(b, 1, H, W)``: the mean weight of the input pixels under each feature-map pixel; the
+        pixels the network pads on are weighted 0.
+    """
+    import torch
+
+    h, width = weights.shape[-2:]
+    factor = max(1, int(round(np.ceil(h / shape[0]))))
+    ph, pw = shape[0] * factor - h, shape[1] * factor - width
+    if ph > 0 or pw > 0:
+        weights = torch.nn.functional.pad(weights, (0, max(pw, 0), 0, max(ph, 0)))
+    if factor > 1:
+        weights = torch.nn.functional.avg_pool2d(weights, factor)
+    return weights[..., : shape[0], : shape[1]]
+
+
+def _normalise(module, x, weights):
+    """``module`` (a ``GroupNorm``) applied to ``x`` with statistics weighted by ``weights``.
+
+    ``weights`` is ``(b, 1, H, W)`` at the resolution of ``x``; with all weights equal this is
+    ``module(x)`` (to float rounding).
+    """
+    import torch
+
+    b, c = x.shape[:2]
+    g = module.num_groups
+    xg = x.reshape(b, g, -1)
+    wg = weights.reshape(b, 1, -1).expand(b, c, -1).reshape(b, g, -1)
+    s0 = wg.sum(-1, keepdim=True).clamp_min(1e-30)
+    mean = (wg * xg).sum(-1, keepdim=True) / s0
+    var = (wg * (xg - mean) ** 2).sum(-1, keepdim=True) / s0
+    y = ((xg - mean) / torch.sqrt(var + module.eps)).reshape(x.shape)
+    if module.affine:
+        shape = (1, c) + (1,) * (x.ndim - 2)
+        y = y * module.weight.reshape(shape) + module.bias.reshape(shape)
+    return y
+
+
+class ValidPixelNorm:
+    """Context manager: every ``GroupNorm`` normalises over the pixels with data only.
+
+    For an image processed in one piece: each layer's mean and variance are taken over the
+    pixels whose weight is 1 (those with data) and not over the blank ones (0), nor over the
+    pixels the network pads its input with; every pixel is then normalised with them. With no
+    blank pixel and no padding this is the network's own normalisation.
+
+    Parameters
+    ----------
+    model : `torch.nn.Module`
+        The network (2-D; its ``GroupNorm`` layers are hooked while the context is active).
+
+    Notes
+    -----
+    Call `set_weights` before each batch.
+    """
+
+    def __init__(self, model):
+        import torch
+
+        self._torch = torch
+        self.norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+        self._handles = []
+        self._weights = None
+
+    def __enter__(self):
+        self._handles = [norm.register_forward_hook(self._hook) for norm in self.norms]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def set_weights(self, weights):
+        """Weight ``(m, h, w)`` of every pixel of the next batch: 1 with data, 0 without."""
+        self._weights = self._torch.as_tensor(np.asarray(weights, np.float32))[:, None]
+
+    def _hook(self, module, inputs, output):
+        x = inputs[0]
+        return _normalise(module, x, pool_weights(self._weights, x.shape[2:]).to(x.dtype))
 
 
 class _Stop(Exception):
@@ -145,7 +248,11 @@ class ImageWideNorm:
             return None
 
     def set_batch(self, ids, weights):
-        """Image index ``(m,)`` and blending weight ``(m, h, w)`` of every tile of the next batch."""
+        """Image index ``(m,)`` and weight ``(m, h, w)`` of every tile of the next batch.
+
+        The weight is the tile's blending weight, times 0 on pixels without data so that they
+        do not enter the statistics.
+        """
         self._ids = np.asarray(ids)
         self._weights = self._torch.as_tensor(np.asarray(weights, np.float32))[:, None]
 
@@ -156,20 +263,6 @@ class ImageWideNorm:
             self.frozen[index] = (mean, np.maximum(s2 / np.maximum(s0, 1e-30) - mean**2, 0.0))
         self._sums = {}
         self.targets = frozenset()
-
-    def _level_weights(self, shape):
-        """Blending weights pooled to a feature map of spatial ``shape`` (padded input)."""
-        torch = self._torch
-        w = self._weights
-        h, width = w.shape[-2:]
-        # The network pads its input to a multiple of its size multiple: pad the weights with 0.
-        factor = max(1, int(round(np.ceil(h / shape[0]))))
-        ph, pw = shape[0] * factor - h, shape[1] * factor - width
-        if ph > 0 or pw > 0:
-            w = torch.nn.functional.pad(w, (0, max(pw, 0), 0, max(ph, 0)))
-        if factor > 1:
-            w = torch.nn.functional.avg_pool2d(w, factor)
-        return w[..., : shape[0], : shape[1]]
 
     def _hook(self, index):
         torch = self._torch
@@ -190,7 +283,7 @@ class ImageWideNorm:
                 return y
             if index not in self.targets:
                 return output
-            w = self._level_weights(x.shape[2:])  # (b, 1, H, W)
+            w = pool_weights(self._weights, x.shape[2:])  # (b, 1, H, W)
             wg = w.reshape(b, 1, -1).expand(b, c, -1).reshape(b, g, -1)
             s0 = (wg.sum(-1)).double().numpy()
             s1 = ((wg * xg).sum(-1)).double().numpy()

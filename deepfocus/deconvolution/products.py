@@ -61,7 +61,10 @@ class DeconvolutionResult:
     ----------
     sky : `~spectral_cube.SpectralCube` or `~spectral_cube.Projection`
         The sky estimate: Jy/pixel per channel (cube mode) or Jy/pixel km/s (image mode:
-        the line image integrated over the band). NaN outside the input's valid area.
+        the line image integrated over the band). NaN outside the input's valid area. In image
+        mode the header (and the FITS file) names the band integrated: ``FREQMIN``,
+        ``FREQMAX``, ``FREQCEN``, ``BANDWID`` (Hz), ``NCHAN`` and ``CHANVWID`` (km/s), see
+        `~deepfocus.deconvolution.base.band_header`.
     residual : same type, or None
         Input (dirty) minus the sky estimate convolved with the PSF: Jy/beam (cube) or
         Jy/beam km/s (image). Only when requested (needs the PSF).
