@@ -771,7 +771,9 @@ def detect_many(
 
     Examples
     --------
-    >>> from distributed import Client, LocalCluster  # doctest: +SKIP
+    A survey of your own on a local dask cluster of two worker processes:
+
+    >>> from distributed import Client, LocalCluster
     >>> with LocalCluster(n_workers=2) as cluster, Client(cluster) as client:  # doctest: +SKIP
     ...     summary = detect_many("obs/*.fits", "catalogs", client=client)
     >>> print(summary)  # doctest: +SKIP

@@ -43,8 +43,26 @@ class DeepFocus:
 
     Examples
     --------
+    The example cube shipped with deepfocus (a simulated ALMA cube with five sources):
+
+    >>> from importlib.resources import files
     >>> from deepfocus import DeepFocus
-    >>> catalog = DeepFocus()("cube.fits")  # doctest: +SKIP
+    >>> cube = files("deepfocus.data") / "example_dirty.fits"
+    >>> catalog = DeepFocus()(cube)
+    >>> sources = catalog["id", "x_centroid", "y_centroid", "z_centroid", "flux", "snr"]
+    >>> sources.round(2)
+    >>> print(sources)
+     id x_centroid y_centroid z_centroid    flux    snr
+           pix        pix                Jy km / s
+    --- ---------- ---------- ---------- --------- -----
+      1      48.93      47.62      28.41       2.9 27.42
+      2       49.1      47.45        8.1      0.64  8.71
+      3      89.86      50.55      10.34      1.06 13.61
+      4      52.59      84.05      16.47      1.17 11.49
+      5      89.81      46.98      20.42      0.21  3.05
+
+    A cube larger than memory (a file of your own), in tiles of at most 2 GiB:
+
     >>> catalog = DeepFocus(memory_limit="2 GiB")("big_cube.fits")  # doctest: +SKIP
     """
 

@@ -142,9 +142,23 @@ class SourceCharacterizer:
 
     Examples
     --------
+    >>> from importlib.resources import files
     >>> from deepfocus import CubeDetector, SourceCharacterizer
-    >>> catalog = CubeDetector()("cube.fits")  # doctest: +SKIP
-    >>> catalog = SourceCharacterizer()("cube.fits", catalog)  # doctest: +SKIP
+    >>> cube = files("deepfocus.data") / "example_dirty.fits"  # the example cube shipped with deepfocus
+    >>> catalog = CubeDetector()(cube)
+    >>> catalog = SourceCharacterizer()(cube, catalog)
+    >>> sources = catalog["id", "fwhm_major", "fwhm_minor", "position_angle", "flux"]
+    >>> for name in sources.colnames[1:]:
+    ...     sources[name].info.format = ".2f"
+    >>> print(sources)
+     id fwhm_major fwhm_minor position_angle    flux
+          arcsec     arcsec        deg       Jy km / s
+    --- ---------- ---------- -------------- ---------
+      1       0.36       0.29          88.00      2.90
+      2       0.13       0.09         139.15      0.64
+      3       0.32       0.19         124.22      1.06
+      4       0.00       0.00           0.00      1.17
+      5       0.71       0.46          92.23      0.21
     """
 
     def __init__(self, *, model="default", forward_fit="auto"):

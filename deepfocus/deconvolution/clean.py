@@ -126,8 +126,15 @@ class HogbomClean(BaseDeconvolver):
 
     Examples
     --------
+    >>> from importlib.resources import files
     >>> from deepfocus.deconvolution import HogbomClean
-    >>> result = HogbomClean(threshold=3)("cube.fits", psf="cube.psf.fits", restored=True)  # doctest: +SKIP
+    >>> data = files("deepfocus.data")  # the example cube shipped with deepfocus, and its PSF
+    >>> cube, psf = data / "example_dirty.fits", data / "example_psf.fits"
+    >>> result = HogbomClean(threshold=3)(cube, psf=psf, restored=True)
+    >>> result.meta["iterations"]  # CLEAN components (one plane: the band-integrated image)
+    [134]
+    >>> result.restored.unit
+    Unit("Jy km / (beam s)")
     """
 
     method = "hogbom"

@@ -84,10 +84,14 @@ class Deconvolver(BaseDeconvolver):
 
     Examples
     --------
+    >>> from importlib.resources import files
     >>> from deepfocus import Deconvolver
-    >>> result = Deconvolver(mode="image")("cube.fits")  # doctest: +SKIP
-    >>> result.sky.unit  # doctest: +SKIP
+    >>> cube = files("deepfocus.data") / "example_dirty.fits"  # the example cube shipped with deepfocus
+    >>> result = Deconvolver(mode="image")(cube)
+    >>> result.sky.unit
     Unit("Jy km / (pix s)")
+    >>> result.sky.shape
+    (96, 96)
     >>> result.write("sky.fits")  # doctest: +SKIP
     """
 

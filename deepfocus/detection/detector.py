@@ -108,8 +108,21 @@ class CubeDetector:
 
     Examples
     --------
+    >>> from importlib.resources import files
     >>> from deepfocus import CubeDetector
-    >>> catalog = CubeDetector(snr_threshold=6)("cube.fits")  # doctest: +SKIP
+    >>> cube = files("deepfocus.data") / "example_dirty.fits"  # the example cube shipped with deepfocus
+    >>> catalog = CubeDetector(snr_threshold=6)(cube)
+    >>> candidates = catalog["id", "x_centroid", "y_centroid", "z_min", "z_max", "line_width", "snr"]
+    >>> candidates.round(1)
+    >>> print(candidates)
+     id x_centroid y_centroid z_min z_max line_width snr
+           pix        pix                   km / s
+    --- ---------- ---------- ----- ----- ---------- ----
+      1       48.9       47.5    22    36      136.8 27.4
+      2       48.9       47.4     0    16      154.9  8.7
+      3       90.1       50.6     4    16      131.3 13.6
+      4       52.8       84.1     5    27      231.4 11.5
+      5       90.8       46.6    19    22       20.3  3.1
     """
 
     def __init__(

@@ -214,8 +214,14 @@ class TiledPipeline:
     --------
     >>> from deepfocus import DeepFocus
     >>> from deepfocus.detection.tiled import TiledPipeline
-    >>> tiled = TiledPipeline(DeepFocus(), memory_limit="2 GiB", max_in_flight=2)  # doctest: +SKIP
+    >>> tiled = TiledPipeline(DeepFocus(), memory_limit="2 GiB", max_in_flight=2)
     >>> catalog = tiled("big_cube.fits")  # doctest: +SKIP
+
+    The example cube shipped with deepfocus (40 channels of 96 x 96 pixels) needs one tile:
+
+    >>> from importlib.resources import files
+    >>> len(tiled.plan(files("deepfocus.data") / "example_dirty.fits"))
+    1
     """
 
     def __init__(

@@ -339,8 +339,14 @@ def simulate(
     Examples
     --------
     >>> from deepfocus.simulation import Observation, simulate
-    >>> sim = simulate(Observation(npix=64, n_channels=16), seed=1)  # doctest: +SKIP
-    >>> print(sim.summary())  # doctest: +SKIP
+    >>> sim = simulate(Observation(npix=64, n_channels=40), seed=1)
+    >>> print(sim.summary())
+    dirty cube  : 40 channels x 64 x 64 pixels, 230.0000 GHz .. 230.6094 GHz
+    array       : alma.cycle10.3, cell 0.135 arcsec
+    beam        : 0.676 arcsec x 0.558 arcsec, PA 85.4 deg
+    noise       : 0.408 mJy/beam per channel
+    sources     : 1
+      #1   x=  39.19 y=  21.97 z= 18.82  flux=  0.5381 Jy km/s  S/N=   3.5  FWHM=0.000"
     """
     if interferometer is None:
         interferometer = Interferometer(observation)

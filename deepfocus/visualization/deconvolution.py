@@ -56,8 +56,20 @@ def plot_deconvolution(
 
     Examples
     --------
+    The band-integrated images of the example cube shipped with deepfocus (2-D
+    `~spectral_cube.Projection` objects, which carry their WCS and unit):
+
+    >>> from importlib.resources import files
+    >>> from deepfocus import Deconvolver
     >>> from deepfocus.visualization import plot_deconvolution
-    >>> figure = plot_deconvolution(dirty_m0, sky_m0, residual_m0, wcs=cube.wcs)  # doctest: +SKIP
+    >>> data = files("deepfocus.data")
+    >>> result = Deconvolver()(data / "example_dirty.fits", psf=data / "example_psf.fits", residual=True)
+    >>> figure = plot_deconvolution(result.dirty, result.sky, result.residual)
+
+    Plain arrays need ``wcs=`` for sky axes (and ``truth=`` adds the true sky of a simulation):
+
+    >>> images = [result.dirty.value, result.sky.value, result.residual.value]
+    >>> figure = plot_deconvolution(*images, wcs=result.sky.wcs)
     """
     names = ["dirty", "deconvolved", "residual", "true sky"]
     given = [dirty, deconvolved, residual, truth]

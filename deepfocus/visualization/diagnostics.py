@@ -341,8 +341,17 @@ def plot_diagnostics(
 
     Examples
     --------
+    The example cube shipped with deepfocus, against the true sources it was simulated with:
+
+    >>> from importlib.resources import files
+    >>> from astropy.table import QTable
+    >>> from deepfocus import DeepFocus
     >>> from deepfocus.visualization import plot_diagnostics
-    >>> plot_diagnostics(sim.truth, catalog).savefig("diagnostics.png")  # doctest: +SKIP
+    >>> data = files("deepfocus.data")
+    >>> truth = QTable.read(data / "example_truth.ecsv")
+    >>> catalog = DeepFocus()(data / "example_dirty.fits", psf=data / "example_psf.fits")
+    >>> figure = plot_diagnostics(truth, catalog)
+    >>> figure.savefig("diagnostics.png")  # doctest: +SKIP
     """
     from ..evaluation import matched_table
 

@@ -342,8 +342,14 @@ def plot_source(cube, catalog, source, *, model="default", size=None, figure=Non
 
     Examples
     --------
+    Source 1 of the example cube shipped with deepfocus, as its truth catalogue describes it:
+
+    >>> from importlib.resources import files
+    >>> from astropy.table import QTable
     >>> from deepfocus.visualization import plot_source
-    >>> figure = plot_source("cube.fits", catalog, 1)  # doctest: +SKIP
+    >>> data = files("deepfocus.data")
+    >>> catalog = QTable.read(data / "example_truth.ecsv")
+    >>> figure = plot_source(data / "example_dirty.fits", catalog, 1)
     >>> figure.savefig("source1.png")  # doctest: +SKIP
     """
     from ..detection.detector import prepare
