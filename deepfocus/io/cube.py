@@ -430,6 +430,7 @@ def _read_fits(path: Path, region=None) -> _Raw:
             # are touched (and read ahead) count in the process's resident memory. A whole cube
             # is mapped where astropy can (None: not for integers scaled by BSCALE/BZERO/BLANK).
             with fits.open(path, mode="readonly", memmap=None if region is None else False) as hdul:
+                _check_complete(hdul, path, label)
                 raw = _read_hdul(hdul, label, path, region)
         except InvalidInputError:
             raise
@@ -451,6 +452,96 @@ def _read_fits(path: Path, region=None) -> _Raw:
             continue
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return raw
+
+
+def _compressed(path):
+    """Whether ``path`` is a gzip, bzip2 or zip file (by its first bytes)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:4] == b"PK\x03\x04"
+
+
+def _truncated(label, where, size, needed):
+    return InvalidInputError(
+        f"{label}: cannot read this FITS file (truncated or corrupt?): the file ends inside {where} "
+        f"({size} bytes, at least {needed} expected)"
+    )
+
+
+def _hdu_part(hdu, index):
+    """How a message names the data of an HDU: ``"its BEAMS table (HDU 1)"``."""
+    name = hdu.name if hdu.name and hdu.name != "PRIMARY" else ""
+    if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)):
+        return "its image data" + ("" if index == 0 else f" (HDU {index}{f', {name}' if name else ''})")
+    if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)):
+        return f"its {name} table (HDU {index})" if name else f"its table in HDU {index}"
+    return f"the data of its HDU {index}" + (f" ({name})" if name else "")
+
+
+def _extname(block):
+    """EXTNAME of the header cards in the bytes ``block`` (a header cut short), or ''."""
+    for k in range(0, len(block) - 79, 80):
+        if block[k : k + 8] == b"EXTNAME ":
+            try:
+                return str(fits.Card.fromstring(block[k : k + 80].decode("ascii")).value).strip()
+            except (ValueError, UnicodeDecodeError, fits.VerifyError):
+                return ""
+    return ""
+
+
+def _check_complete(hdul, path, label=None):
+    """Refuse a FITS file that ends before its last HDU does (an interrupted download or copy).
+
+    Only headers are read: every HDU's data must end within the file (``datLoc`` of
+    `~astropy.io.fits.HDUList.fileinfo` plus the data size its header gives), and bytes after
+    the last HDU that astropy could read must not begin an extension (a header cut short). A
+    file cut after its image data would otherwise lose its BEAMS table and read as a cube
+    without a beam. The FITS block padding after the last HDU's data may be missing (the data
+    are whole; astropy warns). Files compressed as a whole (gzip, bzip2, zip) are skipped: their
+    offsets count the decompressed stream, whose length is only known once it is all
+    decompressed; so is the data of a tile-compressed image (its header gives the uncompressed
+    size; the HDUs around it are checked).
+
+    Astropy's warnings while reading the headers are raised again unless the file is refused
+    (the refusal says it in one line).
+    """
+    label = str(path) if label is None else label
+    if _compressed(path):
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        n_hdu = len(hdul)  # reads every header (not the data); stops at one it cannot read
+    size = Path(path).stat().st_size
+    end = None
+    for index in range(n_hdu):
+        hdu, info = hdul[index], hdul.fileinfo(index)
+        if info is None:
+            continue
+        end = info["datLoc"] + info["datSpan"]  # with the padding, as on disk (also compressed)
+        if isinstance(hdu, fits.CompImageHDU):
+            continue
+        needed = info["datLoc"] + hdu.size
+        if needed > size:
+            hdul.close()
+            raise _truncated(label, _hdu_part(hdu, index), size, needed)
+    if end is not None and end < size:
+        with open(path, "rb") as f:
+            f.seek(end)
+            rest = f.read(10 * 2880)
+        if b"XTENSION".startswith(rest[:8]):  # the start of an extension's header, cut short
+            name = _extname(rest)
+            hdul.close()
+            where = f"the header of its HDU {n_hdu}" + (f" ({name})" if name else "")
+            raise _truncated(label, where, size, end + 2880)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _missing_beams_hint(header):
+    """A note for a cube without a beam whose header says that a BEAMS table follows it."""
+    if header.get("CASAMBM") is True:
+        return "; the header's CASAMBM = T says a BEAMS table follows the image: was the file truncated?"
+    return ""
 
 
 def _image_hdu(hdul, label):
@@ -670,7 +761,13 @@ def _beams_from_hdul(hdul, header, n_chan, stokes_index, label):
     """Per-channel beams ``[(major, minor, pa) Quantity, ...]`` in file channel order, or None."""
     if "BEAMS" in hdul:
         table_hdu = hdul["BEAMS"]
-        table = table_hdu.data
+        try:
+            table = table_hdu.data
+        except _FITS_READ_ERRORS as exc:
+            raise InvalidInputError(
+                f"{label}: cannot read the BEAMS table of this FITS file (truncated or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         names = [n.upper() for n in table_hdu.columns.names]
         if table is None or not {"BMAJ", "BMIN", "BPA"} <= set(names):
             raise InvalidInputError(f"{label}: the BEAMS table lacks BMAJ/BMIN/BPA columns")
@@ -847,7 +944,7 @@ def _beam_list(raw, n_chan, data):
     if not raw.beams:
         raise InvalidInputError(
             f"{raw.label}: no beam: the header has no BMAJ/BMIN/BPA and there is no BEAMS table; "
-            "deepfocus needs the restoring beam (as tclean writes it)"
+            "deepfocus needs the restoring beam (as tclean writes it)" + _missing_beams_hint(raw.header)
         )
     entries = raw.beams * n_chan if len(raw.beams) == 1 else raw.beams
     major = u.Quantity([b[0] for b in entries]).to(u.arcsec)

@@ -504,25 +504,8 @@ class CubeLayout:
         return float((self.beam_major / self.cell).decompose())
 
 
-def _compressed(path):
-    """Whether ``path`` is a gzip, bzip2 or zip file (by its first bytes)."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    return head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:4] == b"PK\x03\x04"
-
-
-def _check_complete(hdul, hdu, path):
-    """Refuse a file that ends before the image's data do (a truncated download or copy): a
-    memory map reads it as far as it goes, and the tables after the image are lost."""
-    if isinstance(hdu, fits.CompImageHDU) or _compressed(path):
-        return  # offsets are in the uncompressed stream: the reader finds a cut file itself
-    info = hdul.fileinfo(hdul.index_of(hdu))
-    size = abs(int(hdu.header["BITPIX"])) // 8 * int(np.prod(hdu.shape, dtype=np.int64))
-    if info is not None and info["datLoc"] + size > Path(path).stat().st_size:
-        hdul.close()
-        raise InvalidInputError(
-            f"{path}: cannot read this FITS file (truncated or corrupt?): the file ends before its image data"
-        )
+#: Kept for callers of the old names; the check lives in `deepfocus.io.cube`.
+_compressed = _cube._compressed
 
 
 def _image(path):
@@ -533,11 +516,11 @@ def _image(path):
         raise InvalidInputError(f"{label}: no such file")
     try:
         with warnings.catch_warnings():
-            # A truncated file: `_check_complete` says so in one line.
+            # A truncated file: `_cube._check_complete` says so in one line.
             warnings.filterwarnings("ignore", message="File may have been truncated")
             hdul = fits.open(path, mode="readonly", memmap=None)  # not mapped where scaled (BSCALE)
+            _cube._check_complete(hdul, path, label)  # before the BEAMS table is looked for
             hdu = _cube._image_hdu(hdul, label)
-            _check_complete(hdul, hdu, path)
     except InvalidInputError:
         raise
     except _cube._FITS_READ_ERRORS as exc:
@@ -567,7 +550,9 @@ def cube_layout(path):
             cell = (proj_plane_pixel_scales(wcs.sub([lng + 1, lat + 1])) * u.deg).to(u.arcsec)[0]
         beams = _cube._beams_from_hdul(hdul, hdu.header, shape[0], 0, str(path))
     if not beams:
-        raise InvalidInputError(f"{path}: no beam (BMAJ/BMIN/BPA or a BEAMS table)")
+        raise InvalidInputError(
+            f"{path}: no beam (BMAJ/BMIN/BPA or a BEAMS table)" + _cube._missing_beams_hint(hdu.header)
+        )
     # The middle channel's beam, or the nearest valid one (as `read_cube` replaces bad beams).
     majors = u.Quantity([u.Quantity(b[0]).to(u.arcsec) for b in beams])
     minors = u.Quantity([u.Quantity(b[1]).to(u.arcsec) for b in beams])
