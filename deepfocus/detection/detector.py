@@ -11,12 +11,12 @@ import astropy.units as u
 import numpy as np
 from astropy.stats import mad_std
 from astropy.table import QTable
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import map_coordinates, uniform_filter1d
 
 from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
-from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys
+from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys, split_shared_runs
 from .matched_filter import DEFAULT_WIDTHS, blank_as_nan
 from .sidelobes import FilteredPSF, sidelobe_rejected
 
@@ -180,13 +180,16 @@ class CubeDetector:
         rows = []
         if self._spectral is not None and len(candidates):
             probability, denoised = network_lines(spectra, self._spectral)
+            smooth = uniform_filter1d(denoised.astype(float), 3, axis=1, mode="nearest")
         for k, cand in enumerate(candidates):
             z0, w = float(cand["z_centroid"]), int(cand["filter_width"])
-            pieces = []
+            pieces, foreign = [], set()
             if self._spectral is not None:
                 runs_k = mask_runs(probability[k] > 0.5)
                 pieces = [piece for run in runs_k for piece in split_at_valleys(run, denoised[k])]
-            runs = [piece for piece in pieces if piece[0] - w <= z0 <= piece[1] + w]
+                near = np.flatnonzero(np.hypot(x - x[k], y - y[k]) <= beam_pix)
+                pieces, foreign = split_shared_runs(pieces, smooth[k], [smooth[j] for j in near if j != k])
+            runs = [p for p in pieces if p[0] - w <= z0 <= p[1] + w and p not in foreign]
             if runs:
                 for lo, hi in runs[:2]:
                     weights = np.clip(denoised[k, lo : hi + 1], 0, None)

@@ -15,13 +15,22 @@ __all__ = [
     "network_lines",
     "mask_runs",
     "split_at_valleys",
+    "split_shared_runs",
     "repeated_lines",
     "VALLEY_DEPTH",
+    "SHARED_RUN_SEPARATION",
 ]
 
 #: A run of line channels is two lines where the denoised spectrum between two maxima falls
 #: below this fraction of the lower one (chosen on validation cubes).
 VALLEY_DEPTH = 0.5
+#: Two candidates within a beam whose denoised spectra peak this many channels apart or more in
+#: one run of line channels hold two lines (the candidate stage's saddle test has already kept
+#: them apart): the run is cut between the peaks. Two blended lines 1.3 FWHMs apart leave a
+#: shoulder, not a valley, in either spectrum; on three sets of validation cubes this recovered
+#: 5 blended sources of S/N 8-14 (their brighter partners' fluxes, which had taken in both lines,
+#: came within 6 %) and added no false one.
+SHARED_RUN_SEPARATION = 4
 
 _FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: Narrowest line FWHM a fit may return (channels): a narrower line is unresolved, and a Gaussian
@@ -197,6 +206,58 @@ def split_at_valleys(run, spectrum, *, depth=VALLEY_DEPTH, min_length=2):
             start = cut + 1
     pieces.append((start, last))
     return pieces
+
+
+def split_shared_runs(pieces, spectrum, neighbours, *, separation=SHARED_RUN_SEPARATION):
+    """Cut runs of line channels between this candidate's line and its neighbours' lines.
+
+    A run of the spectral network often covers the lines of two sources blended within a beam
+    when their lines overlap, and `split_at_valleys` finds no valley in it: each spectrum peaks
+    at its own source's line, with the other as a shoulder. Where a neighbour's spectrum peaks
+    ``separation`` or more channels from this one's inside a run, the run is cut halfway
+    between the two peaks.
+
+    Parameters
+    ----------
+    pieces : list of tuple
+        ``(first, last)`` runs of line channels of this candidate (`split_at_valleys`).
+    spectrum : `numpy.ndarray`
+        ``(n_chan,)`` this candidate's denoised spectrum, smoothed over 3 channels.
+    neighbours : sequence of `numpy.ndarray`
+        The same of the candidates within a beam of it.
+    separation : int
+        Smallest distance (channels) between the two peaks.
+
+    Returns
+    -------
+    pieces : list of tuple
+        The runs after the cuts, in channel order.
+    foreign : set of tuple
+        The pieces cut off for a neighbour's line (not this candidate's own).
+    """
+    out, foreign = [], set()
+    for first, last in pieces:
+        peak = first + int(np.argmax(spectrum[first : last + 1]))
+        lo, hi = first, last
+        for other_spectrum in neighbours:
+            other = first + int(np.argmax(other_spectrum[first : last + 1]))
+            if not first < other < last or abs(other - peak) < separation:
+                continue  # the neighbour's line is not inside this run, or is this line
+            cut = (peak + other) // 2
+            if other > peak:
+                hi = min(hi, cut)
+            else:
+                lo = max(lo, cut + 1)
+        if hi - lo < 1:
+            out.append((first, last))
+            continue
+        before, after = (first, lo - 1), (hi + 1, last)
+        for piece in (before, (lo, hi), after):
+            if piece[1] >= piece[0]:
+                out.append(piece)
+                if piece != (lo, hi):
+                    foreign.add(piece)
+    return out, foreign
 
 
 #: Spectra of 512 channels per spectral-network call: 57 MiB of activations (0.11 MiB per

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import maximum_filter
 
-from deepfocus.detection.lines import repeated_lines, split_at_valleys
+from deepfocus.detection.lines import repeated_lines, split_at_valleys, split_shared_runs
 from deepfocus.detection.peaks import deblend_peaks, find_peaks_3d, path_points
 
 
@@ -85,6 +85,25 @@ def test_blended_lines_are_split_at_the_valley():
     assert pieces[0][1] < 28 < pieces[1][0]  # the cut lies in the valley between 20 and 35
     one = 10 * np.exp(-0.5 * ((z - 28) / 8) ** 2)
     assert split_at_valleys((10, 45), one) == [(10, 45)]
+
+
+def test_a_run_shared_by_two_blended_lines_is_cut_between_their_peaks():
+    # Lines at channels 23 and 31.5 (FWHM 6.8), of sources half a beam apart: one run, no valley
+    # in either spectrum (each peaks at its own line, the other a shoulder).
+    z = np.arange(60.0)
+    sigma = 6.8 / 2.3548
+    bright = 11.6 * np.exp(-0.5 * ((z - 23) / sigma) ** 2) + 2.5 * np.exp(-0.5 * ((z - 31.5) / sigma) ** 2)
+    faint = 4.0 * np.exp(-0.5 * ((z - 23) / sigma) ** 2) + 7.0 * np.exp(-0.5 * ((z - 31.5) / sigma) ** 2)
+    assert split_at_valleys((11, 40), bright) == [(11, 40)]
+    pieces, foreign = split_shared_runs([(11, 40)], bright, [faint])
+    assert pieces == [(11, 27), (28, 40)] and foreign == {(28, 40)}
+    pieces, foreign = split_shared_runs([(11, 40)], faint, [bright])
+    assert pieces == [(11, 27), (28, 40)] and foreign == {(11, 27)}
+    # A neighbour whose spectrum peaks at this line (another candidate of it), or outside the
+    # run, cuts nothing.
+    near_same = 5.0 * np.exp(-0.5 * ((z - 25) / sigma) ** 2)
+    elsewhere = 5.0 * np.exp(-0.5 * ((z - 50) / sigma) ** 2)
+    assert split_shared_runs([(11, 40)], bright, [near_same, elsewhere]) == ([(11, 40)], set())
 
 
 def test_repeated_lines_keep_the_brightest_of_one_line():

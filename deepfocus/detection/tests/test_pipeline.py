@@ -322,6 +322,22 @@ def test_blended_pair_is_two_sources(model):
     assert metrics["n_matched"] == 2 and metrics["purity"] == 1.0
 
 
+def test_blended_pair_with_overlapping_lines_is_two_sources():
+    # Half a beam apart, lines 8.5 channels (1.25 FWHMs) apart: the spectral network marks both
+    # lines as one run with no valley; the candidate stage keeps both peaks, and the shared run
+    # is cut between them (before, the fainter source's line was dropped as a repeat).
+    beam = 5.0  # pixels
+    rows = (
+        (40.0, 48.0, 20.0, 0.0, 0.0, 0.0, 6.8, 12.8, 0.0),
+        (40.0 + 0.4 * beam, 48.0 + 0.3 * beam, 28.5, 0.0, 0.0, 0.0, 6.8, 8.2, 0.0),
+    )
+    sim = helpers.simulation(rows, seed=2)
+    catalog = DeepFocus()(sim.dirty)
+    metrics = evaluate(sim.truth, catalog)
+    assert metrics["n_matched"] == 2 and metrics["purity"] == 1.0
+    np.testing.assert_allclose(sorted(catalog["z_centroid"]), [20.0, 28.5], atol=1.0)
+
+
 # -- nothing found -----------------------------------------------------------------------------
 
 
