@@ -75,7 +75,9 @@ class CubeResult:
     error : str or None
         One-line reason of a failure.
     warning : str or None
-        One-line caveat of a skip: its catalogue records no settings to compare with this run's.
+        One-line caveat of a skip: its catalogue records none, or only some, of the settings
+        compared with this run's (made by another program or an older deepfocus); those it
+        records matched.
     """
 
     cube: str
@@ -364,8 +366,12 @@ def detect_cube(
     from .detection.detector import prepare
     from .io.atomic import refuse_clobbering
     from .io.catalog import write_catalog
+    from .io.cube import PreparedCube
     from .io.regions import write_regions
 
+    # forward_fit='psf' without a PSF fails here, whether or not the cube holds sources.
+    own_psf = isinstance(cube, PreparedCube) and cube.psf is not None
+    pipeline.characterizer.kernel_for(psf=psf is not None or own_psf)
     refuse_clobbering(
         {"catalogue": catalog, "region file": regions, "plot": plot},
         {"cube": cube, "PSF": psf, "primary beam": pb},
@@ -409,7 +415,7 @@ def detect_cube(
     if table is None:
         table = empty_catalog()
         table.meta.update(pipeline.detector._meta(prepared))
-        record_settings(table, pipeline, psf=prepared.psf is not None, pb=pb is not None)
+        record_settings(table.meta, pipeline, psf=prepared.psf is not None, pb=pb is not None)
     # Regions and plot first, the catalogue last: a catalogue under its final name marks a
     # finished cube.
     if regions is not None:
@@ -421,24 +427,32 @@ def detect_cube(
     return table
 
 
-def record_settings(table, pipeline, *, psf, pb):
-    """Record in an empty catalogue's ``meta`` what a catalogue with sources records of the run
-    besides the detector's ``meta``: the characterizer's network, the forward fit's kernel and
-    the primary-beam correction (a batch's re-run compares them, `_check_finished`).
+def record_settings(meta, pipeline, *, psf, pb):
+    """Record in ``meta`` (an empty catalogue's) what a catalogue with sources records of the
+    run besides the detector's settings: whether the cube came with a PSF, the characterizer's
+    network, the forward fit's kernel and the primary-beam correction. A batch's re-run compares
+    them (`_check_finished`), and takes what it expects from this function too (`_run_settings`).
 
     Parameters
     ----------
-    table : `~astropy.table.QTable`
-        The catalogue, its ``meta`` holding the detector's (with ``models``).
+    meta : dict
+        The catalogue's ``meta``, holding the detector's settings (``CubeDetector._meta`` or
+        ``_settings_meta``); changed in place.
     pipeline : `~deepfocus.DeepFocus`
         The run's pipeline.
     psf, pb : bool
         Whether the cube came with a PSF and a primary beam.
+
+    Raises
+    ------
+    InvalidInputError
+        ``forward_fit='psf'`` and no PSF.
     """
-    table.meta["models"]["characterizer"] = pipeline.characterizer._info or {"name": "gaussian fit"}
-    table.meta["forward_fit"] = pipeline.characterizer.kernel_for(psf=psf) or "none"
-    if pb:  # as primary_beam_correct records it
-        table.meta["primary_beam_corrected"] = True
+    characterizer = pipeline.characterizer
+    meta.setdefault("parameters", {})["psf"] = bool(psf)
+    meta.setdefault("models", {})["characterizer"] = characterizer.model_info
+    meta["forward_fit"] = characterizer.kernel_for(psf=psf) or "none"
+    meta["primary_beam_corrected"] = bool(pb)  # as with_primary_beam records it
 
 
 def _write_plot(prepared, table, path):
@@ -453,20 +467,20 @@ def _write_plot(prepared, table, path):
 # --------------------------------------------------------------------------------------------
 # the settings a finished cube was made with
 
-#: The detector parameters in a catalogue's ``meta["parameters"]`` and the `CubeDetector`
-#: attributes they record (``CubeDetector._meta``).
-_PARAMETERS = {
-    "snr_threshold": "snr_threshold",
-    "min_separation_beams": "min_separation",
-    "widths_channels": "widths",
-    "deconvolved_fraction": "deconvolved_fraction",
-}
+#: The detector parameters in a catalogue's ``meta["parameters"]`` that a re-run compares
+#: (``CubeDetector._settings_meta``).
+_PARAMETERS = ("snr_threshold", "min_separation_beams", "widths_channels", "deconvolved_fraction")
 #: The networks in a catalogue's ``meta["models"]``.
 _NETWORKS = ("spectral", "deconvolver", "characterizer")
+#: Further entries of ``meta["parameters"]`` a re-run compares: whether the cube came with a PSF
+#: (the detector's sidelobe test uses it, whatever the forward fit) and whether that test ran.
+_SIDELOBE_PARAMETERS = ("psf", "sidelobe_rejection")
 
 
 def _run_settings(pipeline, *, psf, pb):
-    """What determines the catalogues of ``pipeline``, as their ``meta`` records it.
+    """What determines the catalogues of ``pipeline``, as their ``meta`` records it: the
+    settings part of the ``meta`` a run records (`record_settings` on the detector's), read as a
+    finished cube's catalogue is read (`_recorded_settings`), so that the two cannot differ.
 
     Parameters
     ----------
@@ -480,21 +494,17 @@ def _run_settings(pipeline, *, psf, pb):
     -------
     settings : dict
         ``{label: value}``: the detector parameters (``snr_threshold``, ...), ``<task> model``
-        (``{"name", "sha256"}`` or None), ``forward_fit`` (``'psf'``, ``'beam'`` or ``'none'``)
-        and ``primary_beam_corrected``.
+        (``{"name", "sha256"}`` or None), ``forward_fit`` (``'psf'``, ``'beam'`` or ``'none'``),
+        ``psf``, ``sidelobe_rejection`` and ``primary_beam_corrected``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``forward_fit='psf'`` and no PSF (`detect_many` refuses it first).
     """
-    detector, characterizer = pipeline.detector, pipeline.characterizer
-    settings = {name: getattr(detector, attribute) for name, attribute in _PARAMETERS.items()}
-    settings["widths_channels"] = list(settings["widths_channels"])
-    settings["spectral model"] = detector._spectral_info
-    settings["deconvolver model"] = detector._deconvolver_info
-    settings["characterizer model"] = characterizer._info or {"name": "gaussian fit"}
-    # 'auto' fits through the PSF where there is one ('psf' without one fails before any run).
-    settings["forward_fit"] = (
-        characterizer.kernel_for(psf=psf or characterizer.forward_fit == "psf") or "none"
-    )
-    settings["primary_beam_corrected"] = bool(pb)
-    return settings
+    meta = pipeline.detector._settings_meta()
+    record_settings(meta, pipeline, psf=psf, pb=pb)
+    return _recorded_settings(meta)
 
 
 def _recorded_settings(meta):
@@ -509,8 +519,11 @@ def _recorded_settings(meta):
     settings.update({f"{task} model": models[task] for task in _NETWORKS if task in models})
     if "forward_fit" in meta:
         settings["forward_fit"] = meta["forward_fit"]
-    # Written only when True (by primary_beam_correct).
-    settings["primary_beam_corrected"] = bool(meta.get("primary_beam_corrected", False))
+    settings.update({name: parameters[name] for name in _SIDELOBE_PARAMETERS if name in parameters})
+    # Older versions wrote it only when True, and not at all in some empty catalogues: a missing
+    # entry is not recorded, not False.
+    if "primary_beam_corrected" in meta:
+        settings["primary_beam_corrected"] = bool(meta["primary_beam_corrected"])
     return settings
 
 
@@ -706,17 +719,20 @@ def detect_many(
     outputs all exist is skipped unless ``overwrite``, and a finished cube (its catalogue exists)
     that lacks another output fails unless ``overwrite``.
 
-    A finished cube is skipped only if its catalogue's ``meta`` records this run's settings: the
-    detector parameters (``snr_threshold``, ``min_separation``, ``widths``,
-    ``deconvolved_fraction``), the networks (by the sha256 of their weights, whatever their file
-    names), ``forward_fit`` (the kernel used, which also tells whether a PSF was) and whether
-    fluxes were corrected by a primary beam. Where they differ, or the catalogue cannot be read,
-    the cube fails, naming them, unless ``overwrite``. Not compared: the deepfocus version and
-    the date (an upgrade mid-survey does not redo the finished cubes: ``overwrite`` does), the
-    cube's path and ``memory_limit`` (tiles give the catalogue of a single pass). A catalogue
-    that records no such settings (made by another program or an older deepfocus) cannot be
-    compared: it is skipped with a warning
-    (`CubeResult.warning`).
+    A finished cube is skipped only if its catalogue's ``meta`` records this run's settings, named
+    in messages as the ``meta`` records them: the detector parameters (``snr_threshold``,
+    ``min_separation_beams``, ``widths_channels`` and ``deconvolved_fraction``, from the options
+    ``min_separation``, ``widths`` ...), the networks (by the sha256 of their weights, whatever
+    their file names), ``forward_fit`` (the forward fit's kernel: ``psf``, ``beam`` or
+    ``none``), ``psf`` (whether the cube came with a PSF, which the detector's sidelobe test
+    uses whatever the forward fit), ``sidelobe_rejection`` and ``primary_beam_corrected``
+    (whether fluxes were divided by a primary beam). Where they differ, or the catalogue cannot
+    be read, the cube fails, naming them, unless ``overwrite``. Not compared: the deepfocus
+    version and the date (an upgrade mid-survey does not redo the finished cubes: ``overwrite``
+    does), the cube's path and ``memory_limit`` (tiles give the catalogue of a single pass). A
+    catalogue that records none of these settings (made by another program), or only some (an
+    older deepfocus), is skipped if those it records match, with a warning naming what it could
+    not compare (`CubeResult.warning`).
 
     Parameters
     ----------
@@ -750,7 +766,8 @@ def detect_many(
         bytes (or a size such as ``"2 GiB"``); see `~deepfocus.DeepFocus`. Not with ``plot``.
     psf : str, optional
         Each cube's PSF: ``"auto"`` (CASA's naming beside the cube) or a pattern with
-        ``{stem}`` (see `psf_path`). A cube without its PSF file fails.
+        ``{stem}`` (see `psf_path`). A cube without its PSF file fails. Needed by
+        ``forward_fit='psf'``.
     pb : str, optional
         Each cube's primary-beam gain (``tclean``'s ``.pb``), by which its fluxes are divided:
         ``"auto"`` (``NAME.image.fits`` -> ``NAME.pb.fits``) or a pattern with ``{stem}``. A
@@ -767,7 +784,8 @@ def detect_many(
     Raises
     ------
     InvalidInputError
-        Bad options, a pattern that matches nothing, or two cubes with the same output stem.
+        Bad options (``forward_fit='psf'`` without ``psf`` among them), a pattern that matches
+        nothing, or two cubes with the same output stem.
 
     Examples
     --------
@@ -784,6 +802,13 @@ def detect_many(
     cubes = expand_cubes(cubes)
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InvalidInputError(f"threads must be a positive integer or None, got {threads!r}")
+    if pipeline_options.get("forward_fit") == "psf" and psf is None:
+        # Refused before any task: every cube would fail (deepfocus.DeepFocus refuses it too).
+        raise InvalidInputError(
+            "forward_fit='psf' (--forward-fit psf) needs each cube's PSF: give psf ('auto' or a "
+            "pattern with {stem}; --psf), or use forward_fit='auto', which fits through the PSF "
+            "where one is given"
+        )
     # Absolute paths: workers of a remote cluster do not share this process's directory.
     output_dir = Path(output_dir).absolute()
     if model is not None:

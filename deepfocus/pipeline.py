@@ -94,10 +94,18 @@ class DeepFocus:
 
         ``pb`` (the ``.pb`` that ``tclean`` writes beside a flat-noise ``.image``: a FITS path or
         an array) divides the fluxes by the primary-beam gain at each source
-        (`~deepfocus.characterization.primary_beam.primary_beam_correct`).
+        (`~deepfocus.characterization.primary_beam.primary_beam_correct`);
+        ``meta["primary_beam_corrected"]`` records whether it was given.
+
+        ``forward_fit='psf'`` without a PSF (``psf``, or one that a prepared ``cube`` carries)
+        raises `~deepfocus.exceptions.InvalidInputError` before the cube is read, whether or not
+        it holds sources.
         """
         from .detection.detector import prepare
+        from .io.cube import PreparedCube
 
+        own_psf = isinstance(cube, PreparedCube) and cube.psf is not None
+        self.characterizer.kernel_for(psf=psf is not None or own_psf)  # forward_fit='psf' needs one
         if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):
             from .detection.tiled import TiledPipeline
 
@@ -119,8 +127,12 @@ class DeepFocus:
 
 def with_primary_beam(catalog, pb, shape):
     """``catalog`` with its fluxes corrected by the primary beam ``pb`` (if given) of a cube of
-    ``shape``; None stays None."""
-    if pb is None or catalog is None:
+    ``shape``; None stays None. Without ``pb``, ``meta["primary_beam_corrected"]`` is set to
+    False (a batch's re-run compares it)."""
+    if catalog is None:
+        return None
+    if pb is None:
+        catalog.meta["primary_beam_corrected"] = False
         return catalog
     from .characterization.primary_beam import primary_beam_correct
 

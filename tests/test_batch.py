@@ -512,3 +512,109 @@ def test_rerun_of_an_empty_out_of_core_cube_compares_its_settings(tmp_path):
     (other,) = detect_many(cube, out, snr_threshold=5.0, **kwargs).results
     assert other.status == "failed"
     assert "was made with snr_threshold=6.0, this run uses snr_threshold=5.0" in other.error
+
+
+def test_forward_fit_psf_without_a_psf_is_refused_up_front(cubes, tmp_path, capsys):
+    # An empty cube succeeded (recording forward_fit=none) and then failed on every re-run,
+    # overwrite or not; a cube with sources failed in the characterizer.
+    from deepfocus.batch import detect_cube
+    from deepfocus.pipeline import DeepFocus
+
+    empty = helpers.write_simulation(helpers.simulation(rows=(), seed=3), tmp_path, "e")["dirty"]
+    out = tmp_path / "out"
+    for overwrite in (False, True):
+        with pytest.raises(InvalidInputError) as error:
+            detect_many(
+                [empty, cubes[0]], out, model=None, forward_fit="psf", overwrite=overwrite, progress=False
+            )
+        assert str(error.value) == (
+            "forward_fit='psf' (--forward-fit psf) needs each cube's PSF: give psf ('auto' or a pattern "
+            "with {stem}; --psf), or use forward_fit='auto', which fits through the PSF where one is given"
+        )
+        assert not out.exists()
+    assert detect(empty, "--output-dir", out, "--model", "none", "--forward-fit", "psf", "--quiet") != 0
+    assert "forward_fit='psf' (--forward-fit psf) needs each cube's PSF" in capsys.readouterr().err
+    assert not out.exists()
+    # One cube, with or without sources: refused before it is read.
+    pipeline = DeepFocus(model=None, forward_fit="psf")
+    for cube in (empty, cubes[0]):
+        with pytest.raises(InvalidInputError, match=r"forward_fit='psf' needs the cube's PSF \(psf=...\)"):
+            detect_cube(cube, tmp_path / "one.ecsv", pipeline=pipeline, progress=False)
+        with pytest.raises(InvalidInputError, match="forward_fit='psf' needs the cube's PSF"):
+            pipeline(cube)
+    assert not (tmp_path / "one.ecsv").exists()
+
+
+@pytest.mark.parametrize("memory_limit", [None, "20 MiB"])
+def test_rerun_compares_whether_a_psf_was_given(tmp_path, memory_limit):
+    # The detector's sidelobe test uses the PSF whatever the forward fit: a PSF added with
+    # forward_fit='beam' changes the catalogue.
+    files = helpers.simulation(seed=4).write(tmp_path, "a", psf=True)
+    out = tmp_path / "out"
+    options = dict(model=None, forward_fit="beam", memory_limit=memory_limit, progress=False)
+    (first,) = detect_many(files["dirty"], out, **options).results
+    assert first.status == "ok" and first.n_sources > 0
+    (again,) = detect_many(files["dirty"], out, psf="auto", **options).results
+    assert again.status == "failed"
+    assert (
+        f"{first.outputs[0]} was made with psf=False, this run uses psf=True: use --overwrite" in again.error
+    )
+    meta = read_catalog(first.outputs[0]).meta
+    assert meta["parameters"]["psf"] is False and meta["forward_fit"] == "beam"
+    assert ("tiling" in meta) == (memory_limit is not None)
+    (redone,) = detect_many(files["dirty"], out, psf="auto", overwrite=True, **options).results
+    assert redone.status == "ok"
+    assert read_catalog(redone.outputs[0]).meta["parameters"]["psf"] is True  # tiles' detectors had none
+    (same,) = detect_many(files["dirty"], out, psf="auto", **options).results
+    assert same.status == "skipped" and same.warning is None
+    (without,) = detect_many(files["dirty"], out, **options).results
+    assert without.status == "failed" and "was made with psf=True, this run uses psf=False" in without.error
+
+
+@pytest.mark.parametrize("rows", [None, ()], ids=["sources", "empty"])
+def test_rerun_compares_sidelobe_rejection(tmp_path, rows):
+    kwargs = {} if rows is None else {"rows": rows}
+    files = helpers.simulation(seed=4, **kwargs).write(tmp_path, "a", psf=True)
+    out = tmp_path / "out"
+    options = dict(model=None, psf="auto", progress=False)
+    (first,) = detect_many(files["dirty"], out, **options).results
+    assert first.status == "ok" and (first.n_sources > 0) == (rows is None)
+    (other,) = detect_many(files["dirty"], out, sidelobe_rejection=False, **options).results
+    assert other.status == "failed"
+    assert (
+        "was made with sidelobe_rejection=True, this run uses sidelobe_rejection=False: use --overwrite"
+        in other.error
+    )
+    assert read_catalog(first.outputs[0]).meta["parameters"]["sidelobe_rejection"] is True
+    (same,) = detect_many(files["dirty"], out, **options).results
+    assert same.status == "skipped" and same.warning is None
+
+
+def test_rerun_over_a_catalogue_that_does_not_record_the_primary_beam(tmp_path):
+    # Empty catalogues made with --pb before primary_beam_corrected was always written lack it:
+    # not recorded (kept, with a warning), not False (a failure).
+    from astropy.io import fits
+
+    from deepfocus.io import write_catalog
+
+    cube = helpers.write_simulation(helpers.simulation(rows=(), seed=3), tmp_path, "e")["dirty"]
+    fits.PrimaryHDU(np.full(fits.getdata(cube).shape, 0.5, np.float32)).writeto(tmp_path / "e_pb.fits")
+    out = tmp_path / "out"
+    (first,) = detect_many(cube, out, model=None, pb="auto", progress=False).results
+    catalog = Path(first.outputs[0])
+    table = read_catalog(catalog)
+    assert table.meta["primary_beam_corrected"] is True
+    del table.meta["primary_beam_corrected"]
+    write_catalog(table, catalog, overwrite=True)
+    (result,) = detect_many(cube, out, model=None, pb="auto", progress=False).results
+    assert result.status == "skipped"
+    assert result.warning == (
+        f"cannot tell which primary_beam_corrected made {catalog} (not recorded): kept; "
+        "use --overwrite to redo it"
+    )
+    # Written either way now, with sources or without.
+    for name, rows in (("s", None), ("n", ())):
+        kwargs = {} if rows is None else {"rows": rows}
+        dirty = helpers.write_simulation(helpers.simulation(seed=4, **kwargs), tmp_path, name)["dirty"]
+        (done,) = detect_many(dirty, out, model=None, progress=False).results
+        assert read_catalog(done.outputs[0]).meta["primary_beam_corrected"] is False

@@ -323,25 +323,38 @@ class SourceCharacterizer:
             from .training_range import flag_out_of_range
 
             flag_out_of_range(table, prepared)
-        table.meta.setdefault("models", {})["characterizer"] = self._info or {"name": "gaussian fit"}
+        table.meta.setdefault("models", {})["characterizer"] = self.model_info
         # What the sizes and fluxes were fitted through: 'psf', 'beam' or 'none'.
         table.meta["forward_fit"] = kernel or "none"
         order = [c for c in CATALOG_COLUMNS if c in table.colnames]
         return table[order + [c for c in table.colnames if c not in order]]
 
+    @property
+    def model_info(self):
+        """What the catalogue's ``meta["models"]["characterizer"]`` records: the network's
+        ``{"name", "sha256"}`` (from its model card), or ``{"name": "gaussian fit"}`` without one."""
+        return self._info or {"name": "gaussian fit"}
+
     def _kernel(self, prepared):
         """``'psf'``, ``'beam'`` or None: the forward model's kernel for ``prepared``."""
-        if prepared.psf is None and self.forward_fit == "psf":
-            raise InvalidInputError("forward_fit='psf' needs the cube's PSF (psf=...)")
         return self.kernel_for(psf=prepared.psf is not None)
 
     def kernel_for(self, *, psf):
         """``'psf'``, ``'beam'`` or None: the forward model's kernel for a cube with (``psf``
-        True) or without a PSF, as the catalogue's ``meta["forward_fit"]`` records it."""
+        True) or without a PSF, as the catalogue's ``meta["forward_fit"]`` records it (None as
+        ``'none'``).
+
+        Raises
+        ------
+        InvalidInputError
+            ``forward_fit='psf'`` and no PSF.
+        """
         if self.forward_fit is None:
             return None
         if self.forward_fit == "beam":
             return "beam"
+        if self.forward_fit == "psf" and not psf:
+            raise InvalidInputError("forward_fit='psf' needs the cube's PSF (psf=...)")
         return "psf" if psf else None
 
     @staticmethod

@@ -377,7 +377,7 @@ class CubeDetector:
 
     def _settings_meta(self):
         """The part of the catalogue ``meta`` that does not depend on the cube: version, date,
-        detection parameters and networks."""
+        detection parameters and networks (`_meta` adds whether the cube came with a PSF)."""
         return {
             "version": __version__,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -386,6 +386,7 @@ class CubeDetector:
                 "min_separation_beams": self.min_separation,
                 "widths_channels": list(self.widths),
                 "deconvolved_fraction": self.deconvolved_fraction,
+                "sidelobe_rejection": self.sidelobe_rejection,
             },
             "models": {"spectral": self._spectral_info, "deconvolver": self._deconvolver_info},
         }
@@ -394,8 +395,12 @@ class CubeDetector:
         """The catalogue ``meta`` of a run on the prepared ``cube`` (DESIGN section 4)."""
         n_chan = cube.data.shape[0]
         beam = cube.beams[n_chan // 2]
+        meta = self._settings_meta()
+        # The sidelobe test runs with the cube's PSF only (a tiled run, whose tiles have none,
+        # records the whole cube's).
+        meta["parameters"]["psf"] = cube.psf is not None
         return {
-            **self._settings_meta(),
+            **meta,
             "source": str(cube.source_path) if cube.source_path else "in-memory cube",
             "rest_frequency_ghz": float(cube.rest_frequency.to_value(u.GHz)),
             "rest_frequency_from_header": bool(cube.rest_frequency_from_header),

@@ -336,6 +336,8 @@ class TiledPipeline:
             return None
         catalog.meta["source"] = str(path)
         catalog.meta["tiling"] = tiling_meta(plan)
+        # The tiles' detectors ran without it: the stitched sidelobe test had the PSF.
+        catalog.meta.setdefault("parameters", {})["psf"] = psf is not None
         return catalog
 
     def _single_pass(self, path, mask, psf):
@@ -883,7 +885,7 @@ def detect_cube_tiled(
         # compares them).
         table = empty_catalog()
         table.meta.update(pipeline.detector._settings_meta())
-        record_settings(table, pipeline, psf=psf is not None, pb=pb is not None)
+        record_settings(table.meta, pipeline, psf=psf is not None, pb=pb is not None)
         table.meta["source"] = str(cube)
         table.meta["tiling"] = tiling_meta(plan)
     if regions is not None:
