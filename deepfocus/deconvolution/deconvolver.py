@@ -70,9 +70,12 @@ class Deconvolver(BaseDeconvolver):
     tile_size : int
         Tile side in pixels; images up to this size are processed whole (about 0.9 GB and 4 s
         per 1024 x 1024 image on one CPU thread). Larger images are tiled, which costs more:
-        about 40 times one pass for a 600 x 600 image in 512-pixel tiles.
+        about 40 times one pass for a 600 x 600 image in 512-pixel tiles. Tiles are cut on the
+        network's pooling grid: their side is rounded down to a multiple of the network's size
+        multiple (8 for the shipped one).
     overlap : int
-        Overlap of neighbouring tiles in pixels (at least the network's reach: 64 or more).
+        Overlap of neighbouring tiles in pixels (at least the network's reach: 64 or more),
+        rounded up to a multiple of the size multiple (at most the tile side less one).
     batch_size : int
         Images (or tiles) per network call, at most ``MAX_BATCH_PIXELS`` (2**20) pixels in all;
         bounds memory.
@@ -211,6 +214,20 @@ class Deconvolver(BaseDeconvolver):
 
                 return apply_tiled(run_valid, x, **kwargs)
         with ImageWideNorm(self.network, n) as norm:
+            # The network pads a whole image at its ends to a multiple of its size multiple,
+            # repeating the edge pixels, and counts that padding in its statistics; its pooling
+            # grid starts at the image's first pixel. Padded here the same way (the valid-pixel
+            # map too) and cut into tiles whose sides and starts are multiples of it, the tiles
+            # cover the image the network sees whole, on the same grid, and need no padding of
+            # their own (ImageWideNorm.set_batch would weight it 0).
+            multiple = norm.multiple
+            pad = ((0, 0), (0, (-ny) % multiple), (0, (-nx) % multiple))
+            x = np.pad(x, pad, mode="edge")
+            if mask is not None:
+                mask = np.pad(mask, pad, mode="edge")
+            tile = max(multiple, self.tile_size - self.tile_size % multiple)
+            overlap = min(-(-self.overlap // multiple) * multiple, tile - multiple)
+            kwargs.update(tile_size=tile, overlap=overlap)
 
             def run(batch, jobs):
                 weights = [j[3] for j in jobs]
@@ -224,7 +241,7 @@ class Deconvolver(BaseDeconvolver):
                 norm.calibrate(group)
                 apply_tiled(run, x, **kwargs)
                 norm.end_pass()
-            return apply_tiled(run, x, **kwargs)
+            return apply_tiled(run, x, **kwargs)[:, :ny, :nx]
 
     def __call__(self, cube, *, psf=None, residual=False, restored=False):  # noqa: D102 - see base
         from ..detection.detector import prepare
