@@ -104,6 +104,11 @@ def test_a_run_shared_by_two_blended_lines_is_cut_between_their_peaks():
     near_same = 5.0 * np.exp(-0.5 * ((z - 25) / sigma) ** 2)
     elsewhere = 5.0 * np.exp(-0.5 * ((z - 50) / sigma) ** 2)
     assert split_shared_runs([(11, 40)], bright, [near_same, elsewhere]) == ([(11, 40)], set())
+    # Two candidates on the flat top of one broad line (FWHM 20), their spectra peaking 5
+    # channels apart: neither has fallen by a tenth halfway between, so nothing is cut.
+    broad = 5.0 * np.exp(-0.5 * ((z - 25) / (20 / 2.3548)) ** 2)
+    shifted = 5.0 * np.exp(-0.5 * ((z - 30) / (20 / 2.3548)) ** 2)
+    assert split_shared_runs([(10, 45)], broad, [shifted]) == ([(10, 45)], set())
 
 
 def test_repeated_lines_keep_the_brightest_of_one_line():
