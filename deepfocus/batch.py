@@ -366,12 +366,10 @@ def detect_cube(
     from .detection.detector import prepare
     from .io.atomic import refuse_clobbering
     from .io.catalog import write_catalog
-    from .io.cube import PreparedCube
     from .io.regions import write_regions
 
     # forward_fit='psf' without a PSF fails here, whether or not the cube holds sources.
-    own_psf = isinstance(cube, PreparedCube) and cube.psf is not None
-    pipeline.characterizer.kernel_for(psf=psf is not None or own_psf)
+    pipeline.check_forward_fit(cube, psf)
     refuse_clobbering(
         {"catalogue": catalog, "region file": regions, "plot": plot},
         {"cube": cube, "PSF": psf, "primary beam": pb},

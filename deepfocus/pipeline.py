@@ -102,10 +102,8 @@ class DeepFocus:
         it holds sources.
         """
         from .detection.detector import prepare
-        from .io.cube import PreparedCube
 
-        own_psf = isinstance(cube, PreparedCube) and cube.psf is not None
-        self.characterizer.kernel_for(psf=psf is not None or own_psf)  # forward_fit='psf' needs one
+        self.check_forward_fit(cube, psf)
         if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):
             from .detection.tiled import TiledPipeline
 
@@ -123,6 +121,26 @@ class DeepFocus:
             warnings.warn("no sources detected", NoDetectionsWarning, stacklevel=2)
             return None
         return with_primary_beam(self.characterizer(prepared, catalog), pb, prepared.data.shape)
+
+    def check_forward_fit(self, cube, psf=None):
+        """Refuse ``forward_fit='psf'`` for a cube without a PSF before anything is read.
+
+        Parameters
+        ----------
+        cube : cube, path-like or `~deepfocus.io.cube.PreparedCube`
+            The cube (a prepared one may carry its PSF).
+        psf : path-like or array-like, optional
+            The PSF given with it.
+
+        Raises
+        ------
+        InvalidInputError
+            ``forward_fit='psf'`` and no PSF.
+        """
+        from .io.cube import PreparedCube
+
+        own_psf = isinstance(cube, PreparedCube) and cube.psf is not None
+        self.characterizer.kernel_for(psf=psf is not None or own_psf)
 
 
 def with_primary_beam(catalog, pb, shape):

@@ -133,14 +133,9 @@ def pool_weights(weights, shape, multiple=1):
     return weights[..., : shape[0], : shape[1]]
 
 
-def _normalise(module, x, weights):
-    """``module`` (a ``GroupNorm``) applied to ``x`` with statistics weighted by ``weights``.
-
-    ``weights`` is ``(b, 1, H, W)`` at the resolution of ``x``; with all weights equal this is
-    ``module(x)`` (to float rounding).
-    """
-    import torch
-
+def _weighted_statistics(module, x, weights):
+    """Per-group mean and variance ``(b, groups, 1)`` of ``x`` for ``module`` (a ``GroupNorm``),
+    its pixels weighted by ``weights`` (``(b, 1, H, W)``, the resolution of ``x``)."""
     b, c = x.shape[:2]
     g = module.num_groups
     xg = x.reshape(b, g, -1)
@@ -148,6 +143,16 @@ def _normalise(module, x, weights):
     s0 = wg.sum(-1, keepdim=True).clamp_min(1e-30)
     mean = (wg * xg).sum(-1, keepdim=True) / s0
     var = (wg * (xg - mean) ** 2).sum(-1, keepdim=True) / s0
+    return mean, var
+
+
+def _normalise(module, x, mean, var):
+    """``module`` (a ``GroupNorm``) applied to ``x`` with the given per-group ``mean`` and
+    ``var`` (``(b, groups, 1)``) instead of its own statistics, then its affine transform."""
+    import torch
+
+    b, c = x.shape[:2]
+    xg = x.reshape(b, module.num_groups, -1)
     y = ((xg - mean) / torch.sqrt(var + module.eps)).reshape(x.shape)
     if module.affine:
         shape = (1, c) + (1,) * (x.ndim - 2)
@@ -203,7 +208,8 @@ class ValidPixelNorm:
 
     def _hook(self, module, inputs, output):
         x = inputs[0]
-        return _normalise(module, x, pool_weights(self._weights, x.shape[2:]).to(x.dtype))
+        weights = pool_weights(self._weights, x.shape[2:]).to(x.dtype)
+        return _normalise(module, x, *_weighted_statistics(module, x, weights))
 
 
 class _Stop(Exception):
@@ -362,12 +368,8 @@ class ImageWideNorm:
             if index in self.frozen:
                 mean, var = self.frozen[index]
                 mean = torch.as_tensor(mean[self._ids], dtype=x.dtype)[:, :, None]
-                std = torch.sqrt(torch.as_tensor(var[self._ids], dtype=x.dtype)[:, :, None] + module.eps)
-                y = ((xg - mean) / std).reshape(x.shape)
-                if module.affine:
-                    shape = (1, c) + (1,) * (x.ndim - 2)
-                    y = y * module.weight.reshape(shape) + module.bias.reshape(shape)
-                return y
+                var = torch.as_tensor(var[self._ids], dtype=x.dtype)[:, :, None]
+                return _normalise(module, x, mean, var)
             if index not in self.targets:
                 return output
             w = pool_weights(self._weights, x.shape[2:])  # (b, 1, H, W)

@@ -504,10 +504,6 @@ class CubeLayout:
         return float((self.beam_major / self.cell).decompose())
 
 
-#: Kept for callers of the old names; the check lives in `deepfocus.io.cube`.
-_compressed = _cube._compressed
-
-
 def _image(path):
     """Open ``path`` (memory-mapped) and return ``(hdul, hdu, wcs, (lng, lat, spec))``."""
     path = Path(path)
