@@ -130,6 +130,7 @@ def test_bad_input_is_a_one_line_error(name, bright_files, tmp_path, capsys):
         (["--snr-threshold", "nan"], "snr_threshold must be a finite number"),
         (["--model", "no-such-model"], "spectral-no-such-model"),
         (["--regions", "cat.txt"], "cannot tell the region format"),
+        (["--forward-fit", "psf"], "needs the cube's PSF: give psf (--psf FILE"),
     ],
 )
 def test_bad_options_are_one_line_errors(bright_files, tmp_path, capsys, args, message):

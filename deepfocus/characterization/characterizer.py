@@ -354,7 +354,10 @@ class SourceCharacterizer:
         if self.forward_fit == "beam":
             return "beam"
         if self.forward_fit == "psf" and not psf:
-            raise InvalidInputError("forward_fit='psf' needs the cube's PSF (psf=...)")
+            raise InvalidInputError(
+                "forward_fit='psf' (--forward-fit psf) needs the cube's PSF: give psf "
+                "(--psf FILE, or --psf auto for CASA's file names), or use forward_fit='auto'"
+            )
         return "psf" if psf else None
 
     @staticmethod

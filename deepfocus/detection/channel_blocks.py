@@ -243,6 +243,7 @@ def _deconvolved_scores(detector, tile_data, rows, candidates):
     beam_pix = (frame.beams[len(frame.beams) // 2].major / frame.cell).to_value(u.one)
     ny, nx = tile_data.continuum.shape
     inputs = np.zeros((len(rows), 1, DECONVOLVER_CUTOUT, DECONVOLVER_CUTOUT), dtype=np.float32)
+    ok = np.zeros((len(rows), DECONVOLVER_CUTOUT, DECONVOLVER_CUTOUT), dtype=bool)
     centres = np.empty((len(rows), 2))
     for i, (k, _zc, lo, hi, _fwhm, _peak) in enumerate(rows):
         cx, cy = candidates["x_centroid"][k].value, candidates["y_centroid"][k].value
@@ -260,8 +261,8 @@ def _deconvolved_scores(detector, tile_data, rows, candidates):
             data, noise = read
             channel_snr = normalised_channels(data, noise, valid, tile_data.continuum[ys, xs])
         image = _LineImage(channel_snr, 0, hi - lo)
-        inputs[i, 0] = deconvolver_input(image, valid, y0 - ys.start, x0 - xs.start)
-    return detector._scores(inputs, centres, beam_pix)
+        inputs[i, 0], ok[i] = deconvolver_input(image, valid, y0 - ys.start, x0 - xs.start)
+    return detector._scores(inputs, ok, centres, beam_pix)
 
 
 def characterize_in_blocks(characterizer, tile_data, table, *, psf=None):

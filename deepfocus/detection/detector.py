@@ -13,6 +13,7 @@ from astropy.stats import mad_std
 from astropy.table import QTable
 from scipy.ndimage import map_coordinates, uniform_filter1d
 
+from ..deconvolution.normstats import ValidPixelNorm
 from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
@@ -228,17 +229,24 @@ class CubeDetector:
             return np.full(len(rows), np.inf)
         beam_pix = (cube.beams[len(cube.beams) // 2].major / cube.cell).to_value(u.one)
         inputs = np.zeros((len(rows), 1, DECONVOLVER_CUTOUT, DECONVOLVER_CUTOUT), dtype=np.float32)
+        valid = np.zeros((len(rows), DECONVOLVER_CUTOUT, DECONVOLVER_CUTOUT), dtype=bool)
         centres = np.empty((len(rows), 2))
         for i, (k, _zc, lo, hi, _fwhm, _peak) in enumerate(rows):
             cx, cy = candidates["x_centroid"][k].value, candidates["y_centroid"][k].value
             y0, x0 = deconvolver_corner(cx, cy)
-            inputs[i, 0] = deconvolver_input(_LineImage(mf.channel_snr, lo, hi), cube.valid, y0, x0)
+            inputs[i, 0], valid[i] = deconvolver_input(_LineImage(mf.channel_snr, lo, hi), cube.valid, y0, x0)
             centres[i] = cy - y0, cx - x0
-        return self._scores(inputs, centres, beam_pix)
+        return self._scores(inputs, valid, centres, beam_pix)
 
-    def _scores(self, inputs, centres, beam_pix):
+    def _scores(self, inputs, valid, centres, beam_pix):
         """The deconvolved S/N within ``beam_pix`` of the ``centres`` (``(n, 2)`` ``(y, x)``,
-        cutout pixels) of the deconvolver's ``inputs`` over their interpolated peak."""
+        cutout pixels) of the deconvolver's ``inputs`` over their interpolated peak.
+
+        ``valid`` (``(n, h, w)`` bool) marks the pixels with data: the zeros that stand for blank
+        pixels, or for the area outside the image, stay out of the network's normalisation
+        statistics (`~deepfocus.deconvolution.normstats.ValidPixelNorm`), as they do when the
+        deconvolver makes the deconvolved image.
+        """
         import torch
 
         yy, xx = np.mgrid[:DECONVOLVER_CUTOUT, :DECONVOLVER_CUTOUT]
@@ -246,13 +254,22 @@ class CubeDetector:
         with torch.no_grad():
             for start in range(0, len(inputs), DECONVOLVER_BATCH):
                 batch = inputs[start : start + DECONVOLVER_BATCH]
-                out = self._deconvolver(torch.from_numpy(batch)).numpy()[:, 0]
+                out = self._deconvolve(torch.from_numpy(batch), valid[start : start + DECONVOLVER_BATCH])
                 for j in range(len(batch)):
                     cy, cx = centres[start + j]
                     near = np.hypot(xx - cx, yy - cy) <= beam_pix
                     peak = map_coordinates(batch[j, 0], [[cy], [cx]], order=1)[0]
                     scores[start + j] = out[j][near].sum() / max(peak, 1e-6)
         return scores
+
+    def _deconvolve(self, batch, valid):
+        """The deconvolver's output for ``batch`` (``(n, 1, h, w)`` tensor), its normalisation
+        over the ``valid`` pixels where some are not."""
+        if valid.all():
+            return self._deconvolver(batch).numpy()[:, 0]
+        with ValidPixelNorm(self._deconvolver) as norm:
+            norm.set_weights(valid)
+            return self._deconvolver(batch).numpy()[:, 0]
 
     def _sidelobes(self, x, y, snr, lo, hi, *, filtered_psf, beam_pix):
         """Rows explained as dirty-beam sidelobes of brighter ones (see ``sidelobe_rejection``).
@@ -431,10 +448,18 @@ def deconvolver_input(line_image, valid, y0, x0):
     """The deconvolver's input: the `DECONVOLVER_CUTOUT` square at ``(y0, x0)`` of the line
     image (``channel_snr`` summed over the line over the square root of its channels: unit noise
     where channels are independent, as the training inputs' moment 0 / sigma), over its robust
-    noise; ``valid`` (2-D bool) marks the pixels with data."""
+    noise; ``valid`` (2-D bool) marks the pixels with data.
+
+    Returns
+    -------
+    cutout : `numpy.ndarray`
+        The normalised square (float32), 0 where it has no data.
+    ok : `numpy.ndarray` of bool
+        Which of its pixels have data.
+    """
     cutout, ok = _cutout(line_image, valid, y0, x0, DECONVOLVER_CUTOUT)
     sigma = float(mad_std(cutout[ok])) if ok.sum() > 16 else 0.0
-    return cutout / (sigma if sigma > 0 else 1.0)
+    return cutout / (sigma if sigma > 0 else 1.0), ok
 
 
 class _LineImage:

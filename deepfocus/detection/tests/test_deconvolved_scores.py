@@ -33,8 +33,9 @@ def _scene(seed=1):
     return snr
 
 
-def _scores(detector, channel_snr, positions):
-    view = SimpleNamespace(beams=[BEAM] * N_CHAN, cell=CELL, valid=np.ones(channel_snr.shape[1:], bool))
+def _scores(detector, channel_snr, positions, valid=None):
+    valid = np.ones(channel_snr.shape[1:], bool) if valid is None else valid
+    view = SimpleNamespace(beams=[BEAM] * N_CHAN, cell=CELL, valid=valid)
     mf = SimpleNamespace(channel_snr=channel_snr, snr=channel_snr)
     candidates = QTable({"x_centroid": [p[0] for p in positions] * u.pix})
     candidates["y_centroid"] = [p[1] for p in positions] * u.pix
@@ -58,3 +59,25 @@ def test_candidate_on_the_image_edge_is_scored(detector):
     snr = _scene()
     scores = _scores(detector, snr, [(1.0, 2.0), (NX - 1.0, NY - 1.0)])
     assert np.all(np.isfinite(scores))
+
+
+def test_blank_pixels_stay_out_of_the_normalisation(detector, monkeypatch):
+    # Blank pixels (a CASA NaN border 10 pixels from the source) enter the deconvolver as zeros;
+    # its group normalisation then takes statistics over the data alone, as it does when it
+    # makes the deconvolved image, so the score stays nearer the one without the border.
+    positions = [(80.2, 83.7)]
+    for seed in (1, 3):
+        snr = _scene(seed)
+        whole = _scores(detector, snr, positions)[0]
+        valid = np.ones(snr.shape[1:], bool)
+        valid[:, :70] = False
+        blanked = np.where(valid, snr, 0.0).astype(np.float32)
+        masked = _scores(detector, blanked, positions, valid)[0]
+
+        def plain_network(batch, _valid):  # zeros in the statistics
+            return detector._deconvolver(batch).numpy()[:, 0]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(detector, "_deconvolve", plain_network)
+            plain = _scores(detector, blanked, positions, valid)[0]
+        assert abs(masked - whole) < 0.75 * abs(plain - whole)
