@@ -537,10 +537,11 @@ def test_forward_fit_psf_without_a_psf_is_refused_up_front(cubes, tmp_path, caps
     assert not out.exists()
     # One cube, with or without sources: refused before it is read.
     pipeline = DeepFocus(model=None, forward_fit="psf")
+    message = r"forward_fit='psf' \(--forward-fit psf\) needs the cube's PSF: give psf"
     for cube in (empty, cubes[0]):
-        with pytest.raises(InvalidInputError, match=r"forward_fit='psf' needs the cube's PSF \(psf=...\)"):
+        with pytest.raises(InvalidInputError, match=message):
             detect_cube(cube, tmp_path / "one.ecsv", pipeline=pipeline, progress=False)
-        with pytest.raises(InvalidInputError, match="forward_fit='psf' needs the cube's PSF"):
+        with pytest.raises(InvalidInputError, match=message):
             pipeline(cube)
     assert not (tmp_path / "one.ecsv").exists()
 
