@@ -36,7 +36,7 @@ Catalogue evaluation
     position angle within 10 deg        0.667     3
     FWHM (major) within 10 %            0.667     3
     line width within 10 %              1.000     4
-    median |flux error|                   2.9 %
+    median |flux error|                   4.3 %
     median line-centre error            0.155 channels
 """
 

@@ -6,6 +6,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 from scipy.signal import fftconvolve
+from scipy.special import erf
 
 from deepfocus import SourceCharacterizer
 from deepfocus.characterization import crowding
@@ -110,12 +111,18 @@ def test_flux_window_holds_the_line_core():
     # FWHM 8 centred on 20.3 in a window 8..40: the channels within 1 FWHM, 98 % of the line.
     first, last, share = flux_window((8, 40), 20.3, 8.0)
     assert (first, last) == (13, 28)
-    assert share == pytest.approx(line_fractions([[13, 28], [8, 40]], [20.3] * 2, [8.0] * 2)[0, 1])
-    assert 0.95 < share < 1
+    sigma = 8.0 / np.sqrt(8 * np.log(2))
+    whole = 0.5 * (erf((28.5 - 20.3) / (np.sqrt(2) * sigma)) - erf((12.5 - 20.3) / (np.sqrt(2) * sigma)))
+    assert share == pytest.approx(whole) and 0.97 < share < 0.99
+    # The share is of the whole line, whatever the detector's window beyond the core: the flux
+    # does not depend on it (a share of the window's part of the line left fluxes ~1 % low).
+    assert flux_window((12, 29), 20.3, 8.0) == (first, last, pytest.approx(share))
     assert flux_window((8, 40)) == (8, 40, 1.0)  # no line profile: the whole window
     assert flux_window((8, 40), 45.0, 8.0) == (8, 40, 1.0)  # a centre outside its window
     assert flux_window((8, 40), 20.3, 0.2)[:2] == (20, 20)  # at least the centre's channel
-    assert flux_window((8, 12), 10.0, 30.0) == (8, 12, 1.0)  # a window narrower than the core
+    # A window narrower than the core (5 channels of a 30-channel FWHM line holds 16 % of it):
+    # the profile extends the line at most MIN_WINDOW_SHARE beyond the window.
+    assert flux_window((8, 12), 10.0, 30.0) == (8, 12, crowding.MIN_WINDOW_SHARE)
 
 
 @pytest.mark.parametrize("crowded", [False, True])
