@@ -421,7 +421,7 @@ class CubeDetector:
             "source": str(cube.source_path) if cube.source_path else "in-memory cube",
             "rest_frequency_ghz": float(cube.rest_frequency.to_value(u.GHz)),
             "rest_frequency_from_header": bool(cube.rest_frequency_from_header),
-            "velocity_convention": "radio",
+            "velocity_convention": _velocity_convention(cube),
             "beam_major_arcsec": float(beam.major.to_value(u.arcsec)),
             "beam_minor_arcsec": float(beam.minor.to_value(u.arcsec)),
             "beam_pa_deg": float(beam.pa.to_value(u.deg)),
@@ -539,33 +539,63 @@ class _View:
         return getattr(self._prepared, name)
 
 
+#: Velocity convention of each kind of velocity axis: the first four characters of its CTYPE as
+#: astropy's WCS reads it (AIPS ``VELO-LSR`` and the like become ``VRAD`` or ``VOPT`` by their
+#: ``VELREF``, ``FELO`` becomes ``VOPT-F2W``; what stays ``VELO`` is relativistic).
+_VELOCITY_CONVENTIONS = {"VRAD": "radio", "VOPT": "optical", "VELO": "relativistic"}
+
+
+def _input_spectral_axis(cube):
+    """``(kind, wcs, unit)`` of the input cube's spectral axis, from its header: the first four
+    characters of its CTYPE as astropy's WCS reads it, its 1-D WCS (in SI units) and the
+    header's CUNIT; None if the header has no spectral axis."""
+    from astropy.wcs import WCS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wcs = WCS(cube.header)
+    spec = wcs.wcs.spec
+    if spec < 0:
+        return None
+    return wcs.wcs.ctype[spec][:4].upper(), wcs.spectral, cube.header.get(f"CUNIT{spec + 1}", "")
+
+
+def _velocity_convention(cube):
+    """The velocity convention of the input cube's spectral axis (that of ``spectral_centroid``);
+    "radio" (that of ``line_width``) for an axis that is no velocity."""
+    try:
+        axis = _input_spectral_axis(cube)
+    except Exception:  # a header astropy cannot read
+        axis = None
+    return _VELOCITY_CONVENTIONS.get(axis[0], "radio") if axis is not None else "radio"
+
+
 def _in_input_units(cube, frequency):
     """Line centres in the kind of spectral axis the input cube has (DESIGN: the cube's unit).
 
-    Frequency axes give GHz; radio (``VRAD``), optical (``VOPT``/``FELO``) and relativistic
-    (``VELO``) velocity axes give km/s in their convention at the cube's rest frequency;
-    wavelength axes give the header's wavelength unit. Anything unexpected falls back to GHz.
+    Frequency axes give GHz; velocity axes (radio ``VRAD``, optical ``VOPT``, relativistic
+    ``VELO``) give km/s and wavelength axes (vacuum ``WAVE``, air ``AWAV``) the header's unit,
+    each the axis's own value: the header's WCS maps the frequency to its (fractional) channel
+    and the channel to the axis, the inverse of how `~deepfocus.io.cube.read_cube` reads it.
+    Other axes (energy, wavenumber, ...) and anything unexpected give GHz.
     """
-    from astropy.wcs import WCS
-
     try:
+        kind, spectral, unit = _input_spectral_axis(cube)  # TypeError if None: GHz
+        if kind in _VELOCITY_CONVENTIONS:
+            unit = u.km / u.s
+        elif kind in ("WAVE", "AWAV"):
+            unit = u.Unit(unit or "m")
+        else:
+            return frequency.to(u.GHz)
+        as_frequency = spectral.deepcopy()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            wcs = WCS(cube.header)
-        spec = wcs.wcs.spec
-        if spec < 0:
-            return frequency.to(u.GHz)
-        ctype = wcs.wcs.ctype[spec].upper()
-        rest = cube.rest_frequency
-        if ctype.startswith("VRAD") or ctype.startswith("VELO-"):
-            return frequency.to(u.km / u.s, equivalencies=u.doppler_radio(rest))
-        if ctype.startswith(("VOPT", "FELO")):
-            return frequency.to(u.km / u.s, equivalencies=u.doppler_optical(rest))
-        if ctype.startswith("VELO"):
-            return frequency.to(u.km / u.s, equivalencies=u.doppler_relativistic(rest))
-        if ctype.startswith(("WAVE", "AWAV")):
-            unit = u.Unit(cube.header.get(f"CUNIT{spec + 1}", "m") or "m")
-            return frequency.to(unit, equivalencies=u.spectral())
-    except Exception:  # a header wcslib reads differently from read_cube: keep frequencies
+            as_frequency.wcs.sptr("FREQ-???")  # as read_cube converts it
+            as_frequency.wcs.set()
+            channel = as_frequency.world_to_pixel_values(frequency.to_value(u.Hz))
+            value = spectral.pixel_to_world_values(channel) * u.Unit(spectral.wcs.cunit[0])
+        if np.all(np.isfinite(value)):
+            return value.to(unit)
+    except Exception:  # no spectral axis, a header wcslib reads differently from read_cube: GHz
         pass
     return frequency.to(u.GHz)

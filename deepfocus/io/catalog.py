@@ -39,7 +39,9 @@ bit    name             meaning
 Meta keys with a fixed meaning (besides ``version``, ``date``, ``parameters``, ``models``):
 ``beam_major_arcsec``, ``beam_minor_arcsec`` (restoring beam FWHMs, arcsec) and ``beam_pa_deg``
 (its position angle, deg east of north); see `BEAM_META_KEYS`. `~deepfocus.io.catalog_to_regions`
-draws unresolved sources as this beam.
+draws unresolved sources as this beam. ``velocity_convention`` (``radio``, ``optical`` or
+``relativistic``: that of a velocity ``spectral_centroid``, ``radio`` if the cube's axis is no
+velocity) sets that column's UCD in a VOTable.
 
 File formats (chosen from the suffix or ``format=``):
 
@@ -111,7 +113,7 @@ CATALOG_COLUMNS = {
     "spectral_centroid": ColumnSpec(
         u.GHz,
         "Line centre in the kind of the cube's spectral axis: frequency (GHz), velocity (km/s, the "
-        "axis's convention) or wavelength (the axis's unit)",
+        "axis's convention) or wavelength (vacuum or air, as the axis, in its unit)",
         "em.freq;spect.line",
     ),
     "z_min": ColumnSpec(None, "First channel (0-based) of the line emission", "em.freq;instr.pixel;stat.min"),
@@ -329,9 +331,18 @@ def _resolve_format(path, format):
     return _SUFFIXES[suffix]
 
 
-def _spectral_ucd(unit):
+#: UCD of a velocity ``spectral_centroid`` by ``meta["velocity_convention"]`` (the cube's axis's).
+_VELOCITY_UCDS = {
+    "radio": "spect.dopplerVeloc.radio;spect.line",
+    "optical": "spect.dopplerVeloc.opt;spect.line",
+    "relativistic": "spect.dopplerVeloc;spect.line",
+}
+
+
+def _spectral_ucd(unit, convention="radio"):
+    """UCD of ``spectral_centroid`` in ``unit``; a velocity's follows its ``convention``."""
     if unit is not None and unit.is_equivalent(u.km / u.s):
-        return "spect.dopplerVeloc.radio;spect.line"
+        return _VELOCITY_UCDS.get(convention, "spect.dopplerVeloc;spect.line")
     if unit is not None and unit.is_equivalent(u.m):
         return "em.wl;spect.line"
     if unit is not None and unit.is_equivalent(u.J):
@@ -350,7 +361,8 @@ def _describe(table):
             info.description = spec.description
         ucd = spec.ucd
         if name == "spectral_centroid":
-            ucd = _spectral_ucd(getattr(out[name], "unit", None))
+            unit = getattr(out[name], "unit", None)
+            ucd = _spectral_ucd(unit, out.meta.get("velocity_convention", "radio"))
         info.meta = dict(info.meta or {})
         info.meta.setdefault("ucd", ucd)
     return out

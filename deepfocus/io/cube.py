@@ -724,8 +724,12 @@ def _axes(wcs, label):
     return lng, lat, spec, stokes
 
 
-def _stokes_index(wcs, axis, length, label):
-    """Pixel index of Stokes I along the Stokes axis (refuses cubes without I)."""
+def _stokes_index(wcs, axis, length, label, *, what="cube", warn=True):
+    """Pixel index of Stokes I along the Stokes axis (refuses images without I).
+
+    ``what`` names the image in messages ("cube", "PSF"); ``warn``: warn when the axis holds
+    several Stokes parameters.
+    """
     pixel = np.arange(length) + 1.0
     w = wcs.wcs
     values = w.crval[axis] + w.cdelt[axis] * w.get_pc()[axis, axis] * (pixel - w.crpix[axis])
@@ -734,10 +738,10 @@ def _stokes_index(wcs, axis, length, label):
     if 1 not in codes:
         which = ", ".join(names)
         raise InvalidInputError(
-            f"{label}: the cube holds Stokes {which} but no Stokes I; deepfocus needs total intensity (I)"
+            f"{label}: the {what} holds Stokes {which} but no Stokes I; deepfocus needs total intensity (I)"
         )
     index = int(np.flatnonzero(codes == 1)[0])
-    if length > 1:
+    if warn and length > 1:
         warnings.warn(
             f"{label}: the cube holds Stokes {', '.join(names)}; using Stokes I",
             DeepFocusWarning,

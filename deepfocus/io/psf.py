@@ -12,15 +12,20 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ..exceptions import InvalidInputError
 from ._nearest import nearest_true
+from .cube import _stokes_index
 
 __all__ = ["PSFPlanes", "read_psf", "check_psf_peaks", "fill_blank_planes", "nearest_valid_planes"]
 
 
-def _pixel_size(header, path):
-    """Pixel size (arcsec) of a PSF header with a celestial WCS and square pixels."""
+def _header_wcs(header):
+    """The WCS of a PSF's FITS header."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)  # CASA headers: harmless fix-ups
-        wcs = WCS(header)
+        return WCS(header)
+
+
+def _pixel_size(wcs, path):
+    """Pixel size (arcsec) of a PSF's WCS, which must be celestial with square pixels."""
     if not wcs.has_celestial:
         raise InvalidInputError(f"{path}: the PSF has no celestial (RA/Dec) WCS")
     scales = np.abs(wcs.celestial.wcs.cdelt) if wcs.celestial.wcs.has_cd() is False else None
@@ -29,6 +34,26 @@ def _pixel_size(header, path):
     if not np.isclose(scales[0], scales[1], rtol=1e-6):
         raise InvalidInputError(f"{path}: non-square pixels ({scales[0]} x {scales[1]} deg)")
     return (scales[0] * u.deg).to(u.arcsec)
+
+
+def _stokes_i(wcs, shape, path):
+    """``(axis, index)``: the array axis of the PSF's Stokes axis and the index of Stokes I along
+    it, or None if it has none.
+
+    ``tclean``'s PSF of a full-Stokes image holds a plane per Stokes parameter; the cube is read
+    in Stokes I (`~deepfocus.io.read_cube` warns about the others), so its PSF is that of I.
+
+    Raises
+    ------
+    InvalidInputError
+        If the Stokes axis holds no Stokes I.
+    """
+    ndim = len(shape)
+    for i, ctype in enumerate(list(wcs.wcs.ctype)[:ndim]):
+        if ctype.upper().startswith("STOKES"):
+            axis = ndim - 1 - i
+            return axis, _stokes_index(wcs, i, shape[axis], path, what="PSF", warn=False)
+    return None
 
 
 def _check_centres(centre, path, first=0):
@@ -138,7 +163,8 @@ def check_psf_peaks(planes, where, first=0, *, allow_blank=False):
 def read_psf(path):
     """Read a PSF image or cube from a FITS file.
 
-    Degenerate axes (a Stokes axis, a single channel) are dropped; the result is ordered
+    Degenerate axes (a Stokes axis, a single channel) are dropped and of several Stokes
+    parameters (the PSF of a full-Stokes image) Stokes I is taken; the result is ordered
     ``(n_chan, ny, nx)``. Each plane is normalised to 1 at its centre pixel ``(ny // 2, nx // 2)``,
     where ``tclean`` puts the peak; a blank plane (a channel ``tclean`` flagged) takes the
     nearest valid plane's PSF (`fill_blank_planes`).
@@ -158,8 +184,8 @@ def read_psf(path):
     Raises
     ------
     InvalidInputError
-        If the file cannot be read, has no celestial WCS or non-square pixels, a plane does not
-        peak at its centre pixel, or every plane is blank.
+        If the file cannot be read, has no celestial WCS or non-square pixels, has a Stokes axis
+        without Stokes I, a plane does not peak at its centre pixel, or every plane is blank.
     """
     try:
         with fits.open(path, memmap=False) as hdul:
@@ -169,7 +195,11 @@ def read_psf(path):
         raise InvalidInputError(f"cannot read PSF FITS file {str(path)!r}: {exc}") from exc
     if data is None:
         raise InvalidInputError(f"{path}: the primary HDU holds no image")
-    cell = _pixel_size(header, path)
+    wcs = _header_wcs(header)
+    cell = _pixel_size(wcs, path)
+    stokes = _stokes_i(wcs, data.shape, path)
+    if stokes is not None:
+        data = np.take(data, stokes[1], axis=stokes[0])
     array = np.asarray(data, dtype=float)
     ny, nx = array.shape[-2:]
     array = array.reshape(-1, ny, nx)
@@ -179,17 +209,31 @@ def read_psf(path):
 
 class _FilePlanes:
     """The planes of a FITS image ``section`` as an ``(n_planes, ny, nx)`` sequence, read one
-    at a time (leading axes flattened in C order)."""
+    at a time (leading axes flattened in C order); ``stokes``: ``(axis, index)`` of a Stokes
+    axis, of which only that index is read (`_stokes_i`)."""
 
-    def __init__(self, section, shape):
-        self._section, self._leading = section, tuple(shape[:-2])
+    def __init__(self, section, shape, stokes=None):
+        self._section = section
+        self._key = [slice(None)] * (len(shape) - 2)  # the planes' key, leading axes
+        if stokes is not None:
+            self._key[stokes[0]] = stokes[1]
+        self._free = [a for a, key in enumerate(self._key) if isinstance(key, slice)]
+        self._leading = tuple(shape[a] for a in self._free)
         self.shape = (int(np.prod(self._leading)), *shape[-2:])
 
     def __len__(self):
         return self.shape[0]
 
     def __getitem__(self, index):
-        return self._section[(*np.unravel_index(index, self._leading), slice(None), slice(None))]
+        key = list(self._key)
+        for axis, i in zip(self._free, np.unravel_index(index, self._leading), strict=True):
+            key[axis] = i
+        return self._section[(*key, slice(None), slice(None))]
+
+    def centres(self):
+        """The centre pixel ``(ny // 2, nx // 2)`` of every plane (only those pixels are read)."""
+        ny, nx = self.shape[-2:]
+        return np.asarray(self._section[(*self._key, ny // 2, nx // 2)], dtype=float).ravel()
 
 
 class PSFPlanes:
@@ -202,8 +246,9 @@ class PSFPlanes:
     Parameters
     ----------
     psf : str, path-like or array-like
-        A PSF FITS file (``exportfits`` of ``tclean``'s ``.psf``) or an array ``(n_chan, ny, nx)``
-        or ``(ny, nx)``, in the input cube's channel order; one plane serves every channel.
+        A PSF FITS file (``exportfits`` of ``tclean``'s ``.psf``; of several Stokes parameters,
+        Stokes I is read) or an array ``(n_chan, ny, nx)`` or ``(ny, nx)``, in the input cube's
+        channel order; one plane serves every channel.
     n_channels : int
         Channels of the cube.
     cell : `~astropy.units.Quantity`
@@ -216,7 +261,7 @@ class PSFPlanes:
     ------
     InvalidInputError
         If the PSF cannot be read, has other pixels or another number of channels than the cube,
-        or a zero or non-finite centre pixel.
+        a Stokes axis without Stokes I, or a zero or non-finite centre pixel.
     """
 
     def __init__(self, psf, n_channels, cell, *, flipped=False):
@@ -256,15 +301,15 @@ class PSFPlanes:
             raise InvalidInputError(f"cannot read PSF FITS file {str(path)!r}: {exc}") from exc
         if len(shape) < 2:
             raise InvalidInputError(f"{path}: the primary HDU holds no image")
-        psf_cell = _pixel_size(self._hdul[0].header, path)
+        wcs = _header_wcs(hdu.header)
+        psf_cell = _pixel_size(wcs, path)
         if not np.isclose(psf_cell.to_value(u.arcsec), u.Quantity(cell).to_value(u.arcsec), rtol=1e-4):
             raise InvalidInputError(
                 f"{path}: the PSF's pixels ({psf_cell.to_value(u.arcsec):.6g} arcsec) differ from the "
                 f"cube's ({u.Quantity(cell).to_value(u.arcsec):.6g} arcsec)"
             )
-        planes = _FilePlanes(hdu.section, shape)
-        ny, nx = planes.shape[-2:]
-        self._centres = np.asarray(hdu.section[..., ny // 2, nx // 2], dtype=float).ravel()
+        planes = _FilePlanes(hdu.section, shape, _stokes_i(wcs, shape, path))
+        self._centres = planes.centres()
         return planes
 
     def close(self):

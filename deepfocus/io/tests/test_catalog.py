@@ -117,12 +117,25 @@ def test_votable_fields(catalog, tmp_path):
     assert fields["filter_snr"].description.startswith("Matched-filter S/N")
 
 
-def test_votable_velocity_ucd(catalog, tmp_path):
+@pytest.mark.parametrize(
+    ("convention", "ucd"),
+    [
+        (None, "spect.dopplerVeloc.radio;spect.line"),  # a catalogue without the meta key
+        ("radio", "spect.dopplerVeloc.radio;spect.line"),
+        ("optical", "spect.dopplerVeloc.opt;spect.line"),
+        ("relativistic", "spect.dopplerVeloc;spect.line"),
+    ],
+)
+def test_votable_velocity_ucd(catalog, tmp_path, convention, ucd):
+    # A velocity spectral_centroid's UCD follows the cube's convention (meta velocity_convention).
     catalog["spectral_centroid"] = [10.0, 20.0, 30.0] * u.km / u.s
+    if convention is not None:
+        catalog.meta["velocity_convention"] = convention
     path = tmp_path / "cat.xml"
     write_catalog(catalog, path)
     fields = {field.name: field for field in parse(str(path)).get_first_table().fields}
-    assert fields["spectral_centroid"].ucd.startswith("spect.dopplerVeloc.radio")
+    assert fields["spectral_centroid"].ucd == ucd
+    assert check_ucd(ucd, check_controlled_vocabulary=True)
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)

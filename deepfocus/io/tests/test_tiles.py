@@ -265,6 +265,60 @@ def test_blank_psf_planes_take_the_nearest_valid_plane(tmp_path, blank):
             np.testing.assert_array_equal(in_memory[z], filled[z].astype(np.float32))
 
 
+def _stokes_psf_file(psf, path, stokes, *, stokes_first, cdelt=1e-5):
+    """Write ``psf`` (n_chan, ny, nx) as the Stokes I planes of a PSF of the Stokes parameters
+    ``stokes`` (FITS codes, evenly spaced), the Stokes axis third (``exportfits`` with
+    ``stokeslast=False``) or last, pixels of ``cdelt`` deg; the other parameters' planes are
+    -0.5 times I's."""
+    planes = np.stack([psf if code == 1 else -0.5 * psf for code in stokes])
+    header = fits.Header()
+    header.update(CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CDELT1=-cdelt, CDELT2=cdelt, CRPIX1=21, CRPIX2=21)
+    header.update(CRVAL1=10.0, CRVAL2=-30.0)
+    step = stokes[1] - stokes[0] if len(stokes) > 1 else 1
+    polar = {"CTYPE": "STOKES", "CRVAL": float(stokes[0]), "CDELT": float(step), "CRPIX": 1.0}
+    spectral = {"CTYPE": "FREQ", "CRVAL": 1e11, "CDELT": 1e6, "CRPIX": 1.0}
+    for n, axis in ((3, polar if stokes_first else spectral), (4, spectral if stokes_first else polar)):
+        header.update({f"{key}{n}": value for key, value in axis.items()})
+    fits.PrimaryHDU(planes.swapaxes(0, 1) if stokes_first else planes, header).writeto(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("stokes", "stokes_first", "n_chan"),
+    [([1, 4], True, 48), ([1, 2, 3, 4], False, 48), ([4, 1], False, 48), ([1, 2, 3, 4], False, 1)],
+    ids=["IV-third", "IQUV-last", "VI-last", "IQUV-one-channel"],
+)
+def test_psf_of_several_stokes_is_read_in_stokes_i(files, tmp_path, stokes, stokes_first, n_chan):
+    # tclean's PSF of a full-Stokes image, as exportfits writes it: its Stokes I planes are read.
+    from deepfocus.io.psf import read_psf
+
+    rng = np.random.default_rng(2)
+    psf = (0.1 * rng.normal(size=(n_chan, 41, 41))).astype(np.float32)
+    psf[:, 20, 20] = 1.0 + 0.01 * np.arange(n_chan)
+    cdelt = fits.getheader(files["plain"])["CDELT2"]  # the cube's pixels
+    path = _stokes_psf_file(psf, tmp_path / "psf.fits", stokes, stokes_first=stokes_first, cdelt=cdelt)
+    array, cell = read_psf(path)
+    assert array.shape == (n_chan, 41, 41)
+    np.testing.assert_allclose(array, psf / psf[:, 20:21, 20:21], rtol=1e-6)
+    with PSFPlanes(path, 48, cell) as planes:
+        for z in (0, 13, 47):
+            np.testing.assert_array_equal(planes[z], array[min(z, n_chan - 1)].astype(np.float32))
+    cube = read_cube(files["plain"], psf=path)
+    np.testing.assert_array_equal(cube.psf, np.broadcast_to(array, (48, 41, 41)).astype(np.float32))
+
+
+def test_psf_without_stokes_i_is_refused(tmp_path):
+    from deepfocus.io.psf import read_psf
+
+    psf = np.ones((3, 41, 41), dtype=np.float32)
+    path = _stokes_psf_file(psf, tmp_path / "qu.fits", [2, 3], stokes_first=False)
+    with pytest.raises(InvalidInputError, match="the PSF holds Stokes Q, U but no Stokes I") as info:
+        read_psf(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(InvalidInputError, match="the PSF holds Stokes Q, U but no Stokes I"):
+        PSFPlanes(path, 3, 0.036 * u.arcsec)
+
+
 def test_an_image_that_does_not_peak_at_its_centre_is_no_psf(files, tmp_path):
     # A dirty image given as the PSF: its brightest pixel is a source, not the centre.
     psf = np.zeros((48, 41, 41), dtype=np.float32)
