@@ -128,7 +128,11 @@ def test_bad_input_is_a_one_line_error(name, bright_files, tmp_path, capsys):
     [
         (["--snr-threshold", "-1"], "snr_threshold must be a positive number"),
         (["--snr-threshold", "nan"], "snr_threshold must be a finite number"),
-        (["--model", "no-such-model"], "spectral-no-such-model"),
+        (
+            ["--model", "no-such-model"],
+            "model 'no-such-model': no such folder or weights file, and not a shipped model "
+            "(shipped: default)",
+        ),
         (["--regions", "cat.txt"], "cannot tell the region format"),
         (["--forward-fit", "psf"], "needs the cube's PSF: give psf (--psf FILE"),
     ],

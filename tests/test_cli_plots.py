@@ -1,5 +1,6 @@
 """The plot options of the command line: ``evaluate --plot``, ``train --plot``, ``detect --plot-sources``."""
 
+import json
 from importlib import resources
 
 import pytest
@@ -46,6 +47,36 @@ def test_evaluate_outputs_never_replace_its_inputs(tmp_path, capsys):
     assert main([*args, "--plot", str(tmp_path / "d.fits")]) == 1
     assert "cannot write a plot as .fits" in capsys.readouterr().err
     assert catalog.read_bytes() == before
+
+
+def test_evaluate_refuses_existing_outputs_without_overwrite(tmp_path, capsys):
+    # As detect and deconvolve: an existing --json or --plot (here a catalogue) is refused before
+    # anything is scored, and replaced only with --overwrite.
+    catalog = tmp_path / "cat.ecsv"
+    QTable.read(EXAMPLE_TRUTH)[:3].write(catalog)
+    victim, plot = tmp_path / "victim.ecsv", tmp_path / "d.png"
+    victim.write_bytes(catalog.read_bytes())
+    plot.write_bytes(b"old")
+    before = victim.read_bytes()
+    args = ["evaluate", "--truth", str(EXAMPLE_TRUTH), "--catalog", str(catalog), "--quiet"]
+    assert main([*args, "--json", str(victim)]) == 1
+    assert capsys.readouterr().err == (
+        f"deepfocus evaluate: error: --json {victim} exists (pass --overwrite to replace it)\n"
+    )
+    assert main([*args, "--json", str(tmp_path / "new.json"), "--plot", str(plot)]) == 1
+    assert f"--plot {plot} exists" in capsys.readouterr().err
+    assert victim.read_bytes() == before and plot.read_bytes() == b"old"
+    assert not (tmp_path / "new.json").exists()  # refused before any output is written
+    bad_truth = ["evaluate", "--truth", str(tmp_path / "none.ecsv"), "--catalog", str(catalog)]
+    assert main([*bad_truth, "--json", str(victim)]) == 1  # before the truth is even read
+    assert "exists (pass --overwrite" in capsys.readouterr().err
+    # A folder is no file to replace, even with --overwrite.
+    assert main([*args, "--json", str(tmp_path), "--overwrite"]) == 1
+    assert f"--json {tmp_path} is a folder, not a file" in capsys.readouterr().err
+    assert main([*args, "--json", str(victim), "--plot", str(plot), "--overwrite"]) == 0
+    assert "completeness" in json.loads(victim.read_text())
+    assert _png(plot)
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]  # written atomically
 
 
 def test_evaluate_plot_bad_truth(tmp_path, capsys):

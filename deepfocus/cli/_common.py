@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-__all__ = ["positive_int", "positive_float"]
+__all__ = ["positive_int", "positive_float", "refuse_existing", "check_fits_names", "FITS_SUFFIXES"]
+
+#: Suffixes of the FITS files the commands write (each may be followed by ``.gz`` or ``.bz2``, which
+#: astropy compresses by).
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
 
 
 def positive_int(text):
@@ -21,3 +26,56 @@ def positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def refuse_existing(outputs, overwrite):
+    """Check, before any work, that the outputs can be written without replacing a file by surprise.
+
+    Parameters
+    ----------
+    outputs : dict
+        ``{label: path or None}`` of the files to write (labels such as ``"--json"`` name them in
+        the message).
+    overwrite : bool
+        Whether ``--overwrite`` was given: existing files may then be replaced.
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        If an output is a folder (even with ``overwrite``), or exists and ``overwrite`` is False.
+    """
+    from ..exceptions import InvalidInputError
+
+    named = [(label, Path(path)) for label, path in outputs.items() if path is not None]
+    for label, path in named:
+        if path.is_dir():
+            raise InvalidInputError(f"{label} {path} is a folder, not a file")
+    existing = [f"{label} {path}" for label, path in named if path.exists()]
+    if existing and not overwrite:
+        verb, them = ("exists", "it") if len(existing) == 1 else ("exist", "them")
+        raise InvalidInputError(f"{', '.join(existing)} {verb} (pass --overwrite to replace {them})")
+
+
+def check_fits_names(outputs):
+    """Check that the FITS outputs have a FITS suffix (`FITS_SUFFIXES`, optionally ``.gz``/``.bz2``).
+
+    Parameters
+    ----------
+    outputs : dict
+        ``{label: path or None}`` of the FITS files to write.
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        Naming the first output whose name does not end in a FITS suffix.
+    """
+    from ..exceptions import InvalidInputError
+    from ..io.atomic import COMPRESSION_SUFFIXES
+
+    endings = tuple(s + c for s in FITS_SUFFIXES for c in ("", *COMPRESSION_SUFFIXES))
+    for label, path in outputs.items():
+        if path is not None and not Path(path).name.lower().endswith(endings):
+            raise InvalidInputError(
+                f"{label} {path}: not a FITS file name (use {', '.join(FITS_SUFFIXES)}, optionally "
+                f"followed by {' or '.join(COMPRESSION_SUFFIXES)})"
+            )

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..exceptions import DeepFocusError
-from ._common import positive_int
+from ._common import check_fits_names, positive_int, refuse_existing
 
 EXAMPLES = """\
 examples:
@@ -36,7 +36,12 @@ def register(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("cube", metavar="CUBE", type=Path, help="input cube (FITS)")
-    parser.add_argument("--output", type=Path, required=True, help="FITS file of the sky estimate")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="FITS file of the sky estimate (.fits, .fit or .fts; a further .gz or .bz2 compresses it)",
+    )
     parser.add_argument("--mode", choices=("image", "cube"), default="image", help="image (default) or cube")
     parser.add_argument(
         "--method", choices=("network", "clean"), default="network", help="network (default) or Högbom CLEAN"
@@ -88,28 +93,21 @@ def _run(args) -> int:
     from ..io.atomic import refuse_clobbering
     from ..visualization import figure_format
 
-    outputs = [p for p in (args.output, args.residual, args.restored, args.plot) if p is not None]
-    refuse_clobbering(
-        {
-            "--output": args.output,
-            "--residual": args.residual,
-            "--restored": args.restored,
-            "--plot": args.plot,
-        },
-        {"CUBE": args.cube, "--psf": args.psf},
-    )
+    images = {"--output": args.output, "--residual": args.residual, "--restored": args.restored}
+    outputs = [p for p in (*images.values(), args.plot) if p is not None]
+    refuse_clobbering({**images, "--plot": args.plot}, {"CUBE": args.cube, "--psf": args.psf})
+    check_fits_names(images)  # astropy writes FITS whatever the name: refuse sky.png
     if args.plot is not None:
         figure_format(args.plot)
-    if not args.overwrite:
-        for path in outputs:
-            if path.exists():
-                raise DeepFocusError(f"{path} exists (pass --overwrite to replace it)")
+    refuse_existing({**images, "--plot": args.plot}, args.overwrite)
+    if args.cube.is_dir():
+        raise DeepFocusError(f"CUBE {args.cube} is a folder, not a FITS file")
     if not args.cube.is_file():
         raise DeepFocusError(f"{args.cube}: no such file")
     wants_psf = args.residual is not None or args.restored is not None or args.method == "clean"
     if args.psf is None and wants_psf:
-        need = "--method clean" if args.method == "clean" else "--residual and --restored"
-        raise DeepFocusError(f"{need} need the PSF: give --psf (tclean's .psf exported to FITS)")
+        need = "--method clean needs" if args.method == "clean" else "--residual and --restored need"
+        raise DeepFocusError(f"{need} the PSF: give --psf (tclean's .psf exported to FITS)")
     clean = {name: getattr(args, name) for name in CLEAN_DEFAULTS}
     if args.method != "clean" and any(value is not None for value in clean.values()):
         given = ", ".join(f"--{name}" for name, value in clean.items() if value is not None)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._common import refuse_existing
+
 
 def register(subparsers):
     """Add the ``evaluate`` subcommand."""
@@ -30,6 +32,7 @@ def register(subparsers):
         help="plot of completeness and purity against S/N and measured against true flux, FWHM, PA "
         "(format from the suffix: .png, .pdf, .svg, ...)",
     )
+    ev.add_argument("--overwrite", action="store_true", help="replace existing --json and --plot files")
     ev.add_argument("--quiet", action="store_true", help="no printed table")
     ev.set_defaults(func=_run_evaluate)
 
@@ -39,11 +42,11 @@ def _run_evaluate(args) -> int:
     from ..io.atomic import refuse_clobbering
     from ..visualization import figure_format
 
-    refuse_clobbering(
-        {"--json": args.json, "--plot": args.plot}, {"--truth": args.truth, "--catalog": args.catalog}
-    )
+    outputs = {"--json": args.json, "--plot": args.plot}
+    refuse_clobbering(outputs, {"--truth": args.truth, "--catalog": args.catalog})
     if args.plot is not None:
         figure_format(args.plot)
+    refuse_existing(outputs, args.overwrite)  # before any work: nothing is replaced by surprise
     metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
     if args.plot is not None:
         _plot(args.truth, args.catalog, args.plot)

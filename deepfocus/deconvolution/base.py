@@ -103,9 +103,9 @@ class BaseDeconvolver:
         start = time.perf_counter()
         want_psf = self.needs_psf or residual or restored
         if want_psf and psf is None and not _has_psf(cube):
-            need = "CLEAN" if self.needs_psf else "the residual and restored images"
+            need = "CLEAN needs" if self.needs_psf else "the residual and restored images need"
             raise InvalidInputError(
-                f"{need} need the PSF: pass psf= (tclean's .psf exported to FITS, or an array); "
+                f"{need} the PSF: pass psf= (tclean's .psf exported to FITS, or an array); "
                 "deepfocus does not substitute a Gaussian"
             )
         if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):

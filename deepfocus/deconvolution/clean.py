@@ -67,6 +67,8 @@ def hogbom_clean(dirty, psf, *, gain=0.1, threshold=0.0, max_iter=10_000, mask=N
         raise InvalidInputError("hogbom_clean needs a 2-D dirty image and a 2-D PSF")
     if not 0 < gain <= 1:
         raise InvalidInputError(f"gain must be in (0, 1], got {gain}")
+    if np.isnan(threshold):  # no residual would ever fall below it: max_iter components, silently
+        raise InvalidInputError(f"threshold must be a number, got {threshold}")
     cy, cx = psf.shape[0] // 2, psf.shape[1] // 2
     if not np.isclose(psf[cy, cx], 1.0, atol=1e-3):
         raise InvalidInputError("the PSF must peak at 1 at its centre pixel")
@@ -116,7 +118,7 @@ class HogbomClean(BaseDeconvolver):
     gain : float
         Loop gain, in (0, 1].
     threshold : float
-        Stop when the largest residual falls below this many times the plane's noise (as
+        Stop when the largest residual falls below this many times the plane's noise (finite, >= 0; as
         ``tclean``'s ``threshold`` in Jy, expressed in noise units).
     max_iter : int
         Maximum number of components per plane (``tclean``'s ``niter``).
@@ -147,9 +149,11 @@ class HogbomClean(BaseDeconvolver):
         if (
             isinstance(threshold, bool)
             or not isinstance(threshold, (int, float, np.floating))
-            or threshold < 0
+            or not 0 <= threshold < np.inf  # also refuses NaN
         ):
-            raise InvalidInputError(f"threshold must be a number >= 0 (noise units), got {threshold!r}")
+            raise InvalidInputError(
+                f"threshold must be a finite number >= 0 (noise units), got {threshold!r}"
+            )
         if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
             raise InvalidInputError(f"max_iter must be a positive integer, got {max_iter!r}")
         self.gain = float(gain)

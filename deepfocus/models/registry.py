@@ -143,7 +143,8 @@ def load_task_model(model, task):
     Raises
     ------
     deepfocus.exceptions.InvalidInputError
-        If the weights cannot be found, or their model card names another task.
+        If the weights cannot be found (the message names ``model`` as given and lists the
+        shipped names), or their model card names another task.
     """
     if model is None:
         return None, None
@@ -156,7 +157,15 @@ def load_task_model(model, task):
         name = path
     else:  # a shipped name, with or without its task
         name = str(model) if str(model).startswith(f"{task}-") else f"{task}-{model}"
-    network, card = load_model(name)
+    try:
+        weights = resolve_weights(name)
+    except InvalidInputError:  # name what was given, not the "<task>-" name made of it
+        shipped = [n[len(task) + 1 :] for n in available_models() if n.startswith(f"{task}-")]
+        raise InvalidInputError(
+            f"model {str(model)!r}: no such folder or weights file, and not a shipped model "
+            f"(shipped: {', '.join(shipped) or 'none are installed'})"
+        ) from None
+    network, card = load_weights(weights)
     if card.get("task", task) != task:
         raise InvalidInputError(f"{name} holds {card['task']} weights, not {task} weights")
     return network, {"name": str(name), "sha256": card.get("sha256")}

@@ -49,3 +49,10 @@ def test_bad_input():
         hogbom_clean(np.zeros((8, 8)), np.zeros((16, 16)))
     with pytest.raises(InvalidInputError, match="gain"):
         hogbom_clean(np.zeros((8, 8)), gaussian_psf(16), gain=0)
+
+
+@pytest.mark.parametrize("threshold", [np.nan, float("nan")])
+def test_nan_threshold_is_refused(threshold):
+    # No residual is ever below NaN: CLEAN would silently run max_iter components.
+    with pytest.raises(InvalidInputError, match="threshold must be a number, got nan"):
+        hogbom_clean(np.zeros((8, 8)), gaussian_psf(16), threshold=threshold)

@@ -182,7 +182,7 @@ def test_cube_mode_conserves_the_image_flux_and_follows_the_spectra(network):
 def test_bad_input(sim, network):
     with pytest.raises(InvalidInputError, match="need the PSF"):
         network(sim.dirty, residual=True)
-    with pytest.raises(InvalidInputError, match="need the PSF"):
+    with pytest.raises(InvalidInputError, match="CLEAN needs the PSF"):
         HogbomClean()(sim.dirty)
     with pytest.raises(InvalidInputError, match="PSF planes are"):
         HogbomClean()(sim.dirty, psf=np.ones((16, 2, 96)))
@@ -198,6 +198,12 @@ def test_bad_input(sim, network):
         Deconvolver(tile_size=64, overlap=64)
     with pytest.raises(InvalidInputError, match="gain"):
         HogbomClean(gain=0)
+
+
+@pytest.mark.parametrize("threshold", [np.nan, np.inf, -np.inf, -1.0])
+def test_clean_threshold_must_be_finite_and_not_negative(threshold):
+    with pytest.raises(InvalidInputError, match=r"threshold must be a finite number >= 0 \(noise units\)"):
+        HogbomClean(threshold=threshold)
 
 
 def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
@@ -218,7 +224,10 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     assert fits.getheader(rest)["BMAJ"] > 0
     # Existing outputs are refused without --overwrite; cube mode writes Jy/pixel per channel.
     assert main(argv) == 1
-    assert "exists" in capsys.readouterr().err
+    assert (
+        f"--output {out}, --residual {res}, --restored {rest} exist (pass --overwrite"
+        in capsys.readouterr().err
+    )
     out_cube = tmp_path / "sky_cube.fits"
     argv = ["deconvolve", str(cube_path), "--output", str(out_cube), "--mode", "cube", "--method", "clean"]
     png = tmp_path / "sky.png"
@@ -231,7 +240,7 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     # CLEAN without a PSF: one line, no traceback.
     assert main([*argv, "--overwrite"]) == 1
     err = capsys.readouterr().err
-    assert "need the PSF" in err and "--psf" in err and "Traceback" not in err
+    assert "--method clean needs the PSF: give --psf" in err and "Traceback" not in err
     # The residual without a PSF: refused before any work, naming the option to give.
     sky, res = tmp_path / "x.fits", tmp_path / "r.fits"
     argv = ["deconvolve", str(cube_path), "--output", str(sky), "--residual", str(res)]
@@ -249,6 +258,49 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     assert main(argv) == 1
     assert "--gain, --niter set CLEAN: give --method clean too" in capsys.readouterr().err
     assert not sky.exists()
+
+
+def _small_cube_files(folder):
+    """An 8-channel 48x48 cube with a point source, and its PSF, as FITS files."""
+    cube, psf = _point_source_cube(n_chan=8)
+    cube.write(folder / "cube.fits")
+    planes = np.repeat(psf[None].astype(np.float32), cube.shape[0], axis=0)
+    fits.PrimaryHDU(planes, header=cube.wcs.to_header()).writeto(folder / "cube.psf.fits")
+    return folder / "cube.fits", folder / "cube.psf.fits"
+
+
+def test_cli_refuses_bad_cube_and_output_names_before_any_work(tmp_path, capsys):
+    cube, psf = _small_cube_files(tmp_path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+
+    def error(*args):
+        assert main(["deconvolve", *map(str, args)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("deepfocus deconvolve: error: ") and len(err.strip().splitlines()) == 1
+        return err
+
+    # A folder as the cube: said to be one, not "no such file".
+    assert f"CUBE {folder} is a folder, not a FITS file" in error(folder, "--output", tmp_path / "a.fits")
+    # FITS under another name: refused, naming the option, and nothing written.
+    for option in ("--output", "--residual", "--restored"):
+        outputs = {"--output": tmp_path / "sky.fits", option: tmp_path / "image.png"}
+        argv = [a for item in outputs.items() for a in item]
+        err = error(cube, *argv, "--psf", psf)
+        assert f"{option} {tmp_path / 'image.png'}: not a FITS file name (use .fits, .fit, .fts" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.fits", "cube.psf.fits", "folder"]
+    # A NaN or infinite CLEAN threshold: refused, not a run of --niter components per plane.
+    for value in ("nan", "inf"):
+        err = error(
+            cube, "--output", tmp_path / "k.fits", "--method", "clean", "--psf", psf, "--threshold", value
+        )
+        assert f"threshold must be a finite number >= 0 (noise units), got {value}" in err
+    assert not (tmp_path / "k.fits").exists()
+    # The FITS suffixes, any case, optionally compressed, are accepted.
+    for name in ("k.FITS", "k.fit", "k.fts.gz", "k.fits.bz2"):
+        argv = [cube, "--output", tmp_path / name, "--method", "clean", "--psf", psf, "--quiet"]
+        assert main(["deconvolve", *map(str, argv)]) == 0
+        assert fits.getdata(tmp_path / name).shape == (48, 48)
 
 
 @pytest.fixture(scope="module")

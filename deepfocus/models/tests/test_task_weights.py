@@ -56,3 +56,14 @@ def test_shipped_names_with_or_without_their_task():
         assert info["name"] == "deconvolver-default"
     network, info = load_task_model(None, "spectral")
     assert network is None and info is None
+
+
+@pytest.mark.parametrize("given", ["nonexistent_dir", "missing.safetensors", "spectral-nope"])
+def test_a_missing_folder_file_or_name_is_named_as_given(tmp_path, monkeypatch, given):
+    # Not "'spectral-nonexistent_dir' is neither a weights file nor ...": the user never typed
+    # the task's prefix.
+    monkeypatch.chdir(tmp_path)
+    message = f"model '{given}': no such folder or weights file, and not a shipped model (shipped: default)"
+    with pytest.raises(InvalidInputError) as info:
+        load_task_model(given, "spectral")
+    assert str(info.value) == message
