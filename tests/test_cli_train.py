@@ -105,3 +105,39 @@ def test_help_names_every_preset(capsys):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert all(f"{name} (" in out for name in PRESETS)
+
+
+def test_bad_seed_config_output_and_data_are_one_line(tmp_path, capsys):
+    """The review's refusals, each before any training and without a traceback."""
+    out = tmp_path / "out"
+    args = ["train", "--task", "spectral", "--preset", "tiny", "--quiet"]
+    assert main([*args, "--output", str(out), "--seed", "-1"]) == 1
+    _one_line_error(capsys, "seed must be a non-negative integer, got -1")
+    config = tmp_path / "list.json"
+    config.write_text("[1, 2]")
+    assert main([*args, "--output", str(out), "--config", str(config)]) == 1
+    _one_line_error(capsys, f"network config {config} holds an array, not a JSON object")
+    assert not out.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main([*args, "--output", str(afile)]) == 1
+    _one_line_error(capsys, f"output {afile} must be a folder")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for stem in ("a", "b"):
+        for suffix in ("_dirty.fits", "_sky.fits", "_truth.ecsv"):
+            (junk / f"{stem}{suffix}").write_text("hi")
+    assert main([*args, "--output", str(out), "--data", str(junk)]) == 1
+    _one_line_error(capsys, f"cannot read {junk / 'a_dirty.fits'}: ", "FITS")
+    (junk / "a_truth.ecsv").unlink()
+    assert main([*args, "--output", str(out), "--data", str(junk)]) == 1
+    _one_line_error(capsys, "a_dirty.fits has no matching a_truth.ecsv\n")
+    assert not out.exists()
+
+
+def test_quiet_help_says_it_hides_the_summary(capsys):
+    """As ``detect --quiet`` and ``simulate --quiet``: no progress bars and no summary."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--quiet no progress bars, no metrics summary" in out

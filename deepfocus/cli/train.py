@@ -67,7 +67,9 @@ def register(subparsers):
     tr.add_argument(
         "--overwrite", action="store_true", help="replace existing weights of the tasks in --output"
     )
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.add_argument(
+        "--quiet", action="store_true", help="no progress bars, no metrics summary (errors still shown)"
+    )
     tr.set_defaults(func=_run_train)
 
 

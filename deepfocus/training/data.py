@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import astropy.units as u
@@ -123,12 +124,34 @@ def cube_names(directory):
     return names
 
 
+@contextlib.contextmanager
+def _reading(path):
+    """Turn the errors of reading ``path`` into a one-line `InvalidInputError` naming it."""
+    from astropy.io.registry import IORegistryError
+    from spectral_cube.utils import FITSReadError
+
+    try:
+        yield
+    except (OSError, ValueError, TypeError, KeyError, IndexError, FITSReadError, IORegistryError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__  # its first sentence
+        raise InvalidInputError(f"cannot read {path}: {reason}") from None
+
+
+def _shape_text(shape):
+    """``(n_chan, ny, nx)`` in words, for error messages."""
+    return f"{shape[0]} channels of {shape[1]} x {shape[2]} pixels" if len(shape) == 3 else str(shape)
+
+
 def read_cube_triplets(directory, *, progress=True):
     """Yield `~deepfocus.training.samples.CubeSimulation` from ``NAME_dirty.fits``,
     ``NAME_sky.fits`` and ``NAME_truth.ecsv`` files (as ``deepfocus simulate`` writes them, with
     either engine, or made elsewhere in the same layout).
 
     The per-channel noise is estimated robustly from the dirty cube (1.4826 x MAD).
+
+    Raises `InvalidInputError` naming the file when a partner file is missing, a file cannot
+    be read, or a sky cube's shape differs from its dirty cube's.
     """
     from spectral_cube import SpectralCube
 
@@ -136,18 +159,29 @@ def read_cube_triplets(directory, *, progress=True):
     for stem in tqdm(cube_names(directory), desc="read", unit="cube", disable=not progress):
         path = directory / f"{stem}_dirty.fits"
         sky_path, truth_path = directory / f"{stem}_sky.fits", directory / f"{stem}_truth.ecsv"
-        if not sky_path.exists() or not truth_path.exists():
-            raise InvalidInputError(f"{path.name} has no matching {sky_path.name} and {truth_path.name}")
-        dirty_cube = SpectralCube.read(path)
-        dirty = np.asarray(dirty_cube.unmasked_data[:].value, dtype=np.float32)
-        sky = np.asarray(SpectralCube.read(sky_path).unmasked_data[:].value, dtype=np.float32)
-        truth = QTable.read(truth_path)
-        beams = dirty_cube.beams if hasattr(dirty_cube, "beams") else [dirty_cube.beam] * dirty.shape[0]
-        cell = float(abs(dirty_cube.wcs.wcs.cdelt[1]) * 3600)
+        missing = [p.name for p in (sky_path, truth_path) if not p.exists()]
+        if missing:
+            raise InvalidInputError(f"{path.name} has no matching {' and '.join(missing)}")
+        with _reading(path):
+            dirty_cube = SpectralCube.read(path, format="fits")
+            dirty = np.asarray(dirty_cube.unmasked_data[:].value, dtype=np.float32)
+        with _reading(sky_path):
+            sky = np.asarray(
+                SpectralCube.read(sky_path, format="fits").unmasked_data[:].value, dtype=np.float32
+            )
+        if sky.shape != dirty.shape:
+            raise InvalidInputError(
+                f"{sky_path.name} has {_shape_text(sky.shape)} but {path.name} {_shape_text(dirty.shape)}"
+            )
+        with _reading(truth_path):
+            truth = QTable.read(truth_path, format="ascii.ecsv")
+        with _reading(path):  # the beams, cell and channel width of its header
+            beams = dirty_cube.beams if hasattr(dirty_cube, "beams") else [dirty_cube.beam] * dirty.shape[0]
+            cell = float(abs(dirty_cube.wcs.wcs.cdelt[1]) * 3600)
+            restfreq = float(truth.meta.get("restfreq_hz", dirty_cube.header.get("RESTFRQ")))
+            dv = abs(dirty_cube.header["CDELT3"]) / restfreq * 299792.458
         med = np.nanmedian(dirty, axis=(1, 2), keepdims=True)
         noise = 1.4826 * np.nanmedian(np.abs(dirty - med), axis=(1, 2))
-        restfreq = float(truth.meta.get("restfreq_hz", dirty_cube.header.get("RESTFRQ")))
-        dv = abs(dirty_cube.header["CDELT3"]) / restfreq * 299792.458
         yield S.CubeSimulation(
             dirty=np.nan_to_num(dirty),
             signal=_restored_signal(sky, beams, cell),
@@ -161,7 +195,7 @@ def read_cube_triplets(directory, *, progress=True):
         )
 
 
-def task_arrays(tasks, cubes, *, seed):
+def task_arrays(tasks, cubes, *, seed, names=None):
     """Cut the samples of several tasks from one pass over cube simulations.
 
     Parameters
@@ -173,12 +207,20 @@ def task_arrays(tasks, cubes, *, seed):
     seed : int
         Seed of the sample jitter; each task draws from its own stream, so a task's samples
         do not depend on which other tasks are cut in the same pass.
+    names : sequence of str, optional
+        Names of the cubes (e.g. their files) for error messages; default ``cube 0``, ...
 
     Returns
     -------
     arrays : dict
         Per task, a dict of `numpy.ndarray`: ``inputs``, ``targets`` and (characterizer)
         ``noise``. With a single task name, that task's dict.
+
+    Raises
+    ------
+    deepfocus.exceptions.InvalidInputError
+        An unknown task, no cubes, or cubes whose samples for a task differ in size (the
+        deconvolver needs one image size, the spectral network one channel count).
     """
     single = isinstance(tasks, str)
     tasks = [tasks] if single else list(tasks)
@@ -190,7 +232,8 @@ def task_arrays(tasks, cubes, *, seed):
         for task in tasks
     }
     parts = {task: {"inputs": [], "targets": [], "noise": []} for task in tasks}
-    for sim in cubes:
+    first = {}  # per task: (cube index, cube shape, sample shape) of the first cube
+    for index, sim in enumerate(cubes):
         for task in tasks:
             if task == "deconvolver":
                 x, y = S.deconvolver_sample(sim)
@@ -200,6 +243,13 @@ def task_arrays(tasks, cubes, *, seed):
             else:
                 x, y, sigma = S.characterizer_samples(sim, rngs[task])
                 parts[task]["noise"].append(sigma)
+            i, shape, sample_shape = first.setdefault(task, (index, sim.dirty.shape, x.shape[1:]))
+            if x.shape[1:] != sample_shape:
+                a, b = (names[k] if names is not None else f"cube {k}" for k in (i, index))
+                raise InvalidInputError(
+                    f"all cubes must share a size for task {task!r}: {a} has {_shape_text(shape)}, "
+                    f"{b} {_shape_text(sim.dirty.shape)}"
+                )
             parts[task]["inputs"].append(x)
             parts[task]["targets"].append(y)
     arrays = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import time
 from dataclasses import asdict, replace
@@ -36,6 +37,12 @@ SEED_OFFSETS = {"train": 0, "validation": 10_000, "test": 20_000}
 VALIDATION_FRACTION = 0.15
 
 
+def _check_seed(seed):
+    """Raise `InvalidInputError` unless ``seed`` is a non-negative integer (as numpy's seeds are)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
+
+
 def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=True):
     """Training and validation arrays of ``tasks``, from one simulation pass per set.
 
@@ -59,6 +66,7 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
         How the data were made (for the model card): for ``data_dir``, its absolute path and
         the names of the training and validation cubes.
     """
+    _check_seed(seed)
     p = get_preset(preset)
     if data_dir is not None:
         names = cube_names(data_dir)
@@ -66,9 +74,10 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
             raise InvalidInputError(f"{data_dir} holds fewer than 2 cubes: cannot split off validation")
         n_val = max(1, int(round(VALIDATION_FRACTION * len(names))))
         cubes = list(read_cube_triplets(data_dir, progress=progress))
+        files = [f"{name}_dirty.fits" for name in names]
         data = {
-            "train": task_arrays(tasks, cubes[:-n_val], seed=seed),
-            "validation": task_arrays(tasks, cubes[-n_val:], seed=seed + 1),
+            "train": task_arrays(tasks, cubes[:-n_val], seed=seed, names=files[:-n_val]),
+            "validation": task_arrays(tasks, cubes[-n_val:], seed=seed + 1, names=files[-n_val:]),
         }
         recipe = {
             "source": "files",
@@ -124,8 +133,15 @@ def check_samples(data, tasks, recipe):
     raise InvalidInputError(f"not enough data for {' and '.join(short)}: {remedy}; {origin}")
 
 
+#: What a JSON value that is not an object is, for error messages.
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
 def _read_config(config):
-    """``config`` as given: a `NetworkConfig`, None, or the dict of a dict or JSON file."""
+    """``config`` as given: a `NetworkConfig`, None, or the dict of a dict or JSON file.
+
+    Raises `InvalidInputError` for a file that cannot be read or holds no JSON object.
+    """
     if config is None or isinstance(config, (NetworkConfig, dict)):
         return config
     try:
@@ -133,9 +149,13 @@ def _read_config(config):
     except OSError as exc:
         raise InvalidInputError(f"cannot read network config {config}: {exc}") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError as exc:
         raise InvalidInputError(f"network config {config} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        kind = _JSON_KINDS.get(type(value), "a number")
+        raise InvalidInputError(f"network config {config} holds {kind}, not a JSON object")
+    return value
 
 
 def _tuned_extras(task, config):
@@ -380,11 +400,12 @@ def train_task(
 def _save_run(model, output, card, partial_log):
     """Write the weights and card, then move the run's log into place beside them.
 
-    The old log goes first: a run killed in between leaves no log rather than one of another
-    run.
+    The old log and training plot (``deepfocus train --plot``) go first: a run killed in
+    between leaves none rather than those of another run.
     """
     log = output.with_suffix(".csv")
     log.unlink(missing_ok=True)
+    output.with_suffix(".png").unlink(missing_ok=True)
     save_weights(model, output, card=card)
     if partial_log.exists():
         os.replace(partial_log, log)
@@ -393,8 +414,16 @@ def _save_run(model, output, card, partial_log):
 @contextlib.contextmanager
 def output_folder(path):
     """Create the folder ``path`` for a run's outputs; if the run fails, remove it again when
-    this created it and it is still empty."""
+    this created it and it is still empty.
+
+    Raises `InvalidInputError` when ``path``, or the nearest of its parents that exists, is
+    not a folder.
+    """
     path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "it" if existing == path else existing
+        raise InvalidInputError(f"output {path} must be a folder: {where} is a file")
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     try:
@@ -446,7 +475,8 @@ def train(
     """Prepare data once and train each of ``tasks`` (``"all"`` for the three networks).
 
     Writes ``OUTPUT_DIR/<task>-<preset>.safetensors`` (+ ``.json`` card, ``.csv`` log) and
-    merges each task's metrics into ``OUTPUT_DIR/training-<preset>.json``.
+    merges each task's metrics into ``OUTPUT_DIR/training-<preset>.json`` as soon as the task
+    is trained (so an interrupted run keeps those of the tasks it finished).
 
     Parameters
     ----------
@@ -462,14 +492,15 @@ def train(
     Raises
     ------
     deepfocus.exceptions.InvalidInputError
-        An unknown task or preset, an unusable config, or data too small for a task (before
-        any training).
+        An unknown task or preset, a negative seed, an output that is not a folder, an
+        unusable config, or data too small for a task (before any training).
     """
     tasks = list(TASKS) if tasks in ("all", ["all"]) else ([tasks] if isinstance(tasks, str) else list(tasks))
     tasks = list(dict.fromkeys(tasks))
     for task in tasks:
         get_task(task)
     get_preset(preset)
+    _check_seed(seed)
     if config is not None and len(tasks) != 1:
         raise InvalidInputError("--config applies to one task at a time")
     if config is not None:  # checked before the (long) data preparation
@@ -506,6 +537,6 @@ def train(
                 progress=progress,
                 command=command,
             )
-    if main:
-        _write_summary(output_dir / f"training-{preset}.json", cards)
+            if main:  # after each task: Ctrl-C during the next one keeps this one's entry
+                _write_summary(output_dir / f"training-{preset}.json", {task: cards[task]})
     return cards

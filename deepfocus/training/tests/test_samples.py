@@ -240,12 +240,69 @@ def test_read_cube_triplets(tmp_path):
     assert len(sim.truth) == len(result.truth)
     x, y = S.deconvolver_sample(sim)
     assert x.shape == y.shape == (1, 64, 64) and np.all(np.isfinite(x))
-    # Missing partner files and empty folders are clear errors.
+    # Missing partner files (only those missing named) and empty folders are clear errors.
+    (tmp_path / "c0_truth.ecsv").rename(tmp_path / "c0_truth.bak")
+    with pytest.raises(InvalidInputError, match="^c0_dirty.fits has no matching c0_truth.ecsv$"):
+        list(read_cube_triplets(tmp_path, progress=False))
+    (tmp_path / "c0_truth.bak").rename(tmp_path / "c0_truth.ecsv")
     (tmp_path / "c0_sky.fits").unlink()
-    with pytest.raises(InvalidInputError, match="no matching"):
+    with pytest.raises(InvalidInputError, match="^c0_dirty.fits has no matching c0_sky.fits$"):
         list(read_cube_triplets(tmp_path, progress=False))
     with pytest.raises(InvalidInputError, match="data folder .*nothing does not exist"):
         list(read_cube_triplets(tmp_path / "nothing", progress=False))
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match="no \\*_dirty.fits"):
         list(read_cube_triplets(tmp_path / "empty", progress=False))
+
+
+def test_unreadable_or_mismatched_files_are_named(edge_cubes, tmp_path):
+    """A file that is not FITS (or ECSV), or a sky cube of another shape than its dirty cube,
+    is a one-line error naming the file."""
+    import shutil
+
+    def refused(*needles):
+        with pytest.raises(InvalidInputError) as error:
+            list(read_cube_triplets(tmp_path, progress=False))
+        message = str(error.value)
+        assert "\n" not in message and all(needle in message for needle in needles), message
+
+    for path in edge_cubes.glob("sim0_*"):
+        shutil.copy(path, tmp_path)
+    (tmp_path / "sim0_dirty.fits").rename(tmp_path / "sim0_dirty.bak")
+    (tmp_path / "sim0_dirty.fits").write_text("not a FITS file")
+    refused(f"cannot read {tmp_path / 'sim0_dirty.fits'}: ", "not appear to be a valid FITS file")
+    (tmp_path / "sim0_dirty.bak").replace(tmp_path / "sim0_dirty.fits")
+    truth = (tmp_path / "sim0_truth.ecsv").read_text()
+    (tmp_path / "sim0_truth.ecsv").write_text("x y\n1 2\n")
+    refused(f"cannot read {tmp_path / 'sim0_truth.ecsv'}: ", "ECSV")
+    (tmp_path / "sim0_truth.ecsv").write_text(truth)
+    alma = Interferometer(SMALL_OBSERVATION)
+    simulate(interferometer=alma, seed=[5, 0]).write(tmp_path, "big")
+    (tmp_path / "big_sky.fits").replace(tmp_path / "sim0_sky.fits")
+    (tmp_path / "big_dirty.fits").unlink()
+    refused("sim0_sky.fits has 32 channels of 64 x 64 pixels but sim0_dirty.fits 16 channels of 32 x 32")
+
+
+def test_task_arrays_refuse_cubes_of_different_sizes(small_sims):
+    """Samples that cannot be stacked name two cubes and their shapes; the characterizer's
+    fixed-size cutouts take cubes of any size."""
+    sim = small_sims[0]
+    smaller = dataclasses.replace(
+        sim, dirty=sim.dirty[:, :48, :48], signal=sim.signal[:, :48, :48], sky=sim.sky[:, :48, :48]
+    )
+    cubes = [sim, small_sims[1], smaller]
+    with pytest.raises(InvalidInputError) as error:
+        task_arrays("deconvolver", cubes, seed=0, names=["a.fits", "b.fits", "c.fits"])
+    assert str(error.value) == (
+        "all cubes must share a size for task 'deconvolver': a.fits has 32 channels of 64 x 64 pixels, "
+        "c.fits 32 channels of 48 x 48 pixels"
+    )
+    fewer = dataclasses.replace(
+        sim, dirty=sim.dirty[:16], signal=sim.signal[:16], sky=sim.sky[:16], noise=sim.noise[:16]
+    )
+    with pytest.raises(
+        InvalidInputError, match="for task 'spectral': cube 0 has 32 channels .*, cube 1 16 channels"
+    ):
+        task_arrays(["spectral"], [sim, fewer], seed=0)
+    arrays = task_arrays("characterizer", cubes, seed=0)
+    assert arrays["inputs"].shape[1:] == (1, 32, 32)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -15,7 +16,7 @@ from deepfocus.simulation import Interferometer
 from deepfocus.simulation.simulate import simulate
 from deepfocus.training import PRESETS, TASK_DEFINITIONS, Trainer, get_preset, get_task, train
 from deepfocus.training.data import TASKS
-from deepfocus.training.train import SEED_OFFSETS
+from deepfocus.training.train import SEED_OFFSETS, prepare_data
 
 from .conftest import SMALL_OBSERVATION
 
@@ -209,6 +210,81 @@ def test_killed_run_keeps_log_beside_its_weights_and_summary_is_merged(tmp_path,
     assert merged["spectral"]["val_loss"] == cards["spectral"]["metrics"]["val_loss"]
     with open(log, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == cards["spectral"]["training"]["epochs_run"]
+
+
+def test_bad_seed_config_or_output_refused_before_any_work(tmp_path):
+    never = tmp_path / "never"
+    for seed in (-1, 1.5):
+        with pytest.raises(InvalidInputError, match=f"^seed must be a non-negative integer, got {seed}$"):
+            train("spectral", never, preset="tiny", seed=seed, progress=False)
+    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer, got -2"):
+        prepare_data(["spectral"], preset="tiny", seed=-2, progress=False)
+    for text, kind in (("[1, 2]", "an array"), ("null", "null"), ('"spectral"', "a string")):
+        config = tmp_path / "config.json"
+        config.write_text(text)
+        with pytest.raises(
+            InvalidInputError, match=f"^network config {config} holds {kind}, not a JSON object$"
+        ):
+            train("spectral", never, preset="tiny", config=config, progress=False)
+    assert not never.exists()
+    output = tmp_path / "file"
+    output.write_text("")
+    with pytest.raises(InvalidInputError, match=f"^output {output} must be a folder: it is a file$"):
+        train("spectral", output, preset="tiny", progress=False)
+    with pytest.raises(
+        InvalidInputError, match=f"^output {output / 'sub'} must be a folder: {output} is a file$"
+    ):
+        train("spectral", output / "sub", preset="tiny", progress=False)
+    assert output.read_text() == ""
+
+
+def _with_tiny_cache(tiny_runs, folder):
+    """``folder`` holding the tiny preset's cached data of ``tiny_runs`` (seed 1): no simulation."""
+    folder.mkdir()
+    for cache in tiny_runs[0][0].glob("data-tiny-seed1-*.npz"):
+        shutil.copy(cache, folder)
+    return folder
+
+
+def test_overwrite_removes_the_stale_plot(tiny_runs, tmp_path):
+    out = _with_tiny_cache(tiny_runs, tmp_path / "out")
+    stale = ["spectral-tiny.png", "deconvolver-tiny.png", "spectral-default.png"]
+    for name in stale:
+        (out / name).write_bytes(b"old plot")
+    train("spectral", out, preset="tiny", seed=1, overwrite=True, progress=False)
+    assert not (out / "spectral-tiny.png").exists()  # it plotted the replaced weights
+    assert all((out / name).read_bytes() == b"old plot" for name in stale[1:])  # other weights' plots
+
+
+def test_interrupted_run_keeps_summary_of_finished_tasks(tiny_runs, tmp_path, monkeypatch):
+    out = _with_tiny_cache(tiny_runs, tmp_path / "out")
+    trainers = []
+
+    def killed_in_second_task(*args, **kwargs):
+        trainers.append((Trainer if not trainers else _KilledAfterOneEpoch)(*args, **kwargs))
+        return trainers[-1]
+
+    monkeypatch.setattr(sys.modules["deepfocus.training.train"], "Trainer", killed_in_second_task)
+    with pytest.raises(KeyboardInterrupt):
+        train(["spectral", "characterizer"], out, preset="tiny", seed=1, progress=False)
+    card = json.loads((out / "spectral-tiny.json").read_text())
+    summary = json.loads((out / "training-tiny.json").read_text())
+    assert set(summary) == {"spectral"} and summary["spectral"]["val_loss"] == card["metrics"]["val_loss"]
+    assert not (out / "characterizer-tiny.safetensors").exists()
+
+
+def test_cubes_of_different_sizes_are_named(edge_cubes, tmp_path):
+    data = tmp_path / "cubes"
+    shutil.copytree(edge_cubes, data)
+    simulate(interferometer=Interferometer(SMALL_OBSERVATION), seed=[7, 9]).write(data, "big0")
+    for task in ("deconvolver", "spectral"):
+        with pytest.raises(InvalidInputError) as error:
+            train(task, tmp_path / "out", preset="tiny", data_dir=data, progress=False)
+        assert str(error.value) == (
+            f"all cubes must share a size for task {task!r}: big0_dirty.fits has 32 channels of 64 x 64 "
+            "pixels, sim0_dirty.fits 16 channels of 32 x 32 pixels"
+        )
+    assert not (tmp_path / "out").exists()
 
 
 def test_train_from_files(tmp_path):
