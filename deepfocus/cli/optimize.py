@@ -20,8 +20,9 @@ examples:
       also write tuning/spectral-history.png, -importances.png and -intermediate.png (on a
       finished study, only the outputs and plots are written again)
 
-A killed run continues where it stopped when the same command is run again. A study with
-trials refuses another --preset, --seed, --data or --space: give a new --storage or --study.
+A killed run, or one stopped with Ctrl-C, continues where it stopped when the same command is
+run again, starting with the trial it was running. A study with trials refuses another
+--preset, --seed, --data or --space: give a new --storage or --study.
 """
 
 
@@ -56,7 +57,9 @@ def register(subparsers):
     op.add_argument("--space", type=Path, help="search space JSON (default: the task's shipped one)")
     op.add_argument("--output", type=Path, default=Path("."), help="folder for outputs and the data cache")
     op.add_argument("--data", type=Path, help="use NAME_dirty.fits/_sky.fits/_truth.ecsv files here")
-    op.add_argument("--seed", type=int, default=0, help="seed of data, weights and sampler (default 0)")
+    op.add_argument(
+        "--seed", type=int, default=0, help="seed of data, weights and sampler (0 to 2**32 - 1, default 0)"
+    )
     op.add_argument(
         "--heartbeat", type=positive_int, default=30, help="seconds between a trial's heartbeats (default 30)"
     )

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import math
+import numbers
 import time
 import warnings
 from dataclasses import replace
@@ -63,6 +64,12 @@ OBJECTIVES = {
 
 _FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _CLAIMED = (*_FINISHED, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)
+
+
+def _check_seed(seed):
+    """Raise `InvalidInputError` unless ``seed`` is an integer Optuna's and NumPy's generators take."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise InvalidInputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
 
 
 def _pa_within_10deg(prediction, target):
@@ -313,9 +320,10 @@ def open_study(
     Raises
     ------
     deepfocus.exceptions.InvalidInputError
-        An unusable URL, or a study of that name made for another task or with another
-        ``provenance``.
+        An unusable URL, a seed outside 0 to 2**32 - 1, or a study of that name made for
+        another task or with another ``provenance``.
     """
+    _check_seed(seed)
     study_name = study_name or f"deepfocus-{task}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = _storage(storage, heartbeat)
@@ -388,6 +396,53 @@ class _Surplus(Exception):
     """A trial created after the study already had its trials (see `optimize`)."""
 
 
+class _Interrupted(BaseException):
+    """A trial's Ctrl-C, raised past Optuna (which catches only `Exception` and
+    `KeyboardInterrupt`) so that it neither logs a traceback nor fails the trial itself."""
+
+    def __init__(self, number):
+        super().__init__(number)
+        self.number = number
+
+
+def _interruptible(objective):
+    """``objective`` raising `_Interrupted` instead of `KeyboardInterrupt` (see `_requeue`)."""
+
+    def wrapped(trial):
+        try:
+            return objective(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            raise _Interrupted(trial.number) from None
+
+    return wrapped
+
+
+def _requeue(study, number):
+    """Fail the interrupted trial ``number`` and queue its parameters to run first next time,
+    as the heartbeat's retry does for a killed worker's trial. The copy keeps the trial's retry
+    history as it is: an interrupt does not use up the one retry a kill gets.
+
+    Returns
+    -------
+    `optuna.trial.FrozenTrial`
+        The failed trial.
+    """
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "interrupted"}
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=dict(trial.params),
+            distributions=dict(trial.distributions),
+            user_attrs=user_attrs,
+            system_attrs=dict(trial.system_attrs),
+        )
+    )
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
 def _count(trials, states, below=None):
     return sum(t.state in states and (below is None or t.number < below) for t in trials)
 
@@ -426,7 +481,7 @@ def optimize(
     preset : str
         Data and epochs of a trial (default ``tune``).
     seed : int
-        Seed of the data, the weights and the sampler.
+        Seed of the data, the weights and the sampler, from 0 to 2**32 - 1.
     output_dir : path-like
         Data cache, ``best-<task>.json`` (the best trial's config, for
         ``deepfocus train --config``) and ``trials-<task>.csv``.
@@ -454,6 +509,7 @@ def optimize(
         raise InvalidInputError(f"n_trials must be a positive integer, got {n_trials!r}")
     if timeout is not None and not timeout > 0:
         raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    _check_seed(seed)
     search = load_search_space(task, space)
     get_preset(preset)
     provenance = study_provenance(task, preset=preset, seed=seed, data_dir=data_dir, space=space)
@@ -519,7 +575,12 @@ def optimize(
 def _run_trials(study, objective, n_trials, *, prepare, deadline, heartbeat, log):
     """Run ``objective`` one trial at a time until the study has ``n_trials`` finished ones
     (or ``deadline``, a `time.monotonic` value, passes); ``prepare()`` before the first trial,
-    ``log(trial)`` after each of this worker's trials."""
+    ``log(trial)`` after each of this worker's trials.
+
+    A `KeyboardInterrupt` during a trial fails it quietly (user attribute ``interrupted``),
+    queues its parameters again (the next run starts with them, as after a kill) and is raised
+    again.
+    """
     failures = 0
     while True:
         with _quiet_optuna():
@@ -537,13 +598,19 @@ def _run_trials(study, objective, n_trials, *, prepare, deadline, heartbeat, log
             continue
         prepare()
         done = []
-        study.optimize(
-            objective,
-            n_trials=1,
-            catch=(_Surplus,),
-            gc_after_trial=True,
-            callbacks=[lambda s, t, keep=done.append: keep(t)],
-        )
+        try:
+            study.optimize(
+                _interruptible(objective),
+                n_trials=1,
+                catch=(_Surplus,),
+                gc_after_trial=True,
+                callbacks=[lambda s, t, keep=done.append: keep(t)],
+            )
+        except _Interrupted as interrupted:
+            trial = _requeue(study, interrupted.number)
+            if log is not None:
+                log(trial)
+            raise KeyboardInterrupt from None
         if not done:
             continue
         trial, surplus = done[0], done[0].user_attrs.get("surplus")
@@ -555,10 +622,11 @@ def _run_trials(study, objective, n_trials, *, prepare, deadline, heartbeat, log
 
 
 def _trial_line(study, trial, objective_key, n_trials):
-    """One log line of a finished trial."""
+    """One log line of a finished (or interrupted) trial."""
     value = "" if trial.value is None else f" {objective_key}={trial.value:.4g}"
+    state = "interrupted, queued to run again" if trial.user_attrs.get("interrupted") else trial.state.name
     finished = _count(study.get_trials(deepcopy=False), _FINISHED)
-    return f"trial {trial.number}: {trial.state.name.lower()}{value} ({finished}/{n_trials} finished)"
+    return f"trial {trial.number}: {state.lower()}{value} ({finished}/{n_trials} finished)"
 
 
 def best_config(study, *, preset=None, seed=None, storage=None):

@@ -31,6 +31,7 @@ from ..exceptions import InvalidInputError
 from ..models import NetworkConfig
 from .loss_weights import LOSS_WEIGHTS, check_loss_weights
 from .tasks import get_task
+from .trainer import TrainingSettings
 
 __all__ = ["SearchSpace", "load_search_space", "TUNABLE_SETTINGS", "WIDTH_FIELDS"]
 
@@ -88,6 +89,16 @@ def _check_spec(name, spec):
             raise InvalidInputError(
                 f"search space parameter {name!r}: choices must be strings, numbers, booleans or null"
             )
+
+
+def _check_training(training):
+    """Raise `InvalidInputError` unless ``training`` (``{FIELD: value}``) are settings that
+    `TrainingSettings` accepts: ``batch_size`` an integer, the others numbers, all in range."""
+    for field, value in training.items():
+        kind, what = (numbers.Integral, "an integer") if field == "batch_size" else (numbers.Real, "a number")
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise InvalidInputError(f"{field} must be {what}, got {value!r}")
+    TrainingSettings(**training)
 
 
 def _values(spec):
@@ -197,6 +208,11 @@ class SearchSpace:
         dict
             ``{"network": NetworkConfig dict, "training": {...}, "loss_weights": {...},
             "params": params}`` -- the layout of a tuned config JSON (`deepfocus train --config`).
+
+        Raises
+        ------
+        deepfocus.exceptions.InvalidInputError
+            A network config, training setting or loss weight the task refuses.
         """
         default = get_task(self.task).config
         network, training, loss = {}, {}, {}
@@ -210,6 +226,7 @@ class SearchSpace:
             cap = widths.get("max_width")
             network["widths"] = [min(base * 2**i, cap) if cap else base * 2**i for i in range(levels)]
         config = default.replace(**network)
+        _check_training(training)
         return {
             "network": config.to_dict(),
             "training": training,
@@ -235,7 +252,8 @@ def load_search_space(task, space=None) -> SearchSpace:
     Raises
     ------
     deepfocus.exceptions.InvalidInputError
-        Unreadable file, a space made for another task, or an invalid parameter (named).
+        Unreadable file, a space made for another task, parameters outside ``"parameters"``, or
+        an invalid parameter (named).
     """
     get_task(task)
     if space is None:
@@ -250,9 +268,18 @@ def load_search_space(task, space=None) -> SearchSpace:
             raise InvalidInputError(f"search space {space} is not valid JSON: {exc}") from None
     if not isinstance(space, dict):
         raise InvalidInputError("a search space must be a JSON object")
-    unknown = sorted(set(space) - {"task", "parameters", "description"})
+    unknown = sorted(str(key) for key in space if key not in ("task", "parameters", "description"))
+    if any(key.partition(".")[0] in ("network", "training", "loss") for key in unknown):
+        # Parameters at the top level: the file is a bare NAME -> RANGE mapping.
+        raise InvalidInputError(
+            f'search space parameter(s) {", ".join(unknown)} must go under a "parameters" object: '
+            f'{{"task": "{task}", "parameters": {{"{unknown[0]}": {{"type": ..., ...}}, ...}}}}'
+        )
     if unknown:
-        raise InvalidInputError(f"unknown search space key(s): {', '.join(unknown)}")
+        raise InvalidInputError(
+            f"unknown search space key(s): {', '.join(unknown)}; a search space is "
+            '{"task": ..., "description": ..., "parameters": {NAME: RANGE, ...}}'
+        )
     if space.get("task", task) != task:
         raise InvalidInputError(f"the search space is for task {space['task']!r}, not {task!r}")
     return SearchSpace(

@@ -4,7 +4,9 @@ The studies run on synthetic spectra (a data cache written by the fixture) with 
 space, so that a trial takes about a second.
 """
 
+import importlib
 import json
+import logging
 import math
 import os
 import signal
@@ -148,6 +150,16 @@ def test_shipped_spaces_hold_the_shipped_configs(task):
         ("network.kernel_size", {"type": "categorical", "choices": [3, 4]}, "kernel_size must be odd"),
         ("network.dropout", {"type": "float", "low": 0.0, "high": 1.0}, "dropout must be a number"),
         ("network.dropout", {"type": "float", "low": 0.0, "high": 0.5, "lo": 1}, "unknown key"),
+        # Training settings are checked as `TrainingSettings` checks them, at both ends of a range.
+        (
+            "training.learning_rate",
+            {"type": "float", "low": -1, "high": 0.1},
+            "learning_rate must be positive",
+        ),
+        ("training.batch_size", {"type": "int", "low": 0, "high": 8}, "batch_size and patience must be"),
+        ("training.batch_size", {"type": "float", "low": 8, "high": 64}, "batch_size must be an integer"),
+        ("training.batch_size", {"type": "categorical", "choices": [32, "a"]}, "must be an integer, got 'a'"),
+        ("training.weight_decay", {"type": "fixed", "value": -1e-4}, "weight_decay must be zero or positive"),
     ],
 )
 def test_invalid_spaces_are_named(name, spec, message):
@@ -169,6 +181,24 @@ def test_space_of_another_task_and_unreadable_files(tmp_path):
             "characterizer",
             {"parameters": {"network.skip": {"type": "categorical", "choices": [True, False]}}},
         )
+
+
+def test_parameters_outside_the_parameters_object():
+    """A bare ``NAME -> RANGE`` mapping is told where its parameters go, in one line."""
+    with pytest.raises(InvalidInputError) as info:
+        load_search_space("spectral", {"network.dropout": 0.3, "training.learning_rate": 0.01})
+    message = str(info.value)
+    assert message.startswith(
+        "search space parameter(s) network.dropout, training.learning_rate must go under a "
+        '"parameters" object'
+    )
+    assert (
+        '{"task": "spectral", "parameters": {"network.dropout": {"type": ' in message and "\n" not in message
+    )
+    with pytest.raises(
+        InvalidInputError, match=r"unknown search space key\(s\): paramters; a search space is"
+    ):
+        load_search_space("spectral", {"paramters": TINY_SPACE["parameters"]})
 
 
 def test_widths_from_base_levels_and_cap():
@@ -345,6 +375,89 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 1
     assert err.startswith("deepfocus optimize: error: cannot read search space") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_out_of_range_seed_is_refused(tmp_path, capsys, seed):
+    """Before the study or the output folder is made: in one line from the CLI, and from Python."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["optimize", "--task", "spectral", "--trials", "1", "--preset", "tiny", "--storage", storage]
+    status = main([*argv, "--seed", str(seed), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == f"deepfocus optimize: error: seed must be an integer from 0 to 2**32 - 1, got {seed}\n"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "study.db").exists()
+    with pytest.raises(InvalidInputError, match="seed must be an integer from 0 to"):
+        optimize("spectral", 1, storage=storage, seed=seed, output_dir=tmp_path / "out", log=None)
+    with pytest.raises(InvalidInputError, match="seed must be an integer from 0 to"):
+        open_study(storage, task="spectral", seed=seed)
+
+
+def test_invalid_training_range_fails_before_the_data(tmp_path, capsys):
+    """A negative learning rate is refused in one line before any data is made or trial is run."""
+    space = tmp_path / "space.json"
+    parameters = {"training.learning_rate": {"type": "float", "low": -1, "high": 0.1}}
+    space.write_text(json.dumps({"task": "spectral", "parameters": parameters}))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["optimize", "--task", "spectral", "--trials", "1", "--preset", "tiny", "--storage", storage]
+    status = main([*argv, "--space", str(space), "--output", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == (
+        "deepfocus optimize: error: search space parameter 'training.learning_rate' = -1.0: "
+        "learning_rate must be positive\n"
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "study.db").exists()
+
+
+def test_interrupted_trial_runs_again_with_its_parameters(data_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a trial: exit 130 without a traceback or an Optuna warning; the trial is
+    failed and its parameters queued, so that the next run trains them (not new ones)."""
+    optimize_module = importlib.import_module("deepfocus.training.optimize")  # not the function
+    for name in ("data-tiny-seed0-spectral.npz", "space.json"):
+        (tmp_path / name).write_bytes((data_dir / name).read_bytes())
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["optimize", "--task", "spectral", "--trials", "1", "--preset", "tiny", "--storage", storage]
+    argv += ["--space", str(tmp_path / "space.json"), "--output", str(tmp_path), "--heartbeat", "1"]
+    run_trial = optimize_module.run_trial
+
+    def interrupted_run_trial(*args, callback, **kwargs):
+        def interrupt(record):  # Ctrl-C after the first epoch's report
+            callback(record)
+            raise KeyboardInterrupt
+
+        return run_trial(*args, callback=interrupt, **kwargs)
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.WARNING)
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    records = Records()
+    logging.getLogger("optuna").addHandler(records)
+    try:
+        monkeypatch.setattr(optimize_module, "run_trial", interrupted_run_trial)
+        assert main(argv) == 130
+        out, err = capsys.readouterr()
+        assert "trial 0: interrupted, queued to run again (0/1 finished)" in out
+        assert err.endswith("deepfocus: interrupted\n") and "Traceback" not in err
+        assert [r.getMessage() for r in records.records] == []
+        interrupted, queued = optuna.load_study(study_name="deepfocus-spectral", storage=storage).trials
+        assert interrupted.state == optuna.trial.TrialState.FAIL and interrupted.user_attrs["interrupted"]
+        assert list(interrupted.intermediate_values) == [1]
+        assert queued.state == optuna.trial.TrialState.WAITING and queued.params == interrupted.params
+
+        monkeypatch.setattr(optimize_module, "run_trial", run_trial)
+        assert main([*argv, "--quiet"]) == 0
+    finally:
+        logging.getLogger("optuna").removeHandler(records)
+    trials = optuna.load_study(study_name="deepfocus-spectral", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params and "interrupted" not in trials[1].user_attrs
+    assert json.loads((tmp_path / "best-spectral.json").read_text())["study"]["trial"] == 1
 
 
 def test_killed_study_continues(data_dir, tmp_path):
