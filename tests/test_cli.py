@@ -56,6 +56,9 @@ def test_simulate_many_is_reproducible(tmp_path):
         (["--channel-width", "-1"], "channel_width must be positive"),
         (["--pwv", "80"], "pwv 80.0 mm outside the atmosphere table"),
         (["--psf-file", "missing.fits"], "cannot read PSF FITS file 'missing.fits'"),
+        (["--integration", "5000"], "integration 5000.0 s is longer than total_time 300.0 s"),
+        (["--dec", "60"], "or raise pixels_per_beam"),  # no --cell given: say what else to change
+        (["--cell", "100"], "cell 100 arcsec is too large for the longest baseline: choose a cell of"),
         ([], None),  # no --output
     ],
 )
@@ -69,6 +72,21 @@ def test_bad_input_is_one_line_error(tmp_path, capsys, args, message):
     assert len(err.strip().splitlines()) == 1
     assert (message or "needs --output") in err
     assert not any(p.suffix == ".fits" for p in tmp_path.iterdir())
+
+
+def test_too_large_cell_does_not_warn(tmp_path):
+    # The error comes before the imaging weights, which would warn of a 0 / 0.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["simulate", "--output", str(tmp_path), "--cell", "100", *SMALL]) == 1
+
+
+def test_negative_seed_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--output", str(tmp_path), "--seed", "-1", *SMALL])
+    assert exit_info.value.code == 2
+    assert "argument --seed: must be a non-negative integer, got -1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_existing_output_needs_overwrite(tmp_path, capsys):

@@ -19,6 +19,14 @@ examples:
 """
 
 
+def non_negative_int(text):
+    """An ``argparse`` type: an integer >= 0 (numpy's seeds are non-negative)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def register(subparsers):
     """Add the ``simulate`` subcommand."""
     sim = subparsers.add_parser(
@@ -31,7 +39,9 @@ def register(subparsers):
     )
     sim.add_argument("--n", type=positive_int, default=1, help="number of cubes (default 1)")
     sim.add_argument("--output", type=Path, help="output folder (required unless --list-configurations)")
-    sim.add_argument("--seed", type=int, default=0, help="random seed of the set (default 0)")
+    sim.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed of the set, >= 0 (default 0)"
+    )
     sim.add_argument(
         "--config",
         default="alma.cycle10.3",
@@ -55,10 +65,17 @@ def register(subparsers):
     sim.add_argument("--ra", type=float, default=150.0, help="field RA, deg (150)")
     sim.add_argument("--dec", type=float, default=-23.0, help="field Dec, deg (-23)")
     sim.add_argument("--total-time", type=float, default=1800.0, help="track length, s (1800)")
-    sim.add_argument("--integration", type=float, default=10.0, help="integration time, s (10)")
+    sim.add_argument(
+        "--integration", type=float, default=10.0, help="integration time, s, at most --total-time (10)"
+    )
     sim.add_argument("--pwv", type=float, default=1.0, help="precipitable water vapour, mm (1.0)")
-    sim.add_argument("--cell", type=float, help="pixel size, arcsec (default: beam / pixels-per-beam)")
-    sim.add_argument("--pixels-per-beam", type=float, default=5.0, help="pixels per beam major axis (5)")
+    sim.add_argument(
+        "--cell",
+        type=float,
+        help="pixel size, arcsec (default: beam / pixels-per-beam); must be small enough for the "
+        "longest baseline",
+    )
+    sim.add_argument("--pixels-per-beam", type=float, default=5.0, help="pixels per beam major axis, > 1 (5)")
     sim.add_argument("--no-noise", action="store_true", help="noise-free cubes")
     sim.add_argument(
         "--psf-file", type=Path, help="use this PSF FITS (a tclean .psf) instead of the simulated one"

@@ -27,7 +27,7 @@ class SimulatedCubeDataset(Dataset):
     length : int
         Number of items.
     seed : int
-        Seed of the whole set. Use different seeds for training, validation and test sets:
+        Seed of the whole set (non-negative). Use different seeds for training, validation and test sets:
         items of different seeds share no random stream.
     recipe : {'wide', 'paper'}
         Catalogue recipe.
@@ -54,6 +54,8 @@ class SimulatedCubeDataset(Dataset):
             raise InvalidInputError("all observations of a dataset must share npix and n_channels")
         if int(length) < 1:
             raise InvalidInputError(f"length must be positive, got {length}")
+        if int(seed) < 0:
+            raise InvalidInputError(f"seed must be a non-negative integer, got {seed}")
         self.observations = list(observations)
         self.length = int(length)
         self.seed = int(seed)

@@ -22,6 +22,7 @@ __all__ = [
     "good_fft_size",
     "imaging_weights",
     "grid_weights",
+    "max_cell",
     "psf_from_uv",
 ]
 
@@ -138,6 +139,10 @@ def imaging_weights(u, v, natural, *, npix, cell, weighting="briggs", robust=0.5
     w2 = np.concatenate([natural, natural])
     density = np.bincount(flat[inside], weights=w2[inside], minlength=npix * npix)
     ok = inside[: len(u)]
+    if not ok.any():
+        # No visibility inside the grid (a cell far too large): all weights are zero, and the
+        # Briggs normalisation below would be 0 / 0.
+        return np.zeros_like(natural)
     local = np.where(ok, density[flat[: len(u)]], 0.0)
     if weighting == "uniform":
         return np.where(ok, natural / np.where(ok, local, 1.0), 0.0)
@@ -192,6 +197,40 @@ def grid_weights(u, v, weights, *, n_uv, du):
     return grid + np.roll(grid[::-1, ::-1], 1, axis=(0, 1))
 
 
+def max_cell(u, v, *, npix, padding=1.2) -> float:
+    """The largest cell whose padded uv grid holds every sample with its gridding kernel.
+
+    A sample ``(u, v)`` and the kernel's ``KERNEL_SUPPORT`` (3) cells on each side must fall inside
+    the ``good_fft_size(npix * padding)`` grid that `psf_from_uv` uses (the condition that
+    `grid_weights` checks), which needs ``max(|u|, |v|) * n_uv * cell < n_uv / 2 - 3.5``.
+
+    Parameters
+    ----------
+    u, v : `numpy.ndarray`
+        uv coordinates in wavelengths.
+    npix : int
+        Image size (square).
+    padding : float
+        FFT grid padding factor, as in `psf_from_uv`.
+
+    Returns
+    -------
+    cell : float
+        The largest cell in radians (infinite without baselines).
+    """
+    n_uv = good_fft_size(npix * padding)
+    longest = max(np.max(np.abs(u), initial=0.0), np.max(np.abs(v), initial=0.0))
+    if longest == 0:
+        return np.inf
+    return (n_uv / 2 - KERNEL_SUPPORT - 0.5) / (n_uv * longest)
+
+
+def _round_down(value: float, digits: int = 3) -> float:
+    """``value`` rounded down to ``digits`` significant figures (a limit quoted in a message)."""
+    scale = 10.0 ** (np.floor(np.log10(value)) - digits + 1)
+    return float(np.floor(value / scale) * scale)
+
+
 def psf_from_uv(u, v, weights, *, npix, cell, padding=1.2):
     """Point spread function of weighted uv samples, gridded and corrected as ``tclean`` does.
 
@@ -215,6 +254,12 @@ def psf_from_uv(u, v, weights, *, npix, cell, padding=1.2):
     """
     if npix < 8:
         raise InvalidInputError(f"image size must be at least 8 pixels, not {npix}")
+    limit = max_cell(u, v, npix=npix, padding=padding)
+    if cell > limit:
+        raise InvalidInputError(
+            f"the cell {np.degrees(cell) * 3600:.4g} arcsec is too large for the longest baseline: "
+            f"choose a cell of at most {_round_down(np.degrees(limit) * 3600):.3g} arcsec"
+        )
     n_uv = good_fft_size(npix * padding)
     du = 1.0 / (n_uv * cell)
     grid = grid_weights(u, v, weights, n_uv=n_uv, du=du)

@@ -12,7 +12,7 @@ from radio_beam import Beam, Beams
 from ..exceptions import InvalidInputError
 from .antennas import AntennaConfiguration
 from .beam import fit_beam
-from .imaging import imaging_weights, psf_from_uv
+from .imaging import _round_down, imaging_weights, max_cell, psf_from_uv
 from .noise import NoiseModel
 from .observation import Observation
 from .skymodel import SkyModel
@@ -56,12 +56,15 @@ class Interferometer:
 
     def __init__(self, observation: Observation | None = None, *, psf=None):
         observation = observation if observation is not None else Observation()
+        # Where the cell comes from decides what an error about it tells the user to change.
+        self._cell_source = "automatic" if observation.cell is None else "given"
         if psf is not None and not isinstance(psf, np.ndarray):
             from ..io.psf import read_psf
 
             psf, psf_cell = read_psf(psf)
             if observation.cell is None:
                 observation = observation.replace(cell=psf_cell)
+                self._cell_source = "psf"
             elif not np.isclose(observation.cell.to_value(u.arcsec), psf_cell.to_value(u.arcsec), rtol=1e-4):
                 raise InvalidInputError(
                     f"the PSF file's pixel size {psf_cell:.5g} differs from the observation's cell "
@@ -97,15 +100,55 @@ class Interferometer:
         # (CASA users pick the cell the same way: a quick image, then beam / 5). The beam
         # depends a little on the cell through the weighting grid, so iterate to agreement.
         cell = 1.2 * wavelength / longest / obs.pixels_per_beam
+        beam = None
         for _ in range(4):
+            if cell > max_cell(uu, vv, npix=obs.npix):
+                raise self._cell_error(cell * u.rad, beam=beam)
             w = self._weights(uu, vv, freq, npix=obs.npix, cell=cell)
             psf = psf_from_uv(uu, vv, w, npix=obs.npix, cell=cell)
-            major = fit_beam(psf, (cell * u.rad).to(u.arcsec)).major.to_value(u.rad)
+            beam = fit_beam(psf, (cell * u.rad).to(u.arcsec))
+            major = beam.major.to_value(u.rad)
             new = float(f"{np.degrees(major / obs.pixels_per_beam) * 3600:.3g}") / 3600 * np.pi / 180
             if abs(new / cell - 1) < 0.01:
                 break
             cell = new
         return (new * u.rad).to(u.arcsec)
+
+    @cached_property
+    def _largest_cell(self) -> u.Quantity:
+        """The largest cell whose uv grids hold the longest baseline of every channel."""
+        # The PSFs are made on twice the image at the anchor frequencies (`_anchor_products`).
+        uu, vv = self.coverage.uv_wavelengths(self.anchor_frequencies.max())
+        return (max_cell(uu, vv, npix=2 * self.observation.npix) * u.rad).to(u.arcsec)
+
+    def _cell_error(self, cell, beam=None) -> InvalidInputError:
+        """The error for a cell too large for the longest baseline, saying what to change.
+
+        ``beam`` is the beam fitted while choosing the cell automatically, when there is one.
+        """
+        cell = u.Quantity(cell, u.arcsec)
+        # Rounded down, so that the value quoted works.
+        limit = f"{_round_down(self._largest_cell.to_value(u.arcsec)):.3g} arcsec"
+        if self._cell_source == "automatic":
+            # Far from the zenith the beam is elongated, and its major axis / 5 is too coarse.
+            of_beam = (
+                ""
+                if beam is None
+                else f" of the {beam.major.to_value(u.arcsec):.3g} x {beam.minor.to(u.arcsec):.3g} beam"
+            )
+            return InvalidInputError(
+                f"the automatic cell {cell:.3g} (major axis{of_beam} / pixels_per_beam "
+                f"{self.observation.pixels_per_beam:g}) is too large for the longest baseline: set a "
+                f"cell of at most {limit}, or raise pixels_per_beam"
+            )
+        if self._cell_source == "psf":
+            return InvalidInputError(
+                f"the PSF file's pixel size {cell:.4g} is too large for the longest baseline: use a "
+                f"PSF with pixels of at most {limit}"
+            )
+        return InvalidInputError(
+            f"cell {cell:.4g} is too large for the longest baseline: choose a cell of at most {limit}"
+        )
 
     @cached_property
     def anchor_of_channel(self) -> np.ndarray:
@@ -161,6 +204,8 @@ class Interferometer:
         """PSFs on the doubled grid, their transfer functions and noise grids, per anchor."""
         obs = self.observation
         n = obs.npix
+        if self.cell > self._largest_cell:
+            raise self._cell_error(self.cell)
         cell = self.cell.to_value(u.rad)
         products = []
         for freq in self.anchor_frequencies:

@@ -36,7 +36,8 @@ class Observation:
     ra, dec : `~astropy.units.Quantity`
         Field centre (ICRS).
     total_time, integration : `~astropy.units.Quantity`
-        Track length and integration time, centred on ``hour_angle``.
+        Track length and integration time, centred on ``hour_angle`` (positive; the
+        integration at most the track length).
     hour_angle : `~astropy.units.Quantity`
         Hour angle of the middle of the track (0 = transit).
     date : str
@@ -102,6 +103,10 @@ class Observation:
             raise InvalidInputError(f"dec must lie in [-90, 90] deg, got {self.dec}")
         set_(self, "total_time", _q(self.total_time, u.s, "total_time"))
         set_(self, "integration", _q(self.integration, u.s, "integration"))
+        if self.integration > self.total_time:
+            raise InvalidInputError(
+                f"integration {self.integration} is longer than total_time {self.total_time}"
+            )
         set_(self, "hour_angle", _q(self.hour_angle, u.hourangle, "hour_angle", positive=False))
         if self.date is not None:
             try:

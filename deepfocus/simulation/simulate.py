@@ -279,7 +279,13 @@ def sky_model_for(interferometer: Interferometer, catalog=None, *, seed=None, re
     noise_rng : `numpy.random.Generator`
     """
     obs = interferometer.observation
-    cat_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    try:
+        sequence = np.random.SeedSequence(seed)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"seed must be a non-negative integer or a sequence of them, got {seed!r}"
+        ) from exc
+    cat_rng, noise_rng = (np.random.default_rng(s) for s in sequence.spawn(2))
     shape = (obs.n_channels, obs.npix, obs.npix)
     if catalog is None:
         catalog = random_catalog(
@@ -317,7 +323,7 @@ def simulate(
         Sources (columns of `~deepfocus.simulation.skymodel.REQUIRED_COLUMNS`); if None a
         random catalogue is drawn with ``recipe``.
     seed : int or sequence of int, optional
-        Seed of the random catalogue and of the noise.
+        Seed of the random catalogue and of the noise (non-negative integers).
     recipe : {'wide', 'paper'}
         Catalogue recipe when ``catalog`` is None.
     n_sources : int, optional

@@ -39,3 +39,8 @@ def test_dataset_mixes_observations(small_observation):
     assert len(cells) == 2
     with pytest.raises(InvalidInputError, match="share npix"):
         SimulatedCubeDataset([small_observation, Observation(npix=32)], length=2, seed=0)
+
+
+def test_dataset_refuses_a_negative_seed(small_observation):
+    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer, got -1"):
+        SimulatedCubeDataset(small_observation, length=2, seed=-1)

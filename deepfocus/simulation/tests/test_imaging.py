@@ -1,6 +1,9 @@
+import warnings
+
 import numpy as np
 import pytest
 
+from deepfocus.exceptions import InvalidInputError
 from deepfocus.simulation.imaging import (
     good_fft_size,
     gridding_kernel,
@@ -75,3 +78,27 @@ def test_weighting_schemes():
     very_uniform = imaging_weights(u, v, 1.0, npix=128, cell=cell, robust=-5)
     ratio = very_uniform / uniform
     np.testing.assert_allclose(ratio / ratio.mean(), 1, rtol=1e-2)
+
+
+def test_weights_of_a_grid_that_holds_no_visibility():
+    # A cell so large that every visibility falls outside the density grid: zero weights, and
+    # no 0 / 0 in the Briggs normalisation.
+    u, v = _random_uv(np.random.default_rng(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = imaging_weights(u, v, 1.0, npix=32, cell=1.0, weighting="briggs")
+    np.testing.assert_array_equal(weights, 0)
+
+
+def test_max_cell_is_the_limit_of_the_uv_grid():
+    from deepfocus.simulation.imaging import grid_weights, max_cell
+
+    u, v = _random_uv(np.random.default_rng(4))
+    limit = max_cell(u, v, npix=64)
+    n_uv = good_fft_size(64 * 1.2)
+    # Just below the limit the kernel fits in the grid; just above, grid_weights refuses it.
+    grid_weights(u, v, np.ones_like(u), n_uv=n_uv, du=1 / (n_uv * limit * (1 - 1e-6)))
+    with pytest.raises(InvalidInputError, match="beyond the uv grid"):
+        grid_weights(u, v, np.ones_like(u), n_uv=n_uv, du=1 / (n_uv * limit * (1 + 1e-3)))
+    with pytest.raises(InvalidInputError, match="longest baseline: choose a cell of at most"):
+        psf_from_uv(u, v, np.ones_like(u), npix=64, cell=limit * 1.001)

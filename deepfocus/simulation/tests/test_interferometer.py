@@ -1,3 +1,6 @@
+import re
+import warnings
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -151,11 +154,58 @@ def test_bad_external_psf(small_observation):
         ({"frequency": 5 * u.km}, "frequency must be a quantity convertible to GHz"),
         ({"weighting": "superuniform"}, "weighting must be"),
         ({"date": "yesterday"}, "date must be an ISO date"),
+        ({"integration": 2 * u.hour}, "integration 7200.0 s is longer than total_time 1800.0 s"),
     ],
 )
 def test_bad_observation(settings, message):
     with pytest.raises(InvalidInputError, match=message):
         Interferometer(Observation(**settings))
+
+
+def test_integration_may_last_the_whole_track():
+    assert Observation(total_time=60 * u.s, integration=60 * u.s).integration == 60 * u.s
+
+
+def _quoted_cell(message):
+    return float(re.search(r"at most ([0-9.]+) arcsec", message).group(1)) * u.arcsec
+
+
+def test_automatic_cell_too_large_says_what_to_change():
+    # Far north the beam is elongated (about 4.6" x 0.65"): its major axis / 5 is too coarse
+    # for the longest baselines. The user set no cell, so the message must not only say "cell".
+    obs = Observation(dec=60 * u.deg, npix=32, n_channels=1, tsys=50 * u.K)
+    with pytest.raises(InvalidInputError, match="automatic cell .* raise pixels_per_beam") as error:
+        _ = Interferometer(obs).cell
+    assert re.search(r"major axis of the 4\.\d+ x 0\.\d+ arcsec beam", str(error.value))
+    # The cell it quotes works.
+    alma = Interferometer(obs.replace(cell=_quoted_cell(str(error.value))))
+    assert np.isfinite(alma.noise_rms).all()
+
+
+def test_given_cell_too_large_quotes_the_largest_one(tmp_path):
+    obs = Observation(npix=32, n_channels=1, tsys=50 * u.K, cell=100 * u.arcsec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0 / 0 RuntimeWarning from the weights first
+        with pytest.raises(InvalidInputError, match="^cell 100 arcsec is too large") as error:
+            _ = Interferometer(obs).noise_rms
+    limit = _quoted_cell(str(error.value))
+    assert np.isfinite(Interferometer(obs.replace(cell=limit)).noise_rms).all()
+    with pytest.raises(InvalidInputError, match="too large"):
+        _ = Interferometer(obs.replace(cell=limit * 1.01)).noise_rms
+    # A cell taken from a PSF file: the file is what to change.
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    wcs.wcs.cdelt = [-100 / 3600, 100 / 3600]
+    wcs.wcs.crpix = [17, 17]
+    wcs.wcs.crval = [150, -23]
+    psf = np.zeros((32, 32))
+    psf[16, 16] = 1
+    fits.PrimaryHDU(psf, header=wcs.to_header()).writeto(tmp_path / "psf.fits")
+    with pytest.raises(InvalidInputError, match="PSF file's pixel size 100 arcsec is too large"):
+        _ = Interferometer(obs.replace(cell=None), psf=tmp_path / "psf.fits").noise_rms
 
 
 def test_field_that_never_rises():

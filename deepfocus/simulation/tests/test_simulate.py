@@ -6,7 +6,7 @@ import pytest
 from astropy.table import QTable
 from spectral_cube import SpectralCube
 
-from deepfocus.exceptions import DeepFocusWarning
+from deepfocus.exceptions import DeepFocusWarning, InvalidInputError
 from deepfocus.simulation import Observation
 from deepfocus.simulation.catalog import random_catalog
 from deepfocus.simulation.simulate import TRUTH_COLUMNS, simulate, warn_line_widths
@@ -122,6 +122,13 @@ def test_same_seed_same_cube(small_interferometer):
     np.testing.assert_array_equal(a.dirty.unmasked_data[:].value, b.dirty.unmasked_data[:].value)
     assert len(a.truth) == len(b.truth) and np.all(a.truth["flux"] == b.truth["flux"])
     assert not np.array_equal(a.dirty.unmasked_data[:].value, c.dirty.unmasked_data[:].value)
+
+
+@pytest.mark.parametrize("seed", [-1, [3, -1], 1.5])
+def test_bad_seed_is_refused(small_interferometer, seed):
+    # numpy's SeedSequence refuses these with a bare ValueError or TypeError.
+    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer"):
+        simulate(interferometer=small_interferometer, seed=seed)
 
 
 def test_requested_snr_is_met_in_the_dirty_cube(small_interferometer):
