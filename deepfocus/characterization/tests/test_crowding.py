@@ -10,7 +10,7 @@ from scipy.special import erf
 
 from deepfocus import SourceCharacterizer
 from deepfocus.characterization import crowding
-from deepfocus.characterization.crowding import flux_window, line_fractions, neighbour_image
+from deepfocus.characterization.crowding import flux_window, line_fractions, neighbour_image, window_share
 from deepfocus.characterization.forward import _crop, _source_image
 from deepfocus.detection.detector import prepare
 from deepfocus.detection.tests import helpers
@@ -123,6 +123,24 @@ def test_flux_window_holds_the_line_core():
     # A window narrower than the core (5 channels of a 30-channel FWHM line holds 16 % of it):
     # the profile extends the line at most MIN_WINDOW_SHARE beyond the window.
     assert flux_window((8, 12), 10.0, 30.0) == (8, 12, crowding.MIN_WINDOW_SHARE)
+
+
+def test_window_share_converts_window_fractions_to_whole_line_fluxes():
+    # A neighbour's flux is its whole line's; line_fractions are of its flux over its window.
+    # Their product with window_share is the share of the whole line in another's channels.
+    windows = np.array([[13.0, 28.0], [8.0, 12.0], [8.0, 40.0], [8.0, 40.0]])
+    centres, widths = np.array([20.3, 10.0, 20.3, 45.0]), np.array([8.0, 30.0, 8.0, 8.0])
+    share = window_share(windows, centres, widths)
+    sigma = 8.0 / np.sqrt(8 * np.log(2))
+    core = 0.5 * (erf((28.5 - 20.3) / (np.sqrt(2) * sigma)) - erf((12.5 - 20.3) / (np.sqrt(2) * sigma)))
+    assert share[0] == pytest.approx(core)  # a window of +-1 FWHM holds 98 % of the line
+    assert share[1] == crowding.MIN_WINDOW_SHARE  # as flux_window's floor
+    assert share[2] == pytest.approx(1.0, abs=1e-4) and share[3] == 1.0  # centre outside: the sum
+    assert np.all(window_share(windows) == 1.0)  # no profile: the window's sum
+    # flux_window's share of the whole line is the window's part times the window's share.
+    first, last, whole = flux_window((12, 29), 20.3, 8.0)
+    part = line_fractions([[first, last], [12, 29]], [20.3] * 2, [8.0] * 2)[0, 1]
+    assert whole == pytest.approx(part * window_share([[12, 29]], [20.3], [8.0])[0])
 
 
 @pytest.mark.parametrize("crowded", [False, True])
