@@ -594,7 +594,7 @@ def _in_input_units(cube, frequency):
             as_frequency.wcs.set()
             channel = as_frequency.world_to_pixel_values(frequency.to_value(u.Hz))
             value = spectral.pixel_to_world_values(channel) * u.Unit(spectral.wcs.cunit[0])
-        if np.all(np.isfinite(value)):
+        if np.all(np.isfinite(value) | ~np.isfinite(frequency)):  # a row without a centre stays NaN
             return value.to(unit)
     except Exception:  # no spectral axis, a header wcslib reads differently from read_cube: GHz
         pass

@@ -52,6 +52,8 @@ def _stokes_i(wcs, shape, path):
     for i, ctype in enumerate(list(wcs.wcs.ctype)[:ndim]):
         if ctype.upper().startswith("STOKES"):
             axis = ndim - 1 - i
+            if shape[axis] == 1:  # one plane: the beam does not depend on what it holds
+                return axis, 0
             return axis, _stokes_index(wcs, i, shape[axis], path, what="PSF", warn=False)
     return None
 

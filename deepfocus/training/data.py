@@ -154,6 +154,7 @@ def read_cube_triplets(directory, *, progress=True):
     be read, or a sky cube's shape differs from its dirty cube's.
     """
     from spectral_cube import SpectralCube
+    from spectral_cube.utils import BeamUnitsError, NoBeamError
 
     directory = Path(directory)
     for stem in tqdm(cube_names(directory), desc="read", unit="cube", disable=not progress):
@@ -176,10 +177,19 @@ def read_cube_triplets(directory, *, progress=True):
         with _reading(truth_path):
             truth = QTable.read(truth_path, format="ascii.ecsv")
         with _reading(path):  # the beams, cell and channel width of its header
-            beams = dirty_cube.beams if hasattr(dirty_cube, "beams") else [dirty_cube.beam] * dirty.shape[0]
+            n_chan = dirty.shape[0]
+            try:
+                beams = dirty_cube.beams if hasattr(dirty_cube, "beams") else [dirty_cube.beam] * n_chan
+            except (NoBeamError, BeamUnitsError):
+                raise InvalidInputError(f"{path.name} has no beam (BMAJ/BMIN or a BEAMS table)") from None
             cell = float(abs(dirty_cube.wcs.wcs.cdelt[1]) * 3600)
-            restfreq = float(truth.meta.get("restfreq_hz", dirty_cube.header.get("RESTFRQ")))
-            dv = abs(dirty_cube.header["CDELT3"]) / restfreq * 299792.458
+            restfreq = truth.meta.get("restfreq_hz", dirty_cube.header.get("RESTFRQ"))
+            if restfreq is None:
+                raise InvalidInputError(
+                    f"{path.name} has no rest frequency: RESTFRQ in its header or restfreq_hz in the "
+                    f"meta of {truth_path.name}"
+                )
+            dv = abs(dirty_cube.header["CDELT3"]) / float(restfreq) * 299792.458
         med = np.nanmedian(dirty, axis=(1, 2), keepdims=True)
         noise = 1.4826 * np.nanmedian(np.abs(dirty - med), axis=(1, 2))
         yield S.CubeSimulation(

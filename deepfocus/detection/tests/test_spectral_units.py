@@ -102,3 +102,21 @@ def test_spectral_centroid_is_the_axis_value(example_axes, ctype, translation, u
     if ctype == "AWAV":  # not the vacuum wavelength: about 4 channels away
         vacuum = by_frequency["spectral_centroid"].to(u.mm, equivalencies=u.spectral())
         assert np.all(np.abs(((centre - vacuum) / step).to_value(u.one)) > 2)
+
+
+def test_a_row_without_a_line_centre_leaves_the_others_in_the_axis_units():
+    from spectral_cube import SpectralCube
+
+    from deepfocus.detection.detector import _in_input_units
+    from deepfocus.io.cube import read_cube
+
+    path = resources.files("deepfocus.data") / "example_dirty.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cube = SpectralCube.read(str(path)).with_spectral_unit(u.km / u.s, velocity_convention="optical")
+        prepared = read_cube(cube)
+    frequencies = prepared.spectral_axis[[3, 10]]
+    both = _in_input_units(prepared, frequencies)
+    one = _in_input_units(prepared, u.Quantity([frequencies[0].value, np.nan], frequencies.unit))
+    assert both.unit == u.km / u.s and one.unit == u.km / u.s
+    assert one[0] == both[0] and np.isnan(one[1])

@@ -317,6 +317,10 @@ def test_psf_without_stokes_i_is_refused(tmp_path):
     assert str(path) in str(info.value)
     with pytest.raises(InvalidInputError, match="the PSF holds Stokes Q, U but no Stokes I"):
         PSFPlanes(path, 3, 0.036 * u.arcsec)
+    # A single Stokes plane, whatever its code says (a hand-made header without CRPIX reads as
+    # Q): the beam does not depend on it, so it is the PSF.
+    path = _stokes_psf_file(-2 * psf, tmp_path / "q.fits", [2], stokes_first=False)  # planes of psf
+    np.testing.assert_allclose(read_psf(path)[0], psf)
 
 
 def test_an_image_that_does_not_peak_at_its_centre_is_no_psf(files, tmp_path):

@@ -5,6 +5,8 @@ import dataclasses
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.io import fits
+from astropy.table import QTable
 
 from deepfocus.exceptions import InvalidInputError
 from deepfocus.simulation import Interferometer
@@ -281,6 +283,22 @@ def test_unreadable_or_mismatched_files_are_named(edge_cubes, tmp_path):
     (tmp_path / "big_sky.fits").replace(tmp_path / "sim0_sky.fits")
     (tmp_path / "big_dirty.fits").unlink()
     refused("sim0_sky.fits has 32 channels of 64 x 64 pixels but sim0_dirty.fits 16 channels of 32 x 32")
+    shutil.copy(edge_cubes / "sim0_sky.fits", tmp_path)
+    original = (tmp_path / "sim0_dirty.fits").read_bytes()
+    with fits.open(tmp_path / "sim0_dirty.fits") as hdul:  # no beam: no BMAJ/BMIN, no BEAMS table
+        header = hdul[0].header.copy()
+        for key in ("BMAJ", "BMIN", "BPA", "CASAMBM"):
+            header.remove(key, ignore_missing=True)
+        fits.PrimaryHDU(hdul[0].data, header).writeto(tmp_path / "sim0_dirty.fits", overwrite=True)
+    refused("sim0_dirty.fits has no beam")
+    (tmp_path / "sim0_dirty.fits").write_bytes(original)
+    with fits.open(tmp_path / "sim0_dirty.fits", mode="update") as hdul:
+        hdul[0].header.remove("RESTFRQ", ignore_missing=True)
+        hdul[0].header.remove("RESTFREQ", ignore_missing=True)
+    truth = QTable.read(tmp_path / "sim0_truth.ecsv")
+    truth.meta.pop("restfreq_hz", None)
+    truth.write(tmp_path / "sim0_truth.ecsv", overwrite=True)
+    refused("sim0_dirty.fits has no rest frequency: RESTFRQ in its header or restfreq_hz in the meta of")
 
 
 def test_task_arrays_refuse_cubes_of_different_sizes(small_sims):
