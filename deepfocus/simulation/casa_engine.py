@@ -36,6 +36,7 @@ import numpy as np
 
 from ..exceptions import DeepFocusError, InvalidInputError
 from .noise import T_GROUND
+from .uvcoverage import _n_integrations
 
 __all__ = [
     "attenuate_truth_snr",
@@ -211,6 +212,11 @@ def _config_path(name: str) -> Path:
 def _hourangle_string(hour_angle: u.Quantity) -> str:
     ha = float(hour_angle.to_value(u.hourangle))
     return "transit" if ha == 0 else f"{ha:.6f}h"
+
+
+def _track_seconds(obs):
+    """The seconds the track observes: whole integrations (`_n_integrations`)."""
+    return _n_integrations(obs.total_time, obs.integration) * obs.integration.to_value(u.s)
 
 
 def _refdate(observation) -> str:
@@ -396,12 +402,14 @@ def simulate_with_casa(sky_cube, observation, *, seed=None, workdir=None, clean=
         direction=direction,
         # A map smaller than the primary beam: one pointing at the field centre, no mosaic.
         mapsize=["0arcsec", "0arcsec"],
-        integration=f"{obs.integration.to_value(u.s):g}s",
+        integration=f"{obs.integration.to_value(u.s):.10g}s",
         obsmode="int",
         antennalist=str(cfg),
         refdate=_refdate(obs),
         hourangle=_hourangle_string(obs.hour_angle),
-        totaltime=f"{obs.total_time.to_value(u.s):g}s",
+        # The fast engine's whole integrations, written in full: simobserve adds integrations
+        # while under totaltime, so it observes the same track.
+        totaltime=f"{_track_seconds(obs):.10g}s",
         outframe="LSRK",
         thermalnoise="tsys-atm" if obs.noise else "",
         user_pwv=float(obs.pwv.to_value(u.mm)),
@@ -560,8 +568,9 @@ def simulate_casa_observation(
     """
     from radio_beam import Beam
 
-    from .simulate import assemble, sky_model_for, warn_line_widths
+    from .simulate import _check_entropy, assemble, sky_model_for, warn_line_widths
 
+    seed = _check_entropy(seed)  # plain ints, also in the truth's metadata
     given = catalog is not None
     sky, catalog, noise_rng = sky_model_for(
         interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_seed
 from ..exceptions import InvalidInputError
 from .interferometer import Interferometer
 from .observation import Observation
@@ -54,11 +55,10 @@ class SimulatedCubeDataset(Dataset):
             raise InvalidInputError("all observations of a dataset must share npix and n_channels")
         if int(length) < 1:
             raise InvalidInputError(f"length must be positive, got {length}")
-        if int(seed) < 0:
-            raise InvalidInputError(f"seed must be a non-negative integer, got {seed}")
+        seed = check_seed(seed)
         self.observations = list(observations)
         self.length = int(length)
-        self.seed = int(seed)
+        self.seed = seed
         self.recipe = recipe
         self.n_sources = n_sources
         self._interferometers: dict[int, Interferometer] = {}

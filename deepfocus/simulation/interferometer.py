@@ -26,6 +26,15 @@ PSF_FREQUENCY_TOLERANCE = 2e-3
 _CHUNK = 16
 
 
+def _shown_above(cell, limit, digits):
+    """``cell`` (arcsec) written with ``digits`` or more significant figures, enough to exceed ``limit``."""
+    for n in range(digits, 10):
+        text = f"{cell.to_value(u.arcsec):.{n}g}"
+        if float(text) > limit:
+            break
+    return f"{text} arcsec"
+
+
 class Interferometer:
     """Observe sky models with an antenna array and image them as ``tclean`` would (``niter=0``).
 
@@ -102,7 +111,7 @@ class Interferometer:
         cell = 1.2 * wavelength / longest / obs.pixels_per_beam
         beam = None
         for _ in range(4):
-            if cell > max_cell(uu, vv, npix=obs.npix):
+            if cell > self._automatic_cell_limit.to_value(u.rad):
                 raise self._cell_error(cell * u.rad, beam=beam)
             w = self._weights(uu, vv, freq, npix=obs.npix, cell=cell)
             psf = psf_from_uv(uu, vv, w, npix=obs.npix, cell=cell)
@@ -121,14 +130,28 @@ class Interferometer:
         uu, vv = self.coverage.uv_wavelengths(self.anchor_frequencies.max())
         return (max_cell(uu, vv, npix=2 * self.observation.npix) * u.rad).to(u.arcsec)
 
+    @cached_property
+    def _automatic_cell_limit(self) -> u.Quantity:
+        """The largest cell `cell` can try: its PSFs are made on the image grid at the centre frequency."""
+        uu, vv = self.coverage.uv_wavelengths(self.observation.centre_frequency)
+        return (max_cell(uu, vv, npix=self.observation.npix) * u.rad).to(u.arcsec)
+
     def _cell_error(self, cell, beam=None) -> InvalidInputError:
         """The error for a cell too large for the longest baseline, saying what to change.
 
         ``beam`` is the beam fitted while choosing the cell automatically, when there is one.
+        The limit quoted works as a given cell and lies below the cell refused.
         """
         cell = u.Quantity(cell, u.arcsec)
+        largest = self._largest_cell
+        if self._cell_source == "automatic":
+            # Either check can refuse an automatic cell: quote the stricter limit.
+            largest = min(largest, self._automatic_cell_limit)
         # Rounded down, so that the value quoted works.
-        limit = f"{_round_down(self._largest_cell.to_value(u.arcsec)):.3g} arcsec"
+        quoted = _round_down(largest.to_value(u.arcsec))
+        limit = f"{quoted:.3g} arcsec"
+        # The cell refused, written as it was (3 or 4 figures) or with more, so it reads above the limit.
+        shown = _shown_above(cell, quoted, 3 if self._cell_source == "automatic" else 4)
         if self._cell_source == "automatic":
             # Far from the zenith the beam is elongated, and its major axis / 5 is too coarse.
             of_beam = (
@@ -137,17 +160,17 @@ class Interferometer:
                 else f" of the {beam.major.to_value(u.arcsec):.3g} x {beam.minor.to(u.arcsec):.3g} beam"
             )
             return InvalidInputError(
-                f"the automatic cell {cell:.3g} (major axis{of_beam} / pixels_per_beam "
+                f"the automatic cell {shown} (major axis{of_beam} / pixels_per_beam "
                 f"{self.observation.pixels_per_beam:g}) is too large for the longest baseline: set a "
                 f"cell of at most {limit}, or raise pixels_per_beam"
             )
         if self._cell_source == "psf":
             return InvalidInputError(
-                f"the PSF file's pixel size {cell:.4g} is too large for the longest baseline: use a "
+                f"the PSF file's pixel size {shown} is too large for the longest baseline: use a "
                 f"PSF with pixels of at most {limit}"
             )
         return InvalidInputError(
-            f"cell {cell:.4g} is too large for the longest baseline: choose a cell of at most {limit}"
+            f"cell {shown} is too large for the longest baseline: choose a cell of at most {limit}"
         )
 
     @cached_property

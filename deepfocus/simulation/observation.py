@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import astropy.units as u
 import numpy as np
 
-from ..exceptions import InvalidInputError
+from ..exceptions import DeepFocusWarning, InvalidInputError
+from .uvcoverage import TRACK_TOLERANCE, _n_integrations
 
 __all__ = ["Observation"]
 
@@ -37,7 +39,10 @@ class Observation:
         Field centre (ICRS).
     total_time, integration : `~astropy.units.Quantity`
         Track length and integration time, centred on ``hour_angle`` (positive; the
-        integration at most the track length).
+        integration at most the track length). Both engines observe whole integrations, as CASA
+        ``simobserve`` does: ``total_time`` rounded up to a whole number of them, with the
+        radiometer noise of that time (e.g. 1802.3 s for 1800 s in the ALMA's 6.048 s); a
+        track more than 1 % longer than ``total_time`` is warned about.
     hour_angle : `~astropy.units.Quantity`
         Hour angle of the middle of the track (0 = transit).
     date : str
@@ -106,6 +111,15 @@ class Observation:
         if self.integration > self.total_time:
             raise InvalidInputError(
                 f"integration {self.integration} is longer than total_time {self.total_time}"
+            )
+        observed = _n_integrations(self.total_time, self.integration) * self.integration
+        if observed > (1 + TRACK_TOLERANCE) * self.total_time:
+            warnings.warn(
+                f"total_time {self.total_time:g} is not a whole number of {self.integration:g} "
+                f"integrations: the track observes {observed:.6g} (as simobserve does), and its noise "
+                "is that of this time",
+                DeepFocusWarning,
+                stacklevel=3,
             )
         set_(self, "hour_angle", _q(self.hour_angle, u.hourangle, "hour_angle", positive=False))
         if self.date is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from astropy.wcs import WCS
 from radio_beam import Beams
 from spectral_cube import SpectralCube, VaryingResolutionSpectralCube
 
+from .._validation import check_seed
 from ..exceptions import InvalidInputError
 from ..io.atomic import atomic_path
 from ..version import __version__
@@ -266,6 +268,20 @@ def simulate_arrays(
     return interferometer.observe(sky, seed=noise_rng), sky, catalog
 
 
+def _check_entropy(seed):
+    """``seed`` as plain ints: None, a non-negative integer or a sequence of them (`check_seed`)."""
+    if seed is None:
+        return None
+    try:
+        if isinstance(seed, (Sequence, np.ndarray)) and not isinstance(seed, (str, bytes)):
+            return [check_seed(s) for s in seed]
+        return check_seed(seed)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"seed must be a non-negative integer or a sequence of them, got {seed!r}"
+        ) from None
+
+
 def sky_model_for(interferometer: Interferometer, catalog=None, *, seed=None, recipe="wide", n_sources=None):
     """The sky model of one simulation and the noise generator, from one seed.
 
@@ -279,12 +295,7 @@ def sky_model_for(interferometer: Interferometer, catalog=None, *, seed=None, re
     noise_rng : `numpy.random.Generator`
     """
     obs = interferometer.observation
-    try:
-        sequence = np.random.SeedSequence(seed)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"seed must be a non-negative integer or a sequence of them, got {seed!r}"
-        ) from exc
+    sequence = np.random.SeedSequence(_check_entropy(seed))
     cat_rng, noise_rng = (np.random.default_rng(s) for s in sequence.spawn(2))
     shape = (obs.n_channels, obs.npix, obs.npix)
     if catalog is None:
@@ -359,6 +370,7 @@ def simulate(
     elif observation is not None and observation != interferometer.observation:
         raise InvalidInputError("pass either an observation or an interferometer, not both differing")
     obs = interferometer.observation
+    seed = _check_entropy(seed)  # plain ints, also in the truth's metadata
     given = catalog is not None
     dirty, sky, catalog = simulate_arrays(
         interferometer, catalog, seed=seed, recipe=recipe, n_sources=n_sources

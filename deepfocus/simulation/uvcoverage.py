@@ -112,6 +112,26 @@ def casa_track_geometry(ra, dec, date, hour_angle=0 * u.hourangle):
     return mid.to(u.hourangle), apparent.dec.to(u.deg), rotation.to(u.deg)
 
 
+def _n_integrations(total_time, integration) -> int:
+    """The number of integrations a track of ``total_time`` observes, as CASA ``simobserve``
+    counts them: one after another while the time observed is below ``total_time``
+    (``ceil(total_time / integration)``, to 1 part in a million), so the track observes
+    ``n * integration``, at least ``total_time``.
+
+    Parameters
+    ----------
+    total_time, integration : `~astropy.units.Quantity`
+        Track and integration lengths (time units, positive).
+    """
+    ratio = u.Quantity(total_time, u.s).value / u.Quantity(integration, u.s).value
+    return max(1, int(np.ceil(ratio * (1 - 1e-6))))
+
+
+#: A track whose whole integrations observe more than this fraction longer than ``total_time``
+#: is warned about.
+TRACK_TOLERANCE = 0.01
+
+
 def uv_tracks(
     configuration: AntennaConfiguration,
     declination,
@@ -127,9 +147,10 @@ def uv_tracks(
 
     Integrations are centred on ``hour_angle_centre`` (0: transit), one every ``integration``
     seconds, timestamps at the middle of each integration; hour angle advances at the sidereal
-    rate. Given ``ra`` and ``date``, the track is placed as CASA ``simobserve`` places it for
-    ``refdate=date, hourangle=hour_angle_centre``, and uvw are in the J2000 frame (see
-    `casa_track_geometry`).
+    rate. The track holds whole integrations, as CASA ``simobserve`` observes it
+    (`_n_integrations`: ``total_time`` rounded up to a whole number of them). Given ``ra`` and
+    ``date``, the track is placed as CASA ``simobserve`` places it for ``refdate=date,
+    hourangle=hour_angle_centre``, and uvw are in the J2000 frame (see `casa_track_geometry`).
 
     Parameters
     ----------
@@ -156,7 +177,7 @@ def uv_tracks(
     dt = u.Quantity(integration, u.s).value
     if not (dt > 0 and total > 0):
         raise InvalidInputError("total_time and integration must be positive")
-    n_times = max(1, int(round(total / dt)))
+    n_times = _n_integrations(total_time, integration)
     dec = u.Quantity(declination, u.deg).to_value(u.rad)
     if not -np.pi / 2 <= dec <= np.pi / 2:
         raise InvalidInputError(f"declination {declination} is outside [-90, 90] deg")

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import json
 import math
-import numbers
 import time
 import warnings
 from dataclasses import replace
@@ -25,6 +24,7 @@ import numpy as np
 import optuna
 import torch
 
+from .._validation import check_seed
 from ..exceptions import DeepFocusError, InvalidInputError
 from ..io.atomic import atomic_path
 from ..models import NetworkConfig, build_network
@@ -67,9 +67,12 @@ _CLAIMED = (*_FINISHED, optuna.trial.TrialState.RUNNING, optuna.trial.TrialState
 
 
 def _check_seed(seed):
-    """Raise `InvalidInputError` unless ``seed`` is an integer Optuna's and NumPy's generators take."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
-        raise InvalidInputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    """``seed`` as a Python `int` if Optuna's and NumPy's generators take it (0 to 2**32 - 1).
+
+    A plain `int` also goes into the study's user attributes and JSON files: a numpy integer
+    there would not serialise.
+    """
+    return check_seed(seed, upper=2**32 - 1)
 
 
 def _pa_within_10deg(prediction, target):
@@ -323,7 +326,7 @@ def open_study(
         An unusable URL, a seed outside 0 to 2**32 - 1, or a study of that name made for
         another task or with another ``provenance``.
     """
-    _check_seed(seed)
+    seed = _check_seed(seed)
     study_name = study_name or f"deepfocus-{task}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = _storage(storage, heartbeat)
@@ -389,7 +392,7 @@ def study_provenance(task, *, preset, seed, data_dir=None, space=None):
         space_name = f"dict (sha256 {digest})"
     else:
         space_name = str(Path(space).resolve())
-    return {"preset": preset, "seed": seed, "data": data, "search_space": space_name}
+    return {"preset": preset, "seed": _check_seed(seed), "data": data, "search_space": space_name}
 
 
 class _Surplus(Exception):
@@ -509,7 +512,7 @@ def optimize(
         raise InvalidInputError(f"n_trials must be a positive integer, got {n_trials!r}")
     if timeout is not None and not timeout > 0:
         raise InvalidInputError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    _check_seed(seed)
+    seed = _check_seed(seed)
     search = load_search_space(task, space)
     get_preset(preset)
     provenance = study_provenance(task, preset=preset, seed=seed, data_dir=data_dir, space=space)
@@ -654,7 +657,7 @@ def best_config(study, *, preset=None, seed=None, storage=None):
             "trial": best.number,
             "n_complete": _count(study.get_trials(deepcopy=False), (optuna.trial.TrialState.COMPLETE,)),
             "preset": preset,
-            "seed": seed,
+            "seed": None if seed is None else _check_seed(seed),
             "data": study.user_attrs.get("data"),
             "search_space": study.user_attrs.get("search_space"),
         },

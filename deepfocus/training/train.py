@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import numbers
 import os
 import time
 from dataclasses import asdict, replace
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from .._validation import check_seed
 from ..exceptions import InvalidInputError
 from ..io.atomic import atomic_path
 from ..models import NetworkConfig, build_network, save_weights
@@ -35,12 +35,6 @@ SEED_OFFSETS = {"train": 0, "validation": 10_000, "test": 20_000}
 
 #: Fraction of the cubes of a ``data_dir`` (the last ones, by name) that validate.
 VALIDATION_FRACTION = 0.15
-
-
-def _check_seed(seed):
-    """Raise `InvalidInputError` unless ``seed`` is a non-negative integer (as numpy's seeds are)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=True):
@@ -66,7 +60,7 @@ def prepare_data(tasks, *, preset="default", seed=0, data_dir=None, progress=Tru
         How the data were made (for the model card): for ``data_dir``, its absolute path and
         the names of the training and validation cubes.
     """
-    _check_seed(seed)
+    seed = check_seed(seed)
     p = get_preset(preset)
     if data_dir is not None:
         names = cube_names(data_dir)
@@ -342,6 +336,7 @@ def train_task(
         The model card written.
     """
     definition = get_task(task)
+    seed = check_seed(seed)
     config = _read_config(config)
     overrides, loss_weights = _tuned_extras(task, config)
     config = _resolve_config(task, config)
@@ -400,12 +395,15 @@ def train_task(
 def _save_run(model, output, card, partial_log):
     """Write the weights and card, then move the run's log into place beside them.
 
-    The old log and training plot (``deepfocus train --plot``) go first: a run killed in
-    between leaves none rather than those of another run.
+    The old log goes first, and so does the training plot (``deepfocus train --plot``) of the
+    weights replaced, if any: a run killed in between leaves none rather than those of another
+    run. A plot beside no weights is not this command's, and stays.
     """
     log = output.with_suffix(".csv")
+    replacing = output.exists()
     log.unlink(missing_ok=True)
-    output.with_suffix(".png").unlink(missing_ok=True)
+    if replacing:
+        output.with_suffix(".png").unlink(missing_ok=True)
     save_weights(model, output, card=card)
     if partial_log.exists():
         os.replace(partial_log, log)
@@ -500,7 +498,7 @@ def train(
     for task in tasks:
         get_task(task)
     get_preset(preset)
-    _check_seed(seed)
+    seed = check_seed(seed)  # a plain int: the model cards are JSON
     if config is not None and len(tasks) != 1:
         raise InvalidInputError("--config applies to one task at a time")
     if config is not None:  # checked before the (long) data preparation

@@ -41,6 +41,13 @@ def test_dataset_mixes_observations(small_observation):
         SimulatedCubeDataset([small_observation, Observation(npix=32)], length=2, seed=0)
 
 
-def test_dataset_refuses_a_negative_seed(small_observation):
-    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer, got -1"):
-        SimulatedCubeDataset(small_observation, length=2, seed=-1)
+@pytest.mark.parametrize("seed", [-1, 2.5, 2.0, True, "3"])
+def test_dataset_refuses_a_seed_that_is_not_a_non_negative_integer(small_observation, seed):
+    # 2.5 used to become 2 silently, as train() refuses it.
+    with pytest.raises(InvalidInputError, match=rf"^seed must be a non-negative integer, got {seed!r}$"):
+        SimulatedCubeDataset(small_observation, length=2, seed=seed)
+
+
+def test_dataset_takes_a_numpy_integer_seed(small_observation):
+    ds = SimulatedCubeDataset(small_observation, length=2, seed=np.uint32(4))
+    assert type(ds.seed) is int and ds.seed == 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from deepfocus.exceptions import InvalidInputError
+from deepfocus.exceptions import DeepFocusWarning, InvalidInputError
 from deepfocus.simulation import Interferometer, Observation, SkyModel, fit_beam
 
 
@@ -166,6 +166,29 @@ def test_integration_may_last_the_whole_track():
     assert Observation(total_time=60 * u.s, integration=60 * u.s).integration == 60 * u.s
 
 
+def test_track_and_noise_are_those_of_its_whole_integrations():
+    # As simobserve: whole integrations while under total_time. 300 s in 200 s integrations
+    # observes 400 s, warned about, with the noise of 400 s; 1800 s in ALMA's 6.048 s observes
+    # 298 of them (1802.3 s, 0.13 % more), silently.
+    with pytest.warns(DeepFocusWarning, match=r"total_time 300 s .* the track observes 400 s"):
+        long = Observation(npix=32, n_channels=1, tsys=80 * u.K, weighting="natural", total_time=300 * u.s,
+                           integration=200 * u.s)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        Observation(integration=6.048 * u.s)
+    # With natural weights and a fixed Tsys, the noise is that of the time observed.
+    obs = long.replace(total_time=400 * u.s)
+    rms = {}
+    for dt in (200, 10):
+        alma = Interferometer(obs.replace(integration=dt * u.s))
+        assert alma.coverage.uvw.shape[0] * dt == 400
+        rms[dt] = alma.noise_rms[0]
+    shorter = Interferometer(obs.replace(total_time=300 * u.s, integration=10 * u.s)).noise_rms[0]
+    assert (rms[200] / rms[10]).to_value(u.one) == pytest.approx(1.0, rel=1e-6)
+    assert (shorter / rms[10]).to_value(u.one) == pytest.approx(np.sqrt(400 / 300), rel=1e-6)
+    assert Interferometer(long).noise_rms[0] == rms[200]
+
+
 def _quoted_cell(message):
     return float(re.search(r"at most ([0-9.]+) arcsec", message).group(1)) * u.arcsec
 
@@ -180,6 +203,22 @@ def test_automatic_cell_too_large_says_what_to_change():
     # The cell it quotes works.
     alma = Interferometer(obs.replace(cell=_quoted_cell(str(error.value))))
     assert np.isfinite(alma.noise_rms).all()
+
+
+@pytest.mark.parametrize(("dec", "pixels_per_beam"), [(45, 5), (35, 3.5)])
+def test_automatic_cell_refused_quotes_a_smaller_cell_that_works(dec, pixels_per_beam):
+    # These automatic cells fail the check on the image grid at the centre frequency but are
+    # below the limit of the doubled PSF grid: the quote must be the stricter limit.
+    obs = Observation(dec=dec * u.deg, npix=64, n_channels=1, tsys=50 * u.K, pixels_per_beam=pixels_per_beam)
+    alma = Interferometer(obs)
+    with pytest.raises(InvalidInputError, match="automatic cell") as error:
+        _ = alma.cell
+    message = str(error.value)
+    refused = float(re.search(r"automatic cell ([0-9.]+) arcsec", message).group(1)) * u.arcsec
+    limit = _quoted_cell(message)
+    assert refused < alma._largest_cell  # the gap the quote used to fall in
+    assert limit < refused
+    assert np.isfinite(Interferometer(obs.replace(cell=limit)).noise_rms).all()
 
 
 def test_given_cell_too_large_quotes_the_largest_one(tmp_path):

@@ -124,11 +124,19 @@ def test_same_seed_same_cube(small_interferometer):
     assert not np.array_equal(a.dirty.unmasked_data[:].value, c.dirty.unmasked_data[:].value)
 
 
-@pytest.mark.parametrize("seed", [-1, [3, -1], 1.5])
+@pytest.mark.parametrize("seed", [-1, [3, -1], 1.5, True, [1, 2.5], "7"])
 def test_bad_seed_is_refused(small_interferometer, seed):
-    # numpy's SeedSequence refuses these with a bare ValueError or TypeError.
-    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer"):
+    # numpy's SeedSequence refuses some with a bare ValueError or TypeError, and takes True.
+    with pytest.raises(InvalidInputError, match="^seed must be a non-negative integer or a sequence of them"):
         simulate(interferometer=small_interferometer, seed=seed)
+
+
+@pytest.mark.filterwarnings("ignore:the 'wide' recipe draws line FWHMs")
+def test_numpy_integer_seeds_are_plain_ints_in_the_truth(small_interferometer):
+    a = simulate(interferometer=small_interferometer, seed=[np.int64(5), 1])
+    b = simulate(interferometer=small_interferometer, seed=(5, 1))
+    np.testing.assert_array_equal(a.dirty.unmasked_data[:].value, b.dirty.unmasked_data[:].value)
+    assert a.truth.meta["seed"] == [5, 1] and all(type(s) is int for s in a.truth.meta["seed"])
 
 
 def test_requested_snr_is_met_in_the_dirty_cube(small_interferometer):

@@ -377,20 +377,42 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.startswith("deepfocus optimize: error: cannot read search space") and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("seed", [-1, 2**32])
-def test_out_of_range_seed_is_refused(tmp_path, capsys, seed):
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        (-1, "seed must be a non-negative integer, got -1"),
+        (2**32, "seed must be a non-negative integer up to 4294967295, got 4294967296"),
+    ],
+)
+def test_out_of_range_seed_is_refused(tmp_path, capsys, seed, message):
     """Before the study or the output folder is made: in one line from the CLI, and from Python."""
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     argv = ["optimize", "--task", "spectral", "--trials", "1", "--preset", "tiny", "--storage", storage]
     status = main([*argv, "--seed", str(seed), "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert status == 1
-    assert err == f"deepfocus optimize: error: seed must be an integer from 0 to 2**32 - 1, got {seed}\n"
+    assert err == f"deepfocus optimize: error: {message}\n"
     assert not (tmp_path / "out").exists() and not (tmp_path / "study.db").exists()
-    with pytest.raises(InvalidInputError, match="seed must be an integer from 0 to"):
+    with pytest.raises(InvalidInputError, match=f"^{message}$"):
         optimize("spectral", 1, storage=storage, seed=seed, output_dir=tmp_path / "out", log=None)
-    with pytest.raises(InvalidInputError, match="seed must be an integer from 0 to"):
+    with pytest.raises(InvalidInputError, match=f"^{message}$"):
         open_study(storage, task="spectral", seed=seed)
+    with pytest.raises(InvalidInputError, match="^seed must be a non-negative integer, got 1.0$"):
+        open_study(storage, task="spectral", seed=1.0)
+
+
+def test_numpy_integer_seed_is_stored_as_an_int(data_dir, tmp_path):
+    """A numpy integer seed (as from an array of seeds) goes into Optuna's JSON storage and
+    the best config as a plain int, and continues the study of the same Python seed."""
+    for name in ("data-tiny-seed0-spectral.npz", "space.json"):
+        (tmp_path / name).write_bytes((data_dir / name).read_bytes())
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    space = tmp_path / "space.json"
+    kwargs = dict(storage=storage, preset="tiny", space=space, output_dir=tmp_path, log=None)
+    study = optimize("spectral", 1, seed=np.int64(0), **kwargs)
+    assert type(study.user_attrs["seed"]) is int and study.user_attrs["seed"] == 0
+    assert json.loads((tmp_path / "best-spectral.json").read_text())["study"]["seed"] == 0
+    assert len(optimize("spectral", 2, seed=0, **kwargs).trials) == 2  # same provenance
 
 
 def test_invalid_training_range_fails_before_the_data(tmp_path, capsys):

@@ -251,7 +251,12 @@ def test_overwrite_removes_the_stale_plot(tiny_runs, tmp_path):
     stale = ["spectral-tiny.png", "deconvolver-tiny.png", "spectral-default.png"]
     for name in stale:
         (out / name).write_bytes(b"old plot")
+    # No weights replaced (overwrite or not): a plot beside none is not a stale training plot.
     train("spectral", out, preset="tiny", seed=1, overwrite=True, progress=False)
+    assert all((out / name).read_bytes() == b"old plot" for name in stale)
+    # A numpy integer seed is written to the JSON card as an int.
+    train("spectral", out, preset="tiny", seed=np.int64(1), overwrite=True, progress=False)
+    assert json.loads((out / "spectral-tiny.json").read_text())["training"]["seed"] == 1
     assert not (out / "spectral-tiny.png").exists()  # it plotted the replaced weights
     assert all((out / name).read_bytes() == b"old plot" for name in stale[1:])  # other weights' plots
 
