@@ -61,15 +61,15 @@ def test_evaluate_refuses_existing_outputs_without_overwrite(tmp_path, capsys):
     args = ["evaluate", "--truth", str(EXAMPLE_TRUTH), "--catalog", str(catalog), "--quiet"]
     assert main([*args, "--json", str(victim)]) == 1
     assert capsys.readouterr().err == (
-        f"deepfocus evaluate: error: --json {victim} exists (pass --overwrite to replace it)\n"
+        f"deepfocus evaluate: error: output exists: --json {victim} (use --overwrite)\n"
     )
     assert main([*args, "--json", str(tmp_path / "new.json"), "--plot", str(plot)]) == 1
-    assert f"--plot {plot} exists" in capsys.readouterr().err
+    assert f"output exists: --plot {plot} (use --overwrite)" in capsys.readouterr().err
     assert victim.read_bytes() == before and plot.read_bytes() == b"old"
     assert not (tmp_path / "new.json").exists()  # refused before any output is written
     bad_truth = ["evaluate", "--truth", str(tmp_path / "none.ecsv"), "--catalog", str(catalog)]
     assert main([*bad_truth, "--json", str(victim)]) == 1  # before the truth is even read
-    assert "exists (pass --overwrite" in capsys.readouterr().err
+    assert "(use --overwrite)" in capsys.readouterr().err
     # A folder is no file to replace, even with --overwrite.
     assert main([*args, "--json", str(tmp_path), "--overwrite"]) == 1
     assert f"--json {tmp_path} is a folder, not a file" in capsys.readouterr().err

@@ -33,9 +33,9 @@ def refuse_existing(outputs, overwrite):
 
     Parameters
     ----------
-    outputs : dict
-        ``{label: path or None}`` of the files to write (labels such as ``"--json"`` name them in
-        the message).
+    outputs : dict or iterable of tuple
+        ``{label: path or None}`` (or ``(label, path)`` pairs) of the files to write (labels such
+        as ``"--json"`` name them in the message).
     overwrite : bool
         Whether ``--overwrite`` was given: existing files may then be replaced.
 
@@ -46,14 +46,14 @@ def refuse_existing(outputs, overwrite):
     """
     from ..exceptions import InvalidInputError
 
-    named = [(label, Path(path)) for label, path in outputs.items() if path is not None]
+    pairs = outputs.items() if isinstance(outputs, dict) else outputs
+    named = [(label, Path(path)) for label, path in pairs if path is not None]
     for label, path in named:
         if path.is_dir():
             raise InvalidInputError(f"{label} {path} is a folder, not a file")
     existing = [f"{label} {path}" for label, path in named if path.exists()]
     if existing and not overwrite:
-        verb, them = ("exists", "it") if len(existing) == 1 else ("exist", "them")
-        raise InvalidInputError(f"{', '.join(existing)} {verb} (pass --overwrite to replace {them})")
+        raise InvalidInputError(f"output exists: {', '.join(existing)} (use --overwrite)")
 
 
 def check_fits_names(outputs):

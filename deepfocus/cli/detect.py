@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..exceptions import DeepFocusError
+from ._common import refuse_existing
 
 DETECT_EXAMPLES = """\
 examples:
@@ -203,7 +204,7 @@ def _run_single(args, cube) -> int:
     )
     if plot is not None:
         figure_format(plot)
-    outputs = [p for p in (args.output, regions, plot) if p is not None]
+    outputs = [("--output", args.output), ("--regions", regions), ("--plot", plot)]
     if args.plot_sources is not None:  # a folder: none of the files may be it or hold it
         folder = args.plot_sources.resolve()
         files = {"--output": args.output, "--regions": regions, "--plot": plot, "CUBE": cube}
@@ -211,11 +212,8 @@ def _run_single(args, cube) -> int:
             if path is not None and Path(path).resolve() in (folder, *folder.parents):
                 raise DeepFocusError(f"--plot-sources {args.plot_sources} is the {label} file {path}")
     if args.plot_sources is not None:
-        outputs += _source_plot_files(args.plot_sources)
-    if not args.overwrite:
-        existing = [str(p) for p in outputs if p.exists()]
-        if existing:
-            raise DeepFocusError(f"output exists: {', '.join(existing)} (use --overwrite)")
+        outputs += [("--plot-sources", p) for p in _source_plot_files(args.plot_sources)]
+    refuse_existing(outputs, args.overwrite)
     if not cube.exists():
         raise DeepFocusError(f"no such file: {cube}")
     if args.memory_limit is not None and (plot is not None or args.plot_sources is not None):

@@ -225,7 +225,7 @@ def test_cli_writes_fits_with_wcs_and_units(tmp_path, sim, capsys):
     # Existing outputs are refused without --overwrite; cube mode writes Jy/pixel per channel.
     assert main(argv) == 1
     assert (
-        f"--output {out}, --residual {res}, --restored {rest} exist (pass --overwrite"
+        f"output exists: --output {out}, --residual {res}, --restored {rest} (use --overwrite)"
         in capsys.readouterr().err
     )
     out_cube = tmp_path / "sky_cube.fits"
