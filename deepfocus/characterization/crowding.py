@@ -153,12 +153,10 @@ def window_share(windows, centres=None, widths=None):
     windows = np.asarray(windows, dtype=float).reshape(-1, 2)
     if centres is None or widths is None:
         return np.ones(len(windows))
-    centres, widths = np.asarray(centres, dtype=float), np.asarray(widths, dtype=float)
-    sigma = np.maximum(widths, 0.5) / (2 * np.sqrt(2 * np.log(2)))  # as `_fractions_inside`
+    centres = np.asarray(centres, dtype=float)
     with np.errstate(invalid="ignore"):
-        low = erf((windows[:, 0] - 0.5 - centres) / (np.sqrt(2) * sigma))
-        high = erf((windows[:, 1] + 0.5 - centres) / (np.sqrt(2) * sigma))
-        share = np.maximum(0.5 * (high - low), MIN_WINDOW_SHARE)
+        high, low = (_line_cdf(edge, centres, widths) for edge in (windows[:, 1] + 0.5, windows[:, 0] - 0.5))
+        share = np.maximum(high - low, MIN_WINDOW_SHARE)
         profiled = np.isfinite(share) & (windows[:, 0] <= centres) & (centres <= windows[:, 1])
     return np.where(profiled, share, 1.0)
 
@@ -200,14 +198,16 @@ def _fractions_inside(window, windows, centres=None, widths=None):
     a, b = np.maximum(lo, window[0] - 0.5), np.minimum(hi, window[1] + 0.5)
     if centres is None or widths is None:
         return np.clip(b - a, 0, None) / (hi - lo)
-    centres = np.asarray(centres, dtype=float)
+    total = _line_cdf(hi, centres, widths) - _line_cdf(lo, centres, widths)
+    inside = _line_cdf(b, centres, widths) - _line_cdf(a, centres, widths)
+    return np.where(b > a, inside / np.maximum(total, 1e-12), 0.0)
+
+
+def _line_cdf(z, centres, widths):
+    """Each Gaussian line's cumulative flux at channel edge ``z`` (one per line), of FWHM
+    ``widths`` (channels, at least half a channel) centred on ``centres``."""
     sigma = np.maximum(np.asarray(widths, dtype=float), 0.5) / (2 * np.sqrt(2 * np.log(2)))
-
-    def cdf(z):  # each line's cumulative Gaussian at channel edges z (one per line)
-        return 0.5 * (1 + erf((z - centres) / (np.sqrt(2) * sigma)))
-
-    total = cdf(hi) - cdf(lo)
-    return np.where(b > a, (cdf(b) - cdf(a)) / np.maximum(total, 1e-12), 0.0)
+    return 0.5 * (1 + erf((z - np.asarray(centres, dtype=float)) / (np.sqrt(2) * sigma)))
 
 
 def neighbour_image(size, x, y, major, minor, pa_deg, kernel):
