@@ -9,8 +9,12 @@ from ._common import image_norm, label_sky_axes, new_figure, sky_axes
 
 __all__ = ["plot_detections"]
 
-#: Detections whose centres lie within this many pixels share one label ("1, 2").
+#: Detections whose centres lie within this many pixels share one label ("1, 2"), and within
+#: this many label heights on the page too, so that no id is printed over another.
 LABEL_MERGE_RADIUS = 3.0
+LABEL_MERGE_HEIGHTS = 1.6
+#: Font size of the ids (points).
+LABEL_FONTSIZE = 8
 
 
 def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
@@ -52,21 +56,29 @@ def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
             pixel.plot(ax=ax, edgecolor="cyan", facecolor="none", lw=1.2)
             centres.append((pixel.center.x, pixel.center.y))
             labels.append(region.meta.get("label", ""))
-        for (x, y), text in _grouped_labels(np.asarray(centres), labels):
-            ax.text(x + 2, y + 2, text, color="cyan", fontsize=8)
+        radius = max(LABEL_MERGE_RADIUS, LABEL_MERGE_HEIGHTS * LABEL_FONTSIZE / _points_per_pixel(ax, image))
+        for (x, y), text in _grouped_labels(np.asarray(centres), labels, radius):
+            ax.text(x + 2, y + 2, text, color="cyan", fontsize=LABEL_FONTSIZE)
     ax.set_title(f"{0 if catalog is None else len(catalog)} detections")
     return figure
 
 
-def _grouped_labels(centres, labels):
-    """``((x, y), text)`` per group of detections within `LABEL_MERGE_RADIUS` pixels of one
-    another, the text their labels joined in catalogue order: two lines at one position would
-    otherwise print one id over the other."""
+def _points_per_pixel(ax, image):
+    """Printed size (points) of one image pixel in ``ax`` (equal aspect, the image filling it)."""
+    ax.apply_aspect()
+    width_points = ax.get_position().width * ax.figure.get_figwidth() * 72
+    return width_points / max(image.shape[1], 1)
+
+
+def _grouped_labels(centres, labels, radius=LABEL_MERGE_RADIUS):
+    """``((x, y), text)`` per group of detections within ``radius`` pixels of one another, the
+    text their labels joined in catalogue order: two lines at one position, or two sources a few
+    pixels apart on a large image, would otherwise print one id over the other."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
-    pairs = cKDTree(centres).query_pairs(LABEL_MERGE_RADIUS, output_type="ndarray")
+    pairs = cKDTree(centres).query_pairs(radius, output_type="ndarray")
     n = len(centres)
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, group = connected_components(graph, directed=False)

@@ -38,3 +38,21 @@ def test_detections_at_one_position_share_a_label(example_cube, example_truth):
     texts = [t.get_text() for t in figure.axes[0].texts]
     assert f"{example_truth['id'][i]}, {example_truth['id'][j]}" in texts
     assert len(texts) == len(example_truth) - 1
+
+
+def test_no_id_is_printed_over_another(example_cube, example_truth):
+    # Two sources 4 pixels apart (beyond the 3-pixel merge radius) would print their ids one
+    # over the other at the example's scale: their ids share a label, whose box overlaps none.
+    from itertools import combinations
+
+    catalog = example_truth.copy()
+    celestial = example_cube.wcs.celestial
+    x, y = catalog["x_centroid"].value, catalog["y_centroid"].value
+    catalog["sky_centroid"][1] = celestial.pixel_to_world(x[0] + 4, y[0])
+    figure = plot_detections(example_cube, catalog)
+    figure.canvas.draw()
+    texts = figure.axes[0].texts
+    shown = [i for t in texts for i in t.get_text().split(", ")]
+    assert sorted(shown) == sorted(str(i) for i in catalog["id"])
+    boxes = [t.get_window_extent() for t in texts]
+    assert not any(a.overlaps(b) for a, b in combinations(boxes, 2))
