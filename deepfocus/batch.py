@@ -36,6 +36,7 @@ __all__ = [
     "output_paths",
     "psf_path",
     "product_path",
+    "refuse_corrected_with_pb",
     "local_client",
 ]
 
@@ -225,11 +226,33 @@ def psf_path(cube, psf):
     return product_path(cube, psf, "psf")
 
 
+def refuse_corrected_with_pb(cube):
+    """Refuse a primary beam for a cube that ``tclean`` already corrected for it.
+
+    ``NAME.image.pbcor.fits`` (or ``NAME.pbcor.fits``) holds fluxes divided by the primary beam:
+    dividing them again would raise them by its inverse, silently.
+
+    Raises
+    ------
+    InvalidInputError
+        ``cube``'s file name ends in ``.pbcor`` (before ``.fits``).
+    """
+    if _stem(cube).lower().endswith(".pbcor"):
+        raise InvalidInputError(
+            f"{Path(cube).name} is already primary-beam corrected (.pbcor): a primary beam would "
+            "correct it twice; detect on the flat-noise .image with the primary beam, or on this "
+            "cube without one"
+        )
+
+
 def product_path(cube, spec, product):
     """Another ``tclean`` product of ``cube`` (``product``: ``"psf"`` or ``"pb"``), from
     ``"auto"`` (``NAME.image.fits`` -> ``NAME.<product>.fits`` beside it; ``NAME_dirty.fits`` ->
-    ``NAME_<product>.fits``) or a ``{stem}`` pattern; see `psf_path`."""
+    ``NAME_<product>.fits``) or a ``{stem}`` pattern; see `psf_path`. A primary beam for a
+    ``.pbcor`` cube is refused (`refuse_corrected_with_pb`)."""
     what = {"psf": "PSF", "pb": "primary beam"}[product]
+    if product == "pb":
+        refuse_corrected_with_pb(cube)
     stem = _stem(cube)
     if spec == "auto":
         if stem.endswith(_SIMULATED_DIRTY):  # deepfocus simulate's NAME_dirty.fits -> NAME_psf.fits

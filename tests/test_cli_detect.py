@@ -184,6 +184,32 @@ def test_pb_option_divides_fluxes_by_the_primary_beam(cli_run, bright_files, tmp
     assert len(err.strip().splitlines()) == 1
 
 
+def test_pb_of_a_corrected_cube_is_refused(bright_files, tmp_path, capsys):
+    # tclean's .image.pbcor is already divided by the primary beam: with --pb (a file, auto or
+    # a batch's auto) it would be divided again, so it is refused before anything is written.
+    import shutil
+
+    from astropy.io import fits
+
+    cube = tmp_path / "obs.image.pbcor.fits"
+    shutil.copy(bright_files["dirty"], cube)
+    with fits.open(cube) as hdul:
+        fits.PrimaryHDU(np.full(hdul[0].data.shape, 0.5, np.float32)).writeto(tmp_path / "obs.pb.fits")
+    out = tmp_path / "out.ecsv"
+    for pb in (tmp_path / "obs.pb.fits", "auto"):
+        assert detect(cube, "--output", out, "--model", "none", "--quiet", "--pb", pb) == 1
+        err = capsys.readouterr().err
+        assert "obs.image.pbcor.fits is already primary-beam corrected" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    batch = tmp_path / "batch"
+    assert detect(cube, "--output-dir", batch, "--model", "none", "--quiet", "--pb", "auto") == 1
+    assert "already primary-beam corrected" in capsys.readouterr().err
+    assert not batch.exists() or not list(batch.glob("*.ecsv"))
+    # Without --pb the corrected cube is detected as it is.
+    assert detect(cube, "--output", out, "--model", "none", "--quiet") == 0
+
+
 def test_existing_output_needs_overwrite(cli_run, bright_files, capsys):
     before = cli_run["catalog"].read_bytes()
     assert detect(bright_files["dirty"], "--output", cli_run["catalog"], "--model", "none") == 1

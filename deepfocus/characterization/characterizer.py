@@ -13,7 +13,7 @@ from radio_beam import Beam
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 
-from ..exceptions import InvalidInputError
+from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
 from .crowding import LINE_FREE_RADIUS, _line_profiles
@@ -110,6 +110,12 @@ def _resample(images, zoom):
     return np.asarray(out, dtype=np.float32).reshape(images.shape[:-2] + (CUTOUT_SIZE, CUTOUT_SIZE))
 
 
+def _detected_with_psf(catalog):
+    """True if ``catalog``'s meta says its detector had the cube's PSF."""
+    parameters = catalog.meta.get("parameters") if hasattr(catalog, "meta") else None
+    return isinstance(parameters, dict) and parameters.get("psf") is True
+
+
 class SourceCharacterizer:
     """Measure the sources of a catalogue in their line-integrated images.
 
@@ -203,6 +209,14 @@ class SourceCharacterizer:
         if missing:
             raise InvalidInputError(f"the catalogue lacks column(s) {', '.join(missing)}")
         prepared = prepare(cube, psf=psf)
+        if prepared.psf is None and self.forward_fit == "auto" and _detected_with_psf(catalog):
+            warnings.warn(
+                "the detections were made with the cube's PSF but none is given here, so sizes "
+                "and fluxes are not fitted through it: pass psf= to the characterizer too (or use "
+                "DeepFocus, which passes it on)",
+                DeepFocusWarning,
+                stacklevel=2,
+            )
         n_chan = prepared.data.shape[0]
         noise = np.asarray(u.Quantity(prepared.noise, u.Jy / u.beam).value, dtype=float)
         noise = np.where(np.isfinite(noise), noise, np.nanmedian(noise))

@@ -265,10 +265,12 @@ def _plain_path(spec):
 def _product_file(cube, spec, product, what):
     """The file of ``--psf``/``--pb`` for one cube (a path, ``auto`` or a ``{stem}`` pattern),
     checked to exist; None if the option is not given."""
-    from ..batch import product_path
+    from ..batch import product_path, refuse_corrected_with_pb
 
     if spec is None:
         return None
+    if product == "pb":
+        refuse_corrected_with_pb(cube)
     path = product_path(cube, spec, product) if spec == "auto" or "{stem}" in spec else Path(spec)
     if not path.is_file():
         raise DeepFocusError(f"no {what} file {path}")

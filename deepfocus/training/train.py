@@ -327,8 +327,16 @@ def train_task(
         training log as ``.csv``). Existing files are replaced; the log is written under a
         temporary name and moved into place after the weights, so a killed run never leaves a
         log beside weights it does not belong to.
+    preset : str
+        Training recipe (`~deepfocus.training.presets.PRESETS`), for the training settings.
+    seed : int
+        Seed of the networks' initialisation and batches.
     config : `~deepfocus.models.NetworkConfig`, dict or path-like, optional
         Architecture (default: the task's); a JSON file as ``deepfocus optimize`` writes.
+    progress : bool
+        Show progress bars.
+    command : str, optional
+        The command line recorded in the model card.
 
     Returns
     -------
@@ -478,9 +486,30 @@ def train(
 
     Parameters
     ----------
+    tasks : str or list of str
+        ``"deconvolver"``, ``"spectral"``, ``"characterizer"``, a list of them, or ``"all"``.
+    output_dir : path-like
+        Folder of the weights, cards, logs, metrics and the cached training data (made if
+        missing).
+    preset : str
+        Training recipe (`~deepfocus.training.presets.PRESETS`: ``"default"``, the shipped
+        weights' recipe; ``"tune"``; ``"tiny"``, seconds, to check a set-up).
+    seed : int
+        Seed of the data (the training, validation and test sets use distinct seeds derived
+        from it) and of the networks' initialisation and batches.
+    data_dir : path-like, optional
+        A folder of ``NAME_dirty.fits``, ``NAME_sky.fits`` and ``NAME_truth.ecsv`` files to
+        train on instead of simulating (the last 15 % by name validate).
+    config : `~deepfocus.models.NetworkConfig`, dict or path-like, optional
+        The architecture of the one task trained (a JSON file as ``deepfocus optimize``
+        writes); default: the task's own.
     overwrite : bool
         Replace existing weights of the tasks; if False (the default), existing weights raise
         `FileExistsError` before any work is done.
+    progress : bool
+        Show progress bars.
+    command : str, optional
+        The command line recorded in the model cards (default: the call).
 
     Returns
     -------

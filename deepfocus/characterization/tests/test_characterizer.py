@@ -314,3 +314,25 @@ def test_network_flags_sources_outside_the_training_range(bright_sim, bright_fil
     assert [bool(f & bit) for f in out["flags"]] == [True] + [False] * (len(out) - 1)
     classical = SourceCharacterizer(model=None)(bright_files["dirty"], positions)
     assert not np.any(np.asarray(classical["flags"]) & bit)
+
+
+def test_detections_made_with_a_psf_warn_without_one(bright_sim, bright_files):
+    """Detections whose detector had the PSF, characterised without it, warn (the forward fit
+    through the PSF is what the pieces would otherwise silently lose); with it, they do not."""
+    import warnings
+
+    from deepfocus.exceptions import DeepFocusWarning
+
+    positions = _truth_positions(bright_sim.truth)[:1]
+    positions.meta["parameters"] = {"psf": True}
+    characterizer = SourceCharacterizer(model=None)
+    with pytest.warns(DeepFocusWarning, match="pass psf= to the characterizer"):
+        out = characterizer(bright_files["dirty"], positions, crowded=False)
+    assert out.meta["forward_fit"] == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        out = characterizer(bright_files["dirty"], positions, crowded=False, psf=bright_sim.psf)
+        assert out.meta["forward_fit"] == "psf"
+        positions.meta["parameters"]["psf"] = False
+        characterizer(bright_files["dirty"], positions, crowded=False)
+        SourceCharacterizer(model=None, forward_fit=None)(bright_files["dirty"], positions, crowded=False)
