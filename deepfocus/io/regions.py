@@ -95,7 +95,9 @@ def _channel_ranges(catalog, spectral_axis):
     missing = [name for name in ("z_min", "z_max") if name not in catalog.colnames]
     if missing:
         raise InvalidInputError(f"spectral_axis needs the catalogue column(s) {', '.join(missing)}")
-    half = np.abs(np.gradient(values)) / 2  # half a channel: cover the edge channels fully
+    # A quarter channel beyond the centres of the first and last channels: CASA's region
+    # manager took the channel beyond a range that ended on a channel edge (z_max + 1).
+    half = np.abs(np.gradient(values)) / 4
     ranges = []
     for z0, z1 in zip(np.asarray(catalog["z_min"], float), np.asarray(catalog["z_max"], float), strict=True):
         if not (np.isfinite(z0) and np.isfinite(z1)):
@@ -129,7 +131,7 @@ def catalog_to_regions(
     spectral_axis : `~astropy.units.Quantity`, optional
         The cube's channel values (frequency, wavelength or velocity), one per channel. Gives each
         region a ``range`` meta (the frequency or velocity span of channels ``z_min`` to
-        ``z_max``, edges included) that CRTF files carry.
+        ``z_max``: a quarter channel beyond their centres) that CRTF files carry.
 
     Returns
     -------

@@ -1,15 +1,19 @@
 """Catalogue to regions: conventions, DS9 / CRTF files and round trips through regions' readers."""
 
+import importlib.util
 import re
 
 import astropy.units as u
 import numpy as np
 import pytest
+from astropy.table import QTable
 from astropy.wcs import WCS
 from regions import EllipseSkyRegion, PixCoord, Regions
 
 from deepfocus.exceptions import DeepFocusWarning, InvalidInputError
 from deepfocus.io.regions import catalog_to_regions, write_regions
+
+HAS_CASA = all(importlib.util.find_spec(m) is not None for m in ("casatools", "casatasks", "casadata"))
 
 SPECTRAL_AXIS = np.linspace(230.0, 230.6, 60) * u.GHz
 
@@ -145,9 +149,10 @@ def test_crtf_round_trip_and_spectral_range(catalog, tmp_path):
     assert text.startswith("#CRTFv0\nglobal coord=ICRS\n")
     lines = [line for line in text.splitlines() if line.startswith("ellipse")]
     assert len(lines) == 3
-    # First source: channels 9..16 of a 60-channel 230.0-230.6 GHz axis, edges included.
+    # First source: channels 9..16 of a 60-channel 230.0-230.6 GHz axis, a quarter channel
+    # beyond the centres of the first and last (CASA selects exactly these, see below).
     step = (SPECTRAL_AXIS[1] - SPECTRAL_AXIS[0]).to_value(u.GHz)
-    low, high = SPECTRAL_AXIS[9].value - step / 2, SPECTRAL_AXIS[16].value + step / 2
+    low, high = SPECTRAL_AXIS[9].value - step / 4, SPECTRAL_AXIS[16].value + step / 4
     found = re.search(r"range=\[([0-9.]+)GHz, ([0-9.]+)GHz\]", lines[0])
     assert found is not None
     assert float(found.group(1)) == pytest.approx(low, abs=1e-6)
@@ -205,3 +210,51 @@ def test_non_finite_position_skipped(catalog):
     with pytest.warns(DeepFocusWarning, match="source 2"):
         regions = catalog_to_regions(catalog)
     assert [region.meta["label"] for region in regions] == ["1", "3"]
+
+
+@pytest.mark.casa
+@pytest.mark.skipif(not HAS_CASA, reason="needs casatools, casatasks and casadata")
+def test_casa_selects_the_line_channels_of_a_crtf_range(tmp_path):
+    # CASA's region manager turns each CRTF range into exactly the channels z_min..z_max of the
+    # catalogue (a range ending on a channel edge took one channel more), in ascending and
+    # descending frequency.
+    from importlib.resources import files
+
+    from astropy.io import fits
+
+    from deepfocus.detection.tiled import input_spectral_axis
+    from deepfocus.simulation.casa_engine import import_casa
+
+    casatools, _ = import_casa()
+    example = files("deepfocus.data") / "example_dirty.fits"
+    truth = QTable.read(files("deepfocus.data") / "example_truth.ecsv")
+    descending = tmp_path / "descending.fits"
+    with fits.open(example) as hdul:
+        header = hdul[0].header
+        n = header["NAXIS3"]
+        header["CRVAL3"] += (n - 1) * header["CDELT3"]
+        header["CDELT3"] = -header["CDELT3"]
+        hdul[0].data = hdul[0].data[::-1]
+        hdul.writeto(descending)
+    for cube in (example, descending):
+        rows = truth.copy()
+        if cube == descending:  # the same channels, numbered in the file's order
+            rows["z_min"], rows["z_max"] = n - 1 - truth["z_max"], n - 1 - truth["z_min"]
+        path = tmp_path / "lines.crtf"
+        write_regions(rows, path, spectral_axis=input_spectral_axis(cube), overwrite=True)
+        image, manager = casatools.image(), casatools.regionmanager()
+        image.fromfits(outfile=str(tmp_path / "cube.image"), infile=str(cube), overwrite=True)
+        text = path.read_text().splitlines()
+        head, lines = text[:2], [line for line in text if line.startswith("ellipse")]
+        try:
+            for row, line in zip(rows, lines, strict=True):
+                one = tmp_path / "one.crtf"
+                one.write_text("\n".join([*head, line]) + "\n")
+                region = manager.fromtextfile(
+                    filename=str(one), shape=image.shape(), csys=image.coordsys().torecord()
+                )
+                box = image.boundingbox(region=region)
+                assert (box["blc"][-1], box["trc"][-1]) == (row["z_min"], row["z_max"])
+        finally:
+            image.done()
+            manager.done()
