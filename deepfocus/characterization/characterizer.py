@@ -13,6 +13,7 @@ from radio_beam import Beam
 from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 
+from ..detection.lines import bridge_blank_channels
 from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
@@ -226,10 +227,12 @@ class SourceCharacterizer:
         beam_major_pix = beam.major.to_value(u.arcsec) / cell
         data = np.nan_to_num(prepared.data)
         channel_has_data = prepared.valid.any(axis=(1, 2))
+        # A blank channel inside a line would take its share out of the line image.
+        data = bridge_blank_channels(data, ~channel_has_data, axis=0, copy=False)
         table = QTable(catalog, copy=True)
         n = len(table)
-        inputs, raw, sigmas, centres, edge, continua, n_off, n_line, beams = [], [], [], [], [], [], [], [], []
-        zooms = []
+        inputs, raw, sigmas, centres, edge, continua = [], [], [], [], [], []
+        n_off, n_line, beams, zooms = [], [], [], []
         # Every row's line window (the frame's channels) and, where given, centre and FWHM.
         profiles = _line_profiles(table, prepared, dv)
         windows = profiles[0].astype(int).reshape(-1, 2)

@@ -180,7 +180,8 @@ class CubeDetector:
         y = candidates["y_centroid"].value
         rows = []
         if self._spectral is not None and len(candidates):
-            probability, denoised = network_lines(spectra, self._spectral)
+            blank = None if noise is None else ~np.isfinite(noise)
+            probability, denoised = network_lines(spectra, self._spectral, blank=blank)
             smooth = uniform_filter1d(denoised.astype(float), 3, axis=1, mode="nearest")
         for k, cand in enumerate(candidates):
             z0, w = float(cand["z_centroid"]), int(cand["filter_width"])

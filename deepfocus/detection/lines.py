@@ -9,6 +9,7 @@ import torch
 from astropy.modeling import fitting, models
 
 __all__ = [
+    "bridge_blank_channels",
     "fit_line",
     "channel_peak",
     "MIN_FWHM",
@@ -283,7 +284,48 @@ def spectral_batch(n_chan):
     return int(np.clip(SPECTRAL_BATCH * 512 // max(int(n_chan), 1), 1, SPECTRAL_BATCH))
 
 
-def network_lines(spectra, model, *, batch=None):
+def bridge_blank_channels(values, blank, *, axis=-1, copy=True):
+    """``values`` with the ``blank`` channels between channels with data interpolated linearly
+    from the nearest ones; blank channels beyond the first or last with data are left as they
+    are (the band ends there).
+
+    A blank channel holds 0 once NaN are zeroed: inside a line, the spectral network took that
+    gap for the end of the line (one blank channel at a bright line's peak cut it in two and
+    gave its fainter neighbour line its S/N), and line images lost the channel's flux. Values
+    without a channel of data are returned as they are.
+
+    Parameters
+    ----------
+    values : `numpy.ndarray`
+        Spectra or a cube, the channels along ``axis``.
+    blank : `numpy.ndarray`
+        ``(n_chan,)`` bool, the channels without data.
+    axis : int
+        The channel axis of ``values``.
+    copy : bool
+        False: fill the blank channels of ``values`` (a float array) in place.
+
+    Returns
+    -------
+    values : `numpy.ndarray`
+    """
+    values = np.array(values, copy=True) if copy else values
+    blank = np.asarray(blank, dtype=bool)
+    good = np.flatnonzero(~blank)
+    if good.size in (0, blank.size):
+        return values
+    planes = np.moveaxis(values, axis, 0)  # a view: filling it fills ``values``
+    for k in np.flatnonzero(blank):
+        after = int(np.searchsorted(good, k))
+        if after == 0 or after == good.size:
+            continue  # beyond the first or last channel with data: the band ends there
+        p, q = good[after - 1], good[after]
+        t = (k - p) / (q - p)
+        planes[k] = (1 - t) * planes[p] + t * planes[q]
+    return values
+
+
+def network_lines(spectra, model, *, batch=None, blank=None):
     """Line masks and denoised spectra from the spectral network.
 
     Parameters
@@ -295,6 +337,9 @@ def network_lines(spectra, model, *, batch=None):
     batch : int, optional
         Spectra per call (bounds the memory of the network's activations); default
         `spectral_batch` of the spectra's length.
+    blank : `numpy.ndarray`, optional
+        ``(n_chan,)`` bool, the channels without data: the network sees them interpolated
+        between their neighbours (`bridge_blank_channels`).
 
     Returns
     -------
@@ -303,6 +348,8 @@ def network_lines(spectra, model, *, batch=None):
     denoised : `numpy.ndarray`
         ``(n, n_chan)`` denoised spectra (S/N units).
     """
+    if blank is not None:
+        spectra = bridge_blank_channels(np.asarray(spectra, dtype=np.float32), blank)
     x = torch.from_numpy(np.nan_to_num(np.asarray(spectra, dtype=np.float32)))[:, None]
     batch = spectral_batch(x.shape[-1]) if batch is None else int(batch)
     outs = []

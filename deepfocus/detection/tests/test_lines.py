@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepfocus.detection.lines import MIN_FWHM, channel_peak, fit_line
+from deepfocus.detection.lines import MIN_FWHM, bridge_blank_channels, channel_peak, fit_line
 from deepfocus.simulation.catalog import _peak_fraction
 
 
@@ -71,3 +71,44 @@ def test_limits_keep_the_fit_off_a_second_line():
 def test_a_spectrum_with_no_usable_channel_near_the_guess_gives_no_peak():
     line = fit_line(np.zeros(20), 10.0, 3.0, np.full(20, np.nan))
     assert line["peak"] == 0.0 and not line["fitted"]
+
+
+def test_bridge_blank_channels_fills_gaps_but_not_the_band_ends():
+    spectra = np.array([[0.0, 0.0, 2.0, 0.0, 0.0, 8.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]])
+    blank = np.array([True, False, False, True, True, False, True])
+    out = bridge_blank_channels(spectra, blank)
+    assert np.allclose(out[0], [0.0, 0.0, 2.0, 4.0, 6.0, 8.0, 0.0])
+    assert np.allclose(out[1], [0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0])
+    assert spectra[0, 3] == 0  # a copy by default
+    cube = np.zeros((7, 2, 3), np.float32)
+    cube[2], cube[5] = 2.0, 8.0
+    same = bridge_blank_channels(cube, blank, axis=0, copy=False)
+    assert same is cube and np.allclose(cube[:, 1, 2], out[0])
+    assert np.array_equal(bridge_blank_channels(spectra, np.ones(7, bool)), spectra)
+
+
+def test_a_blank_channel_at_a_line_peak_does_not_split_it(tmp_path):
+    # One blank channel at the example's bright line's peak (channel 28): the spectral network
+    # saw a 0 there, cut the line in two and gave the fainter line at the same position (S/N 9,
+    # channel 8) the bright line's S/N and width.
+    from importlib import resources
+
+    from astropy.io import fits
+    from astropy.table import QTable
+
+    from deepfocus import CubeDetector
+
+    data = resources.files("deepfocus.data")
+    truth = QTable.read(data / "example_truth.ecsv")
+    blanked = tmp_path / "blanked.fits"
+    with fits.open(data / "example_dirty.fits") as hdul:
+        hdul[0].data[28] = np.nan
+        hdul.writeto(blanked)
+    catalog = CubeDetector()(blanked)
+    same = np.hypot(catalog["x_centroid"].value - 48.96, catalog["y_centroid"].value - 47.72) < 1
+    rows = catalog[same]
+    assert len(rows) == 2
+    faint, bright = np.argsort(rows["z_centroid"])
+    assert rows["z_min"][bright] <= 23 and rows["z_max"][bright] >= 34
+    true_faint = truth[np.argmin(np.abs(truth["z_centroid"] - rows["z_centroid"][faint]))]
+    assert abs(rows["snr"][faint] / true_faint["snr"] - 1) < 0.2
