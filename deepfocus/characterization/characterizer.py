@@ -318,7 +318,9 @@ class SourceCharacterizer:
         table["sky_centroid"] = prepared.pixel_to_world(x, y)
         table["fwhm_major"] = major * u.arcsec
         table["fwhm_minor"] = minor * u.arcsec
-        table["position_angle"] = np.where(unresolved, 0.0, measured["pa"]) * u.deg
+        # Angles are measured on the pixel grid: east of ICRS north, as sky_centroid is ICRS.
+        sky_pa = (measured["pa"] + prepared.north_angle(x, y)) % 180
+        table["position_angle"] = np.where(unresolved, 0.0, sky_pa) * u.deg
         table["flux"] = measured["flux"] * u.Jy * u.km / u.s
         table["continuum_flux"] = self._continuum(
             continua,

@@ -293,7 +293,9 @@ def refit_crowded(table, frame, *, kernel, read=None):
     x, y = table["x_centroid"].to_value(u.pix), table["y_centroid"].to_value(u.pix)
     major = table["fwhm_major"].to_value(u.arcsec) / cell
     minor = table["fwhm_minor"].to_value(u.arcsec) / cell
-    pa, flux = table["position_angle"].to_value(u.deg), table["flux"].to_value(u.Jy * u.km / u.s)
+    # Fits work on the pixel grid; the catalogue's angles are east of ICRS north.
+    pa = (table["position_angle"].to_value(u.deg) - frame.north_angle(x, y)) % 180
+    flux = table["flux"].to_value(u.Jy * u.km / u.s)
     beam_pix = frame.beams[frame.n_channels // 2].major.to_value(u.arcsec) / cell
     flags = np.asarray(table["flags"], dtype=np.int32).copy()
     updated = {key: value.copy() for key, value in (("x", x), ("y", y), ("major", major), ("minor", minor))}
@@ -303,6 +305,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
     x, y = np.round(x, 6), np.round(y, 6)
     updated.update(pa=pa.copy(), flux=flux.copy(), continuum=table["continuum_flux"].to_value(u.Jy).copy())
     tree = cKDTree(np.column_stack([x, y]))
+    refit = np.zeros(n, dtype=bool)
     for i in range(n):
         lo, hi, share = flux_window(windows[i], *(() if centres is None else (centres[i], widths[i])))
         near, sharing = _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix, (lo, hi))
@@ -345,6 +348,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
         )
         if not fit["ok"][0]:
             continue
+        refit[i] = True
         updated["x"][i], updated["y"][i] = corner[0] + fit["x"][0], corner[1] + fit["y"][0]
         for key in ("major", "minor", "pa", "flux"):
             updated[key][i] = fit[key][0]
@@ -371,7 +375,9 @@ def refit_crowded(table, frame, *, kernel, read=None):
     table["sky_centroid"] = frame.pixel_to_world(updated["x"], updated["y"])
     table["fwhm_major"] = updated["major"] * cell * u.arcsec
     table["fwhm_minor"] = updated["minor"] * cell * u.arcsec
-    table["position_angle"] = updated["pa"] * u.deg
+    sky_pa = (updated["pa"] + frame.north_angle(updated["x"], updated["y"])) % 180
+    sky_pa = np.where(updated["major"] > 0, sky_pa, 0.0)
+    table["position_angle"] = np.where(refit, sky_pa, table["position_angle"].to_value(u.deg)) * u.deg
     table["flux"] = updated["flux"] * u.Jy * u.km / u.s
     table["continuum_flux"] = updated["continuum"] * u.Jy
     table["flags"] = flags

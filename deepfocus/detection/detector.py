@@ -413,6 +413,8 @@ class CubeDetector:
         """The catalogue ``meta`` of a run on the prepared ``cube`` (DESIGN section 4)."""
         n_chan = cube.data.shape[0]
         beam = cube.beams[n_chan // 2]
+        # East of ICRS north, as the catalogue's angles (the header's is of the cube's frame).
+        beam_pa = beam.pa.to_value(u.deg) + cube.north_angle(*(cube.wcs.celestial.wcs.crpix - 1))
         meta = self._settings_meta()
         # The sidelobe test runs with the cube's PSF only (a tiled run, whose tiles have none,
         # records the whole cube's).
@@ -425,8 +427,9 @@ class CubeDetector:
             "velocity_convention": _velocity_convention(cube),
             "beam_major_arcsec": float(beam.major.to_value(u.arcsec)),
             "beam_minor_arcsec": float(beam.minor.to_value(u.arcsec)),
-            "beam_pa_deg": float(beam.pa.to_value(u.deg)),
+            "beam_pa_deg": float(beam_pa),
             "cell_arcsec": float(cube.cell.to_value(u.arcsec)),
+            "spectral_frame": cube.wcs.wcs.specsys.strip() or "not given",
             "channel_velocity_width_kms": float(cube.channel_velocity_width.to_value(u.km / u.s)),
         }
 

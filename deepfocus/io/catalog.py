@@ -38,10 +38,12 @@ bit    name             meaning
 
 Meta keys with a fixed meaning (besides ``version``, ``date``, ``parameters``, ``models``):
 ``beam_major_arcsec``, ``beam_minor_arcsec`` (restoring beam FWHMs, arcsec) and ``beam_pa_deg``
-(its position angle, deg east of north); see `BEAM_META_KEYS`. `~deepfocus.io.catalog_to_regions`
-draws unresolved sources as this beam. ``velocity_convention`` (``radio``, ``optical`` or
-``relativistic``: that of a velocity ``spectral_centroid``, ``radio`` if the cube's axis is no
-velocity) sets that column's UCD in a VOTable.
+(its position angle, deg east of ICRS north, as ``position_angle``); see `BEAM_META_KEYS`.
+`~deepfocus.io.catalog_to_regions` draws unresolved sources as this beam.
+``velocity_convention`` (``radio``, ``optical`` or ``relativistic``: that of a velocity
+``spectral_centroid``, ``radio`` if the cube's axis is no velocity) sets that column's UCD in a
+VOTable. ``spectral_frame``: the cube's spectral reference frame (its ``SPECSYS``, e.g.
+``LSRK``, or ``not given``), to which ``spectral_centroid`` refers.
 
 File formats (chosen from the suffix or ``format=``):
 

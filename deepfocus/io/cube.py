@@ -227,6 +227,19 @@ class PreparedCube:
             celestial = self.wcs.celestial
         return celestial.pixel_to_world(x, y).icrs
 
+    def north_angle(self, x, y):
+        """Position angle (deg, east of ICRS north) of the pixel grid's +y axis at 0-based pixel
+        coordinates ``x``, ``y``.
+
+        Angles measured on the grid (from +y towards -x) are east of ICRS north once this is
+        added: a galactic or B1950 cube's grid points to its own frame's north (63 deg west of
+        ICRS north at l = 30 deg, b = 0; a few tenths of a degree for FK4),
+        and away from the reference pixel a projection's meridians converge.
+        """
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        angle = self.pixel_to_world(x, y).position_angle(self.pixel_to_world(x, y + 1)).to_value(u.deg)
+        return (angle + 180) % 360 - 180
+
     def spectral_cube(self):
         """The data as a `~spectral_cube.SpectralCube` (no copy of ``data``).
 
@@ -680,8 +693,9 @@ MAX_GRID_ROTATION = 0.05
 
 def _check_orientation(celestial, label):
     """Refuse pixel grids that are mirrored or rotated: the beam kernels, the forward fits and
-    the position angles assume CASA's grid (north up, east to the left). Warn that position
-    angles refer to the north of a frame that is not equatorial (galactic, ecliptic)."""
+    the position angles assume CASA's grid (north up, east to the left), north being that of the
+    cube's frame (galactic, ecliptic or equatorial; `PreparedCube.north_angle` turns angles on
+    the grid into angles east of ICRS north)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         matrix = celestial.pixel_scale_matrix  # world (lng, lat) by pixel (x, y), deg per pixel
@@ -693,14 +707,6 @@ def _check_orientation(celestial, label):
     if max(abs(rotation), abs(skew)) > MAX_GRID_ROTATION:
         angle = abs(rotation if abs(rotation) > MAX_GRID_ROTATION else skew)
         raise InvalidInputError(f"{label}: the pixel grid is rotated by {angle:.3g} deg from north; {fix}")
-    ctype = celestial.wcs.ctype[0].split("-")[0].upper()
-    if ctype != "RA":
-        warnings.warn(
-            f"{label}: the celestial axes are {celestial.wcs.ctype[0]!r}, {celestial.wcs.ctype[1]!r}: "
-            "position angles are measured from the north of that frame, not from equatorial north",
-            DeepFocusWarning,
-            stacklevel=5,
-        )
 
 
 def _axes(wcs, label):

@@ -408,3 +408,32 @@ def test_psf_file_is_accepted(bright_sim, classical_catalog, tmp_path):
     assert not np.allclose(catalog["flux"].value, classical_catalog["flux"].value, rtol=1e-3)
     with pytest.raises(InvalidInputError, match="PSF"):
         DeepFocus(model=None)(paths["dirty"], psf=np.ones((3, 8, 8)))  # 3 channels, not 48
+
+
+def test_position_angles_of_a_galactic_cube_are_east_of_icrs_north(tmp_path):
+    # The example cube's data on a galactic grid: every measurement on the grid is the same, and
+    # the angles are turned from galactic north (up on the grid) to ICRS north, as sky_centroid
+    # is ICRS. Before, they were galactic angles (up to 63 deg off here) next to ICRS positions.
+    from importlib import resources
+
+    from astropy.coordinates import SkyCoord
+
+    example = resources.files("deepfocus.data") / "example_dirty.fits"
+    with fits.open(example) as hdul:
+        header = hdul[0].header
+        centre = SkyCoord(header["CRVAL1"] * u.deg, header["CRVAL2"] * u.deg, frame="icrs").galactic
+        header.update(CTYPE1="GLON-SIN", CTYPE2="GLAT-SIN", CRVAL1=centre.l.deg, CRVAL2=centre.b.deg)
+        for key in ("RADESYS", "EQUINOX"):
+            header.remove(key, ignore_missing=True)
+        hdul.writeto(tmp_path / "galactic.fits")
+    equatorial = DeepFocus()(str(example))
+    galactic = DeepFocus()(str(tmp_path / "galactic.fits"))
+    assert len(galactic) == len(equatorial)
+    resolved = np.asarray(equatorial["fwhm_major"] > 0)
+    assert resolved.sum() >= 3
+    sky = galactic["sky_centroid"].galactic
+    north = sky.icrs.position_angle(SkyCoord(sky.l, sky.b + 1 * u.arcsec, frame="galactic").icrs)
+    expected = (equatorial["position_angle"] + north) % (180 * u.deg)
+    difference = (galactic["position_angle"] - expected + 90 * u.deg) % (180 * u.deg) - 90 * u.deg
+    assert np.all(np.abs(difference[resolved]) < 0.05 * u.deg), difference
+    assert np.all(np.abs(north - 0 * u.deg) > 10 * u.deg)  # a test that could fail

@@ -258,13 +258,26 @@ def test_mirrored_or_rotated_grids_are_refused(base, tmp_path, change, message):
     read_cube(_write(tmp_path / "tiny.fits", base["data"], header))
 
 
-def test_galactic_grid_warns_that_angles_refer_to_its_north(base, tmp_path):
+def test_north_angle_of_a_galactic_grid(base, tmp_path):
+    # A galactic grid points to galactic north: at l = 30, b = 0.5 that is 63 deg west of ICRS
+    # north (from SkyCoord's own frame transformation); an ICRS grid points to ICRS north.
+    from astropy.coordinates import SkyCoord
+
     header = base["header"].copy()
     header.update(CTYPE1="GLON-SIN", CTYPE2="GLAT-SIN", CRVAL1=30.0, CRVAL2=0.5)
     for key in ("RADESYS", "EQUINOX"):
         header.remove(key, ignore_missing=True)
-    with pytest.warns(DeepFocusWarning, match="north of that frame"):
-        read_cube(_write(tmp_path / "galactic.fits", base["data"], header))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeepFocusWarning)
+        galactic = read_cube(_write(tmp_path / "galactic.fits", base["data"], header))
+    here = SkyCoord(30.0 * u.deg, 0.5 * u.deg, frame="galactic")
+    above = SkyCoord(30.0 * u.deg, 0.5 * u.deg + 1 * u.arcsec, frame="galactic")
+    expected = (here.icrs.position_angle(above.icrs).to_value(u.deg) + 180) % 360 - 180
+    x, y = galactic.wcs.celestial.wcs.crpix - 1
+    assert galactic.north_angle(x, y) == pytest.approx(expected, abs=1e-3)
+    assert -70 < expected < -55
+    icrs = read_cube(base["path"])
+    assert abs(icrs.north_angle(*(icrs.wcs.celestial.wcs.crpix - 1))) < 1e-6
 
 
 def test_coarse_pixels_and_few_channels_warn(base, tmp_path):
