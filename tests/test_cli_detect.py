@@ -133,7 +133,7 @@ def test_bad_input_is_a_one_line_error(name, bright_files, tmp_path, capsys):
             "model 'no-such-model': no such folder or weights file, and not a shipped model "
             "(shipped: default)",
         ),
-        (["--regions", "cat.txt"], "cannot tell the region format"),
+        (["--regions", "cat.txt"], "cat.txt: use a .reg (DS9) or .crtf (CRTF) name, or give --region-format"),
         (["--forward-fit", "psf"], "needs the cube's PSF: give psf (--psf FILE"),
     ],
 )
@@ -239,6 +239,11 @@ def test_nothing_found_writes_an_empty_catalog(tmp_path, capsys):
         validate_catalog(catalog)  # the contract's columns, with no rows
         assert catalog.meta["parameters"]["snr_threshold"] == 50.0
     assert len(Regions.read(outputs["crtf"], format="crtf")) == 0
+    # A DS9 file without regions still has its header and frame (regions writes 0 bytes).
+    ds9 = tmp_path / "empty.reg"
+    assert detect(*argv, "--output", tmp_path / "again.ecsv", "--regions", ds9, "--quiet") == 0
+    assert ds9.read_text().startswith("# Region file format: DS9")
+    assert len(Regions.read(ds9, format="ds9")) == 0
     assert outputs["plot"].read_bytes()[:8] == PNG_SIGNATURE
     # An empty catalogue scores as nothing found.
     assert (

@@ -202,6 +202,10 @@ def _run_single(args, cube) -> int:
         {"--output": args.output, "--regions": regions, "--plot": plot},
         {"CUBE": cube, "--psf": _plain_path(args.psf), "--pb": _plain_path(args.pb)},
     )
+    if regions is not None and args.region_format is None and regions.suffix.lower() not in (".reg", ".crtf"):
+        raise DeepFocusError(
+            f"--regions {regions}: use a .reg (DS9) or .crtf (CRTF) name, or give --region-format ds9|crtf"
+        )
     if plot is not None:
         figure_format(plot)
     outputs = [("--output", args.output), ("--regions", regions), ("--plot", plot)]

@@ -328,7 +328,7 @@ def _resolve_format(path, format):
     if suffix not in _SUFFIXES:
         raise InvalidInputError(
             f"cannot tell the catalogue format from {Path(path).name!r}: use a suffix among "
-            f"{', '.join(_SUFFIXES)} or pass format='ecsv'|'fits'|'votable'"
+            f"{', '.join(_SUFFIXES)} (or, in Python, format='ecsv'|'fits'|'votable')"
         )
     return _SUFFIXES[suffix]
 

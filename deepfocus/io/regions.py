@@ -233,6 +233,10 @@ def _crtf_form(region):
     )
 
 
+#: A DS9 file without regions: the header and frame line that regions writes before them.
+_DS9_EMPTY = "# Region file format: DS9 astropy/regions\nicrs\n"
+
+
 def write_regions(regions_or_catalog, path, *, format=None, overwrite=False, spectral_axis=None):
     """Write source regions to a DS9 or CRTF (CASA) file, atomically.
 
@@ -269,7 +273,7 @@ def write_regions(regions_or_catalog, path, *, format=None, overwrite=False, spe
         if suffix not in _SUFFIXES:
             raise InvalidInputError(
                 f"cannot tell the region format from {Path(path).name!r}: use .reg (DS9) or .crtf "
-                "(CRTF), or pass format='ds9'|'crtf'"
+                "(CRTF) (or, in Python, format='ds9'|'crtf')"
             )
         fmt = _SUFFIXES[suffix]
     else:
@@ -292,7 +296,9 @@ def write_regions(regions_or_catalog, path, *, format=None, overwrite=False, spe
 
     with atomic_path(path, overwrite=overwrite) as tmp:
         # The temporary name ends in '.part': always name the format explicitly.
-        if fmt == "ds9":
+        if fmt == "ds9" and not len(regions):  # regions writes nothing at all: DS9 wants its header
+            Path(tmp).write_text(_DS9_EMPTY)
+        elif fmt == "ds9":
             regions.write(tmp, format="ds9", precision=_DS9_PRECISION)
         else:
             crtf = Regions([_crtf_form(region) for region in regions])
