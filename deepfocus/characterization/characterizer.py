@@ -32,8 +32,6 @@ __all__ = [
 #: The ``forward_fit`` choices of `SourceCharacterizer`.
 FORWARD_FIT_KERNELS = ("auto", "psf", "beam", None)
 
-#: Cutouts per characterizer-network call: about 1 MiB of activations each (measured).
-NETWORK_BATCH = 64
 #: Side of the line-integrated cutouts the characterizer sees (pixels).
 CUTOUT_SIZE = 32
 #: Intrinsic sizes below this fraction of the beam are reported as 0 (unresolved, flag 8).
@@ -273,12 +271,13 @@ class SourceCharacterizer:
         zooms = np.asarray(zooms)
         if self._network is not None:
             scaled, log_scale = scale_cutouts(inputs)
-            with torch.no_grad():  # batches bound the activations (about 1 MiB per cutout)
+            # One cutout per call: a cutout's outputs then do not depend on which others share
+            # its batch (they moved by 1e-6, which a faint source's forward fit magnified into
+            # another minimum: 6 % in flux between a tiled run and a single pass). 2.7 ms per
+            # cutout against 1.6 ms in batches of 64 (measured).
+            with torch.no_grad():
                 p = np.concatenate(
-                    [
-                        self._network(torch.from_numpy(scaled[start : start + NETWORK_BATCH])).numpy()
-                        for start in range(0, len(scaled), NETWORK_BATCH)
-                    ]
+                    [self._network(torch.from_numpy(scaled[k : k + 1])).numpy() for k in range(len(scaled))]
                 )
             p[:, 6] += log_scale
             measured = {

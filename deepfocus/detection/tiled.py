@@ -89,9 +89,8 @@ def network_bytes(n_channels):
     `~deepfocus.detection.detector.DECONVOLVER_BATCH` cutouts (50 MiB measured), the spectral
     network's batches (`~deepfocus.detection.lines.spectral_batch`: 0.11 MiB per channel
     and spectrum of the batch measured, 57 MiB for 64 spectra of 512 channels, smaller batches
-    for longer spectra) and the characterizer's batches of
-    `~deepfocus.characterization.characterizer.NETWORK_BATCH` cutouts (61 MiB measured), plus
-    a margin.
+    for longer spectra) and the characterizer, one cutout at a time (less than either), plus a
+    margin.
 
     Parameters
     ----------

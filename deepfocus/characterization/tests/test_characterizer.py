@@ -361,3 +361,16 @@ def test_a_blank_channel_inside_a_line_keeps_its_share(bright_sim, bright_files,
     table = SourceCharacterizer(model=None)(path, _truth_positions(truth))
     ratio = (table["flux"][first] / measured_truth["flux"][first]).to_value(u.one)
     assert abs(ratio - 1) < 0.05, ratio
+
+
+def test_a_source_measures_the_same_alone_or_among_others(bright_sim, bright_files):
+    # A tile characterises a few of a cube's sources, the single pass all of them: the network's
+    # estimates of a source must not depend on which others share its batch (they moved by
+    # 1e-6, which a faint source's forward fit magnified into another minimum).
+    positions = _truth_positions(bright_sim.truth)
+    characterizer = SourceCharacterizer(forward_fit=None)
+    together = characterizer(bright_files["dirty"], positions, crowded=False)
+    for i in (0, len(positions) - 1):
+        alone = characterizer(bright_files["dirty"], positions[i : i + 1], crowded=False)
+        for name in MEASURED:
+            assert alone[name][0] == together[name][i], name
