@@ -19,6 +19,7 @@ import functools
 import glob
 import logging
 import os
+import signal
 import time
 import traceback
 import warnings
@@ -944,11 +945,100 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     # threshold: every large temporary array is then mapped and unmapped afresh, and a cube took
     # 1.3-1.8x as long (measured on a loaded machine). Unset it (glibc's adaptive default).
     no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-    with warnings.catch_warnings(), dask.config.set(no_trim):
+    with warnings.catch_warnings(), dask.config.set(no_trim), _workers_ignore_ctrl_c(), _quiet_workers():
         # The scheduler's HTTP server moves to a free port when 8787 is taken: not worth a warning.
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         cluster = LocalCluster(
             n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes, **cluster_options
         )
-    with cluster, Client(cluster) as client:
-        yield client
+    with _logger_levels() as loggers, _terminate_as_exit(), cluster, Client(cluster) as client:
+        with _silenced_on_interrupt(loggers):
+            yield client
+
+
+@contextlib.contextmanager
+def _logger_levels(names=("distributed", "tornado")):
+    """The loggers of ``names``, their levels restored on exit."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    try:
+        yield loggers
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _silenced_on_interrupt(loggers):
+    """On Ctrl-C or SIGTERM, silence ``loggers`` while the cluster closes: its nanny warns of
+    workers it stops and its client of the tasks it cancels, which the user asked for."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        raise
+
+
+@contextlib.contextmanager
+def _quiet_workers():
+    """Start worker processes with distributed's logging at ERROR (they read it from the
+    environment when they import distributed): their warnings when a run is interrupted (tasks
+    cancelled, workers stopped) are not the user's business; errors still show."""
+    settings = {
+        "DASK_LOGGING__DISTRIBUTED": "error",
+        # multiprocessing's resource tracker (started with the workers) warns of the semaphores
+        # of workers stopped by Ctrl-C: one more line after "interrupted".
+        "PYTHONWARNINGS": "ignore::UserWarning:multiprocessing.resource_tracker",
+    }
+    previous = {key: os.environ.get(key) for key in settings}
+    if previous["PYTHONWARNINGS"]:  # the user's own filters stay
+        settings["PYTHONWARNINGS"] = f"{previous['PYTHONWARNINGS']},{settings['PYTHONWARNINGS']}"
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _in_main_thread():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Ignore SIGINT while worker processes start, so that they inherit it: Ctrl-C (sent to the
+    whole process group) then reaches only this process, which closes the cluster, instead of
+    printing a KeyboardInterrupt traceback from every worker."""
+    if not _in_main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM as ``SystemExit(143)`` while the cluster runs, so that it is closed (its workers
+    and their scratch folders removed) rather than left to its processes' own timeouts."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

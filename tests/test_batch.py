@@ -140,7 +140,9 @@ def test_psf_names_of_a_batch(tmp_path):
     for bad in ("one.psf.fits", "{name}.fits"):
         with pytest.raises(InvalidInputError, match="PSF"):
             psf_path("obs/src1.image.fits", bad)
-    assert product_path("obs/src1.image.pbcor.fits", "auto", "pb") == Path("obs/src1.pb.fits")
+    assert product_path("obs/src1.image.fits", "auto", "pb") == Path("obs/src1.pb.fits")
+    with pytest.raises(InvalidInputError, match="already primary-beam corrected"):  # twice
+        product_path("obs/src1.image.pbcor.fits", "auto", "pb")
     # deepfocus simulate's names, NAME_dirty.fits beside NAME_psf.fits and NAME_pb.fits, where
     # those files exist; CASA's naming otherwise.
     sims = tmp_path / "sims"
@@ -304,6 +306,28 @@ def _die_on(name):
         return original(cube, *args, **kwargs)
 
     deepfocus.batch.detect_cube = dying
+
+
+def _sigint_disposition():
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+@pytest.mark.slow  # starts a worker process
+def test_local_workers_leave_ctrl_c_to_this_process():
+    # Ctrl-C reaches the whole process group: the workers ignore it (they printed a
+    # KeyboardInterrupt traceback each), this process stops the run and closes the cluster.
+    import os
+    import signal
+
+    keys = ("DASK_LOGGING__DISTRIBUTED", "PYTHONWARNINGS")  # set for the workers' start only
+    handler, environ = signal.getsignal(signal.SIGINT), {key: os.environ.get(key) for key in keys}
+    with local_client(1) as client:
+        assert all(client.run(_sigint_disposition).values())
+        assert signal.getsignal(signal.SIGINT) is handler
+    assert {key: os.environ.get(key) for key in keys} == environ
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 @pytest.mark.slow  # starts worker processes (twice: the dead one is replaced)
