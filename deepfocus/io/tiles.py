@@ -471,7 +471,9 @@ def _blocked_plan(shape, limit, halo, max_in_flight, bytes_per_voxel, overhead, 
 def _human(n):
     if n >= 2**30:
         return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+    if n >= 2**20:
+        return f"{n / 2**20:.0f} MiB"
+    return f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{int(n)} bytes"
 
 
 @dataclass(frozen=True)

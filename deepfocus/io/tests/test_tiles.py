@@ -84,6 +84,8 @@ def test_plan_budget_too_small():
         plan_tiles((512, 1024, 1024), memory_limit="10 MiB", halo=32)
     with pytest.raises(InvalidInputError, match="max_in_flight"):
         plan_tiles((8, 100, 100), memory_limit="1 MiB", halo=4, max_in_flight=0)
+    with pytest.raises(InvalidInputError, match="memory limit 100 bytes is too small"):  # not "0 KiB"
+        plan_tiles((8, 100, 100), memory_limit=100, halo=4)
 
 
 def test_tile_depth_ignores_image_borders():
