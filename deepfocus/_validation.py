@@ -5,9 +5,11 @@ from __future__ import annotations
 import numbers
 import operator
 
+import numpy as np
+
 from .exceptions import InvalidInputError
 
-__all__ = ["check_seed"]
+__all__ = ["check_seed", "check_positive_int", "check_bool"]
 
 
 def check_seed(seed, *, upper=None) -> int:
@@ -36,3 +38,19 @@ def check_seed(seed, *, upper=None) -> int:
     if upper is not None and seed > upper:
         raise InvalidInputError(f"seed must be a non-negative integer up to {upper}, got {seed!r}")
     return operator.index(seed)
+
+
+def check_positive_int(value, name) -> int:
+    """``value`` as a positive Python `int`; `InvalidInputError` naming ``name`` for a bool, a
+    non-integer (``2.5``, ``"2"``) or a number below 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return operator.index(value)
+
+
+def check_bool(value, name) -> bool:
+    """``value`` as a `bool`; `InvalidInputError` naming ``name`` for anything but True or False
+    (a string such as ``"no"`` would otherwise count as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

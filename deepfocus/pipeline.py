@@ -77,29 +77,50 @@ class DeepFocus:
         forward_fit="auto",
         **detector_options,
     ):
+        from ._validation import check_positive_int
         from .io.tiles import parse_memory
 
+        self.memory_limit = None if memory_limit is None else parse_memory(memory_limit)
+        self.max_in_flight = check_positive_int(max_in_flight, "max_in_flight")
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise TypeError(f"executor must have a submit(fn, *args) method, got {executor!r}")
+        self.executor = executor
         self.detector = CubeDetector(snr_threshold, model=model, **detector_options)
         self.characterizer = SourceCharacterizer(model=model, forward_fit=forward_fit)
-        self.memory_limit = None if memory_limit is None else parse_memory(memory_limit)
-        self.max_in_flight = max_in_flight
-        self.executor = executor
 
     def __call__(self, cube, *, mask=None, psf=None, pb=None):
-        """Detect and characterise; returns a `~astropy.table.QTable` or None (with a
-        `~deepfocus.exceptions.NoDetectionsWarning`).
+        """Detect and characterise the sources of ``cube``.
 
         With ``memory_limit``, a FITS path whose working memory exceeds it is processed in tiles
         (and blocks of channels; ``meta["tiling"]`` records the plan).
 
-        ``pb`` (the ``.pb`` that ``tclean`` writes beside a flat-noise ``.image``: a FITS path or
-        an array) divides the fluxes by the primary-beam gain at each source
-        (`~deepfocus.characterization.primary_beam.primary_beam_correct`);
-        ``meta["primary_beam_corrected"]`` records whether it was given.
+        Parameters
+        ----------
+        cube : str, path-like, `~spectral_cube.SpectralCube` or `~deepfocus.io.cube.PreparedCube`
+            The dirty (or CLEANed) cube in Jy/beam or K, as CASA writes it.
+        mask : `numpy.ndarray` of bool, optional
+            ``(ny, nx)`` or ``(n_chan, ny, nx)``; True marks pixels (voxels) to ignore.
+        psf : str, path-like or array-like, optional
+            The cube's PSF (``tclean``'s ``.psf``): sidelobes of brighter sources are rejected
+            and every source is fitted through it (``forward_fit='auto'``).
+        pb : str, path-like or array-like, optional
+            The primary-beam gain (``tclean``'s ``.pb`` beside a flat-noise ``.image``): fluxes
+            are divided by its value at each source
+            (`~deepfocus.characterization.primary_beam.primary_beam_correct`);
+            ``meta["primary_beam_corrected"]`` records whether it was given.
 
-        ``forward_fit='psf'`` without a PSF (``psf``, or one that a prepared ``cube`` carries)
-        raises `~deepfocus.exceptions.InvalidInputError` before the cube is read, whether or not
-        it holds sources.
+        Returns
+        -------
+        catalog : `~astropy.table.QTable` or None
+            The catalogue (DESIGN section 4's columns, with units), or None with a
+            `~deepfocus.exceptions.NoDetectionsWarning` when nothing is found.
+
+        Raises
+        ------
+        deepfocus.exceptions.InvalidInputError
+            Input that is not a usable cube (see `~deepfocus.io.read_cube`), or
+            ``forward_fit='psf'`` without a PSF (``psf``, or one that a prepared ``cube``
+            carries), before the cube is read, whether or not it holds sources.
         """
         from .detection.detector import prepare
 

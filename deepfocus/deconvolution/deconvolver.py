@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from .._validation import check_positive_int
 from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..training.samples import TRAINING_PIXELS_PER_BEAM, moment0
 from .base import BaseDeconvolver
@@ -124,7 +125,7 @@ class Deconvolver(BaseDeconvolver):
         self.tile_size = int(tile_size)
         self.overlap = int(overlap)
         self.batch_size = int(batch_size)
-        self.threads = threads
+        self.threads = None if threads is None else check_positive_int(threads, "threads")
         self.network, self.model_name, self.model_sha256 = _load_network(model)
         self.network.eval()
 

@@ -13,6 +13,7 @@ from astropy.stats import mad_std
 from astropy.table import QTable
 from scipy.ndimage import map_coordinates, uniform_filter1d
 
+from .._validation import check_bool
 from ..deconvolution.normstats import ValidPixelNorm
 from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
@@ -158,7 +159,7 @@ class CubeDetector:
         self.model = model
         self.widths = widths
         self.deconvolved_fraction = deconvolved_fraction
-        self.sidelobe_rejection = bool(sidelobe_rejection)
+        self.sidelobe_rejection = check_bool(sidelobe_rejection, "sidelobe_rejection")
         self._spectral, self._spectral_info = _load(model, "spectral")
         self._deconvolver, self._deconvolver_info = _load(model, "deconvolver")
 

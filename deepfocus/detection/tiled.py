@@ -234,11 +234,11 @@ class TiledPipeline:
         progress=True,
         channel_blocks=None,
     ):
+        from .._validation import check_positive_int
         from ..io.tiles import parse_memory
 
         _stages(pipeline)
-        if isinstance(max_in_flight, bool) or int(max_in_flight) != max_in_flight or max_in_flight < 1:
-            raise InvalidInputError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
+        max_in_flight = check_positive_int(max_in_flight, "max_in_flight")
         if halo is not None and (isinstance(halo, bool) or int(halo) != halo or halo < 0):
             raise InvalidInputError(f"halo must be a non-negative number of pixels, got {halo!r}")
         if executor is not None and not callable(getattr(executor, "submit", None)):

@@ -30,6 +30,7 @@ from astropy.io import fits
 from astropy.wcs import FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from .._validation import check_positive_int
 from ..exceptions import InvalidInputError
 from . import cube as _cube
 from ._nearest import nearest_true
@@ -337,9 +338,7 @@ def plan_tiles(
     """
     n_chan, ny, nx = (int(n) for n in shape)
     limit = parse_memory(memory_limit)
-    if int(max_in_flight) != max_in_flight or max_in_flight < 1:
-        raise InvalidInputError(f"max_in_flight must be a positive integer, got {max_in_flight!r}")
-    max_in_flight = int(max_in_flight)
+    max_in_flight = check_positive_int(max_in_flight, "max_in_flight")
     halo = int(halo)
     if halo < 0:
         raise InvalidInputError(f"halo must be >= 0 pixels, got {halo}")

@@ -198,6 +198,9 @@ def test_bad_input(sim, network):
         Deconvolver(tile_size=64, overlap=64)
     with pytest.raises(InvalidInputError, match="gain"):
         HogbomClean(gain=0)
+    for threads in (0, -1, 1.5, True):  # torch would take 0 as its default, silently
+        with pytest.raises(InvalidInputError, match="threads must be a positive integer"):
+            Deconvolver(threads=threads)
 
 
 @pytest.mark.parametrize("threshold", [np.nan, np.inf, -np.inf, -1.0])

@@ -43,6 +43,7 @@ def test_bad_input_is_a_clear_error(name, bright_files, tmp_path):
         ({"widths": (2.5,)}, "widths must be positive channel counts"),
         ({"deconvolved_fraction": 1.0}, r"deconvolved_fraction must be in \[0, 1\)"),
         ({"deconvolved_fraction": "x"}, "deconvolved_fraction must be a number"),
+        ({"sidelobe_rejection": "no"}, "sidelobe_rejection must be True or False"),
     ],
 )
 def test_options_are_validated(options, message):
@@ -51,6 +52,22 @@ def test_options_are_validated(options, message):
     if "snr_threshold" in options:
         with pytest.raises(InvalidInputError, match=message):
             DeepFocus(options["snr_threshold"], model=None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight must be a positive integer"),
+        ({"max_in_flight": -3}, "max_in_flight must be a positive integer"),
+        ({"max_in_flight": 2.5}, "max_in_flight must be a positive integer"),
+        ({"max_in_flight": True}, "max_in_flight must be a positive integer"),
+        ({"memory_limit": "lots"}, "memory"),
+    ],
+)
+def test_pipeline_options_are_validated_when_made(options, message):
+    # In __init__, as photutils does, not when the first (large) cube is run.
+    with pytest.raises(InvalidInputError, match=message):
+        DeepFocus(model=None, **options)
 
 
 def test_options_are_normalised():
