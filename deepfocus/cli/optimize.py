@@ -96,7 +96,7 @@ def _run_optimize(args) -> int:
     if args.plot:
         from ..visualization.optimization import save_study_plots
 
-        paths = save_study_plots(study, args.plot)
+        paths = save_study_plots(study, args.plot, log=None if args.quiet else print)
         if not args.quiet:
             print("plots: " + ", ".join(str(p) for p in paths))
     if not args.quiet:

@@ -133,6 +133,8 @@ def load_task_model(model, task):
         ``"default"`` (or another shipped name, ``"<task>-<model>"``), a folder written by
         `deepfocus train` (`task_weights`), a ``.safetensors`` file of this task, a loaded
         module (used as it is), or None.
+    task : {'deconvolver', 'spectral', 'characterizer'}
+        The network wanted: weights whose model card names another task are refused.
 
     Returns
     -------

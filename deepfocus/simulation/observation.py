@@ -62,7 +62,10 @@ class Observation:
     pixels_per_beam : float
         Pixels across the beam major axis when ``cell`` is None (CASA users take 3-8).
     weighting : {'natural', 'uniform', 'briggs'}
-        Imaging weights; ``robust`` is the Briggs robustness.
+        Imaging weights.
+    robust : float
+        The Briggs robustness (``weighting='briggs'``), -2 (uniform) to 2 (natural), as in
+        ``tclean``.
     specmode : {'cube', 'mfs'}
         Which ``tclean`` imaging mode the weights follow (``cube``: the spectral cubes CASA
         users make; ``mfs``: continuum images, as the shipped reference PSFs).

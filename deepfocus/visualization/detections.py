@@ -29,6 +29,8 @@ def plot_detections(cube, catalog, *, ax=None, cmap="inferno"):
         Detections (``sky_centroid``, ``fwhm_major``, ``fwhm_minor``, ``position_angle``, ``id``).
     ax : `~astropy.visualization.wcsaxes.WCSAxes`, optional
         Axes with the cube's celestial WCS; a new figure is made if None.
+    cmap : str or `~matplotlib.colors.Colormap`
+        Colour map of the image.
 
     Returns
     -------

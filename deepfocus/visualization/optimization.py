@@ -145,11 +145,12 @@ def plot_intermediate_values(study, *, figsize=(7, 4.5)):
     return figure
 
 
-def save_study_plots(study, prefix, *, dpi=120):
+def save_study_plots(study, prefix, *, dpi=120, log=None):
     """Write ``PREFIX-history.png``, ``PREFIX-importances.png`` and ``PREFIX-intermediate.png``.
 
     Each file is written atomically (`~deepfocus.io.atomic.atomic_path`); a plot the study
-    cannot make yet (e.g. importances with one complete trial) is skipped.
+    cannot make yet (e.g. importances with one complete trial) is skipped, and ``log`` (a
+    callable taking a line, e.g. `print`), if given, says which and why.
 
     Returns
     -------
@@ -164,11 +165,13 @@ def save_study_plots(study, prefix, *, dpi=120):
         ("importances", plot_param_importances),
         ("intermediate", plot_intermediate_values),
     ):
+        path = Path(f"{prefix}-{suffix}.png")
         try:
             figure = function(study)
-        except InvalidInputError:
+        except InvalidInputError as exc:
+            if log is not None:
+                log(f"{path} not written: {exc}")
             continue
-        path = Path(f"{prefix}-{suffix}.png")
         save_figure(figure, path, dpi=dpi)
         written.append(path)
     return written

@@ -124,5 +124,8 @@ def test_save_study_plots_writes_the_pngs(tmp_path):
         assert path.read_bytes().startswith(PNG_SIGNATURE)
     assert not list(tmp_path.glob(".*part"))  # written atomically, nothing left over
     # A study with one complete trial: the importances are skipped, the others written.
-    few = save_study_plots(_study(values=[0.5], pruned=0), tmp_path / "few")
+    lines = []
+    few = save_study_plots(_study(values=[0.5], pruned=0), tmp_path / "few", log=lines.append)
     assert [p.name for p in few] == ["few-history.png", "few-intermediate.png"]
+    skipped = tmp_path / "few-importances.png"
+    assert lines == [f"{skipped} not written: study 'made-up' has 1 complete trial(s); this plot needs 2"]
