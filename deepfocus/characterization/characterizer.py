@@ -14,6 +14,7 @@ from scipy.ndimage import map_coordinates
 from scipy.spatial import cKDTree
 
 from ..detection.lines import bridge_blank_channels
+from ..detection.matched_filter import blank_channels
 from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
@@ -218,6 +219,7 @@ class SourceCharacterizer:
             )
         n_chan = prepared.data.shape[0]
         noise = np.asarray(u.Quantity(prepared.noise, u.Jy / u.beam).value, dtype=float)
+        blank = blank_channels(noise)  # the whole cube's, also in a tile or a block of channels
         noise = np.where(np.isfinite(noise), noise, np.nanmedian(noise))
         dv = prepared.channel_velocity_width.to_value(u.km / u.s)
         beam = prepared.beams[n_chan // 2]
@@ -226,7 +228,7 @@ class SourceCharacterizer:
         data = np.nan_to_num(prepared.data)
         channel_has_data = prepared.valid.any(axis=(1, 2))
         # A blank channel inside a line would take its share out of the line image.
-        data = bridge_blank_channels(data, ~channel_has_data, axis=0, copy=False)
+        data = bridge_blank_channels(data, blank, axis=0, copy=False)
         table = QTable(catalog, copy=True)
         n = len(table)
         inputs, raw, sigmas, centres, edge, continua = [], [], [], [], [], []

@@ -25,7 +25,8 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 from scipy.special import erf
 
-from ..detection.matched_filter import usable_noise
+from ..detection.lines import bridge_blank_channels
+from ..detection.matched_filter import blank_channels, usable_noise
 from ..io.catalog import SourceFlag
 from .forward import FIT_RADIUS, _source_image, beam_image, refine_sources
 
@@ -288,6 +289,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
 
     cell = frame.cell.to_value(u.arcsec)
     dv = frame.channel_velocity_width.to_value(u.km / u.s)
+    blank = blank_channels(u.Quantity(frame.noise, u.Jy / u.beam).value)
     noise = usable_noise(u.Quantity(frame.noise, u.Jy / u.beam).value)
     windows, centres, widths = _line_profiles(table, frame, dv)
     x, y = table["x_centroid"].to_value(u.pix), table["y_centroid"].to_value(u.pix)
@@ -316,6 +318,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
         half = int(np.ceil(FIT_RADIUS * np.hypot(major[i], line_beam_pix))) + 3
         cx, cy = int(np.round(x[i])), int(np.round(y[i]))
         block, valid = read(cx, cy, 2 * half)
+        block = bridge_blank_channels(block, blank, axis=0, copy=False)  # as the first fits' data
         off = valid.any(axis=(1, 2))
         for j in near + [i]:
             off[int(windows[j][0]) : int(windows[j][1]) + 1] = False

@@ -19,7 +19,7 @@ from ..exceptions import InvalidInputError, NoDetectionsWarning
 from ..version import __version__
 from .candidates import filter_beam, find_candidates
 from .lines import fit_line, mask_runs, network_lines, repeated_lines, split_at_valleys, split_shared_runs
-from .matched_filter import DEFAULT_WIDTHS, blank_as_nan
+from .matched_filter import DEFAULT_WIDTHS, blank_as_nan, blank_channels
 from .sidelobes import FilteredPSF, sidelobe_rejected
 
 __all__ = ["CubeDetector", "prepare", "DECONVOLVER_CUTOUT"]
@@ -181,7 +181,7 @@ class CubeDetector:
         y = candidates["y_centroid"].value
         rows = []
         if self._spectral is not None and len(candidates):
-            blank = None if noise is None else ~np.isfinite(noise)
+            blank = None if noise is None else blank_channels(noise)
             probability, denoised = network_lines(spectra, self._spectral, blank=blank)
             smooth = uniform_filter1d(denoised.astype(float), 3, axis=1, mode="nearest")
         for k, cand in enumerate(candidates):

@@ -31,6 +31,7 @@ __all__ = [
     "normalised_channels",
     "usable_noise",
     "blank_as_nan",
+    "blank_channels",
     "window_sum",
     "DEFAULT_WIDTHS",
 ]
@@ -338,6 +339,12 @@ def blank_as_nan(noise):
     which `~deepfocus.detection.lines.fit_line` leaves out."""
     noise = np.asarray(noise, dtype=float)
     return np.where(np.isfinite(noise) & (noise > 0), noise, np.nan)
+
+
+def blank_channels(noise):
+    """The channels without usable noise (bool, ``(n_chan,)``): blank in the whole cube when
+    ``noise`` is a cube's (or a tile's, which carries the whole cube's)."""
+    return ~np.isfinite(blank_as_nan(noise))
 
 
 #: Planes filtered per FFT call: bounds the transient float64/complex work arrays of

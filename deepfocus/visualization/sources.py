@@ -101,7 +101,7 @@ def source_spectrum(cube, catalog, source, *, model="default"):
     """
     from ..detection.detector import prepare
     from ..detection.lines import network_lines
-    from ..detection.matched_filter import estimate_continuum
+    from ..detection.matched_filter import blank_channels, estimate_continuum
 
     prepared = prepare(cube)
     row, _ = _row(catalog, source)
@@ -115,7 +115,8 @@ def source_spectrum(cube, catalog, source, *, model="default"):
     snr = np.where(np.isfinite(flux), flux / noise, 0.0)  # what the detector feeds the network
     network = _spectral_network(model)
     if network is not None:
-        probability, denoised = network_lines(snr[None], network)
+        blank = blank_channels(u.Quantity(prepared.noise, u.Jy / u.beam).value)
+        probability, denoised = network_lines(snr[None], network, blank=blank)
         probability, denoised = probability[0].astype(float), denoised[0].astype(float) * noise
     else:
         probability = denoised = np.full(n_chan, np.nan)

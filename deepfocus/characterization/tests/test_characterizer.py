@@ -374,3 +374,20 @@ def test_a_source_measures_the_same_alone_or_among_others(bright_sim, bright_fil
         alone = characterizer(bright_files["dirty"], positions[i : i + 1], crowded=False)
         for name in MEASURED:
             assert alone[name][0] == together[name][i], name
+
+
+def test_a_blank_channel_inside_a_line_keeps_its_share_among_neighbours(tmp_path):
+    # The fits among neighbours (crowded=True) read the cube again: they bridge the blank
+    # channel too (the example's source 1, channel 28 blank at its line's peak: 0.86 before).
+    from importlib.resources import files
+
+    example = files("deepfocus.data") / "example_dirty.fits"
+    truth = QTable.read(files("deepfocus.data") / "example_truth.ecsv")
+    positions = truth["id", "x_centroid", "y_centroid", "z_min", "z_max"]
+    blanked = tmp_path / "blanked.fits"
+    with fits.open(example) as hdul:
+        hdul[0].data[28] = np.nan
+        hdul.writeto(blanked)
+    characterizer = SourceCharacterizer(model=None, forward_fit="beam")
+    ratio = (characterizer(blanked, positions)["flux"] / characterizer(example, positions)["flux"]).value
+    assert np.all(np.abs(ratio - 1) < 0.05), ratio
