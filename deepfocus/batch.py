@@ -251,20 +251,24 @@ def product_path(cube, spec, product):
     ``"auto"`` (``NAME.image.fits`` -> ``NAME.<product>.fits`` beside it; ``NAME_dirty.fits`` ->
     ``NAME_<product>.fits``) or a ``{stem}`` pattern; see `psf_path`. A primary beam for a
     ``.pbcor`` cube is refused (`refuse_corrected_with_pb`)."""
-    what = {"psf": "PSF", "pb": "primary beam"}[product]
     if product == "pb":
         refuse_corrected_with_pb(cube)
-    stem = _stem(cube)
+    return _product_path(_stem(cube), Path(cube).parent, spec, product)
+
+
+def _product_path(stem, folder, spec, product):
+    """`product_path` of the cube ``folder/stem.fits``, not checked for ``.pbcor``."""
+    what = {"psf": "PSF", "pb": "primary beam"}[product]
     if spec == "auto":
         if stem.endswith(_SIMULATED_DIRTY):  # deepfocus simulate's NAME_dirty.fits -> NAME_psf.fits
-            simulated = Path(cube).parent / f"{stem[: -len(_SIMULATED_DIRTY)]}_{product}.fits"
+            simulated = folder / f"{stem[: -len(_SIMULATED_DIRTY)]}_{product}.fits"
             if simulated.is_file():  # else CASA's naming, as before (NAME_dirty.psf.fits)
                 return simulated
         for suffix in _CASA_PRODUCTS:
             if stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break
-        return Path(cube).parent / f"{stem}.{product}.fits"
+        return folder / f"{stem}.{product}.fits"
     if "{stem}" not in str(spec):
         raise InvalidInputError(
             f"the {what} of many cubes must be 'auto' or a pattern with {{stem}}, got {spec!r} "
@@ -851,7 +855,8 @@ def detect_many(
     products = {"psf": psf, "pb": pb}
     for product, spec in products.items():
         if spec is not None:
-            product_path(cubes[0], spec, product)  # a bad pattern fails before any task is sent
+            # A bad pattern fails before any task is sent (a .pbcor cube fails on its own).
+            _product_path(_stem(cubes[0]), Path(cubes[0]).parent, spec, product)
             if spec != "auto" and not Path(str(spec)).is_absolute():
                 # Workers of a remote cluster have other folders.
                 products[product] = str(Path.cwd() / str(spec))
@@ -945,7 +950,9 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     # threshold: every large temporary array is then mapped and unmapped afresh, and a cube took
     # 1.3-1.8x as long (measured on a loaded machine). Unset it (glibc's adaptive default).
     no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
-    with warnings.catch_warnings(), dask.config.set(no_trim), _workers_ignore_ctrl_c(), _quiet_workers():
+    if processes:  # each worker process leaves Ctrl-C to this one, also when started again
+        cluster_options.setdefault("preload", ["deepfocus._dask_worker"])
+    with warnings.catch_warnings(), dask.config.set(no_trim), _workers_ignore_ctrl_c(), _quiet_tracker():
         # The scheduler's HTTP server moves to a free port when 8787 is taken: not worth a warning.
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         cluster = LocalCluster(
@@ -981,28 +988,20 @@ def _silenced_on_interrupt(loggers):
 
 
 @contextlib.contextmanager
-def _quiet_workers():
-    """Start worker processes with distributed's logging at ERROR (they read it from the
-    environment when they import distributed): their warnings when a run is interrupted (tasks
-    cancelled, workers stopped) are not the user's business; errors still show."""
-    settings = {
-        "DASK_LOGGING__DISTRIBUTED": "error",
-        # multiprocessing's resource tracker (started with the workers) warns of the semaphores
-        # of workers stopped by Ctrl-C: one more line after "interrupted".
-        "PYTHONWARNINGS": "ignore::UserWarning:multiprocessing.resource_tracker",
-    }
-    previous = {key: os.environ.get(key) for key in settings}
-    if previous["PYTHONWARNINGS"]:  # the user's own filters stay
-        settings["PYTHONWARNINGS"] = f"{previous['PYTHONWARNINGS']},{settings['PYTHONWARNINGS']}"
-    os.environ.update(settings)
+def _quiet_tracker():
+    """Start processes (among them multiprocessing's resource tracker, started with the first
+    worker) without its warning of the semaphores of workers stopped by Ctrl-C: one more line
+    after "interrupted". The user's own warning filters stay."""
+    key, ignore = "PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker"
+    previous = os.environ.get(key)
+    os.environ[key] = f"{previous},{ignore}" if previous else ignore
     try:
         yield
     finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
 
 
 def _in_main_thread():
@@ -1023,7 +1022,8 @@ def _workers_ignore_ctrl_c():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: a handler not installed from Python, left as it is
+            signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
@@ -1041,4 +1041,5 @@ def _terminate_as_exit():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -118,13 +118,18 @@ class DeepFocus:
         Raises
         ------
         deepfocus.exceptions.InvalidInputError
-            Input that is not a usable cube (see `~deepfocus.io.read_cube`), or
+            Input that is not a usable cube (see `~deepfocus.io.read_cube`), a ``pb`` for a
+            cube file named ``.pbcor`` (already corrected), or
             ``forward_fit='psf'`` without a PSF (``psf``, or one that a prepared ``cube``
             carries), before the cube is read, whether or not it holds sources.
         """
         from .detection.detector import prepare
 
         self.check_forward_fit(cube, psf)
+        if pb is not None and isinstance(cube, (str, os.PathLike)):
+            from .batch import refuse_corrected_with_pb
+
+            refuse_corrected_with_pb(cube)
         if self.memory_limit is not None and isinstance(cube, (str, os.PathLike)):
             from .detection.tiled import TiledPipeline
 

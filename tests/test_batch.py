@@ -309,24 +309,48 @@ def _die_on(name):
 
 
 def _sigint_disposition():
-    import signal
-
-    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-
-
-@pytest.mark.slow  # starts a worker process
-def test_local_workers_leave_ctrl_c_to_this_process():
-    # Ctrl-C reaches the whole process group: the workers ignore it (they printed a
-    # KeyboardInterrupt traceback each), this process stops the run and closes the cluster.
     import os
     import signal
 
-    keys = ("DASK_LOGGING__DISTRIBUTED", "PYTHONWARNINGS")  # set for the workers' start only
-    handler, environ = signal.getsignal(signal.SIGINT), {key: os.environ.get(key) for key in keys}
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, os.getpid()
+
+
+def _exit_now():
+    import os
+
+    os._exit(1)
+
+
+@pytest.mark.slow  # starts a worker process, and another when it dies
+def test_local_workers_leave_ctrl_c_to_this_process():
+    # Ctrl-C reaches the whole process group: the workers ignore it (they printed a
+    # KeyboardInterrupt traceback each), this process stops the run and closes the cluster; a
+    # worker the nanny starts again after the first died does too.
+    import os
+    import signal
+    import time
+
+    handler, environ = signal.getsignal(signal.SIGINT), os.environ.get("PYTHONWARNINGS")
+    if handler == signal.SIG_IGN:
+        pytest.skip("this process ignores SIGINT itself: the workers would inherit that")
     with local_client(1) as client:
-        assert all(client.run(_sigint_disposition).values())
+        ((ignored, first),) = client.run(_sigint_disposition).values()
+        assert ignored
         assert signal.getsignal(signal.SIGINT) is handler
-    assert {key: os.environ.get(key) for key in keys} == environ
+        assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL  # closes the cluster
+        client.submit(_exit_now, pure=False)
+        for _ in range(120):
+            time.sleep(0.25)
+            try:
+                replies = list(client.run(_sigint_disposition).values())
+            except Exception:  # noqa: BLE001 - the worker is being replaced
+                continue
+            if replies and replies[0][1] != first:
+                break
+        else:
+            pytest.fail("the dead worker was not replaced")
+        assert replies[0][0]
+    assert os.environ.get("PYTHONWARNINGS") == environ  # set for the workers' start only
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
@@ -502,6 +526,23 @@ def test_rerun_over_a_catalogue_without_settings(cubes, tmp_path):
     assert result.status == "failed"
     assert result.error.startswith(f"cannot read the settings {catalog} was made with (")
     assert result.error.endswith("): use --overwrite to redo it")
+
+
+def test_a_pbcor_cube_fails_alone_in_a_batch_with_its_primary_beam(cubes, tmp_path):
+    # Whichever its place in the batch: the other cubes run.
+    import shutil
+
+    from astropy.io import fits
+
+    shutil.copy(cubes[0], tmp_path / "a.image.pbcor.fits")
+    shutil.copy(cubes[1], tmp_path / "b.image.fits")
+    fits.PrimaryHDU(np.ones(fits.getdata(cubes[1]).shape, np.float32)).writeto(tmp_path / "b.pb.fits")
+    for order in (["a.image.pbcor.fits", "b.image.fits"], ["b.image.fits", "a.image.pbcor.fits"]):
+        out = tmp_path / f"out_{order[0]}"
+        summary = detect_many([tmp_path / name for name in order], out, model=None, pb="auto", progress=False)
+        status = {Path(result.cube).name: result.status for result in summary.results}
+        assert status == {"a.image.pbcor.fits": "failed", "b.image.fits": "ok"}
+        assert "already primary-beam corrected" in summary.failed[0].error
 
 
 def test_rerun_of_an_empty_cube_with_its_primary_beam(tmp_path):

@@ -256,7 +256,9 @@ class SourceCharacterizer:
             # The network sees the line alone where a continuum is significant: trained mostly
             # on sources without one, it took a continuum of 12 sigma under a line for line
             # flux (twice to four times the line's). An insignificant one stays: subtracting
-            # it would only add the noise of the median.
+            # it would only add the noise of the median. Its training samples keep the
+            # continuum (`~deepfocus.training.samples.characterizer_samples`): changing them
+            # means retraining the shipped weights, which the recipe reproduces as they are.
             beam_pix = beams[-1].major.to_value(u.arcsec) / cell
             significant = _significant_continuum(block, off, noise, size // 2, beam_pix)
             inputs.append(_resample((line_sum - (hi - lo + 1) * significant) * dv / sigma, zooms[-1]))

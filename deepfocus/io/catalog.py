@@ -38,7 +38,8 @@ bit    name             meaning
 
 Meta keys with a fixed meaning (besides ``version``, ``date``, ``parameters``, ``models``):
 ``beam_major_arcsec``, ``beam_minor_arcsec`` (restoring beam FWHMs, arcsec) and ``beam_pa_deg``
-(its position angle, deg east of ICRS north, as ``position_angle``); see `BEAM_META_KEYS`.
+(its position angle, deg east of ICRS north like ``position_angle``, but not folded into
+[0, 180): the header's ``BPA`` plus the angle of the cube's north); see `BEAM_META_KEYS`.
 `~deepfocus.io.catalog_to_regions` draws unresolved sources as this beam.
 ``velocity_convention`` (``radio``, ``optical`` or ``relativistic``: that of a velocity
 ``spectral_centroid``, ``radio`` if the cube's axis is no velocity) sets that column's UCD in a

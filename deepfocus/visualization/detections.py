@@ -73,19 +73,20 @@ def _points_per_pixel(ax, image):
 
 
 def _grouped_labels(centres, labels, radius=LABEL_MERGE_RADIUS):
-    """``((x, y), text)`` per group of detections within ``radius`` pixels of one another, the
-    text their labels joined in catalogue order: two lines at one position, or two sources a few
-    pixels apart on a large image, would otherwise print one id over the other."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
+    """``((x, y), text)`` per group of detections, the text their labels joined in catalogue
+    order: two lines at one position, or two sources a few pixels apart on a large image, would
+    otherwise print one id over the other.
 
-    pairs = cKDTree(centres).query_pairs(radius, output_type="ndarray")
-    n = len(centres)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, group = connected_components(graph, directed=False)
-    out = []
-    for g in dict.fromkeys(group):  # groups in the order of their first member
-        members = np.flatnonzero(group == g)
-        out.append((tuple(centres[members[0]]), ", ".join(labels[i] for i in members)))
-    return out
+    A detection joins the first group whose first member lies within ``radius`` pixels of it,
+    else starts one: groups do not chain, so a crowded field keeps a label near every source.
+    """
+    anchors, members = [], []
+    for i, (x, y) in enumerate(np.asarray(centres, dtype=float)):
+        near = [g for g, (ax, ay) in enumerate(anchors) if np.hypot(x - ax, y - ay) <= radius]
+        if near:
+            members[near[0]].append(i)
+        else:
+            anchors.append((x, y))
+            members.append([i])
+    texts = [", ".join(labels[i] for i in group) for group in members]
+    return list(zip(anchors, texts, strict=True))

@@ -117,6 +117,16 @@ def test_deepfocus_restores_the_fluxes_of_an_attenuated_cube(bright_files, class
     assert np.allclose(uncorrected["flux"].value, 0.5 * classical_catalog["flux"].value, rtol=1e-4)
 
 
+def test_a_pbcor_file_with_a_primary_beam_is_refused(bright_files, tmp_path):
+    # tclean's .image.pbcor is already divided by the gain: a pb would divide it again.
+    import shutil
+
+    cube = tmp_path / "obs.image.pbcor.fits"
+    shutil.copy(bright_files["dirty"], cube)
+    with pytest.raises(InvalidInputError, match="already primary-beam corrected"):
+        DeepFocus(model=None)(cube, pb=np.ones(fits.getdata(cube).shape, np.float32))
+
+
 def test_gains_above_one_are_not_a_primary_beam():
     # A dirty cube given as the .pb: its values are no gains.
     gain = _gain() * 3.0

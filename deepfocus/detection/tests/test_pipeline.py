@@ -410,7 +410,8 @@ def test_psf_file_is_accepted(bright_sim, classical_catalog, tmp_path):
         DeepFocus(model=None)(paths["dirty"], psf=np.ones((3, 8, 8)))  # 3 channels, not 48
 
 
-def test_position_angles_of_a_galactic_cube_are_east_of_icrs_north(tmp_path):
+@pytest.mark.parametrize("forward_fit", ["auto", "beam"])  # 'beam': the fits among neighbours too
+def test_position_angles_of_a_galactic_cube_are_east_of_icrs_north(tmp_path, forward_fit):
     # The example cube's data on a galactic grid: every measurement on the grid is the same, and
     # the angles are turned from galactic north (up on the grid) to ICRS north, as sky_centroid
     # is ICRS. Before, they were galactic angles (up to 63 deg off here) next to ICRS positions.
@@ -426,8 +427,8 @@ def test_position_angles_of_a_galactic_cube_are_east_of_icrs_north(tmp_path):
         for key in ("RADESYS", "EQUINOX"):
             header.remove(key, ignore_missing=True)
         hdul.writeto(tmp_path / "galactic.fits")
-    equatorial = DeepFocus()(str(example))
-    galactic = DeepFocus()(str(tmp_path / "galactic.fits"))
+    equatorial = DeepFocus(forward_fit=forward_fit)(str(example))
+    galactic = DeepFocus(forward_fit=forward_fit)(str(tmp_path / "galactic.fits"))
     assert len(galactic) == len(equatorial)
     resolved = np.asarray(equatorial["fwhm_major"] > 0)
     assert resolved.sum() >= 3

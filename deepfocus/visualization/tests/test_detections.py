@@ -1,5 +1,6 @@
 """`plot_detections`: one ellipse and one id per detection on RA/Dec axes."""
 
+import numpy as np
 from matplotlib.patches import Ellipse
 
 from deepfocus.visualization import plot_detections
@@ -56,3 +57,14 @@ def test_no_id_is_printed_over_another(example_cube, example_truth):
     assert sorted(shown) == sorted(str(i) for i in catalog["id"])
     boxes = [t.get_window_extent() for t in texts]
     assert not any(a.overlaps(b) for a, b in combinations(boxes, 2))
+
+
+def test_labels_of_a_crowded_row_do_not_chain():
+    # Sources 2 pixels apart along a line: each label holds those near its first member, not
+    # the whole row at one end of it.
+    from deepfocus.visualization.detections import _grouped_labels
+
+    centres = np.column_stack([np.arange(10) * 2.0, np.zeros(10)])
+    groups = _grouped_labels(centres, [str(i) for i in range(10)], radius=3.0)
+    assert [text for _, text in groups] == ["0, 1", "2, 3", "4, 5", "6, 7", "8, 9"]
+    assert [x for (x, _), _ in groups] == [0.0, 4.0, 8.0, 12.0, 16.0]
