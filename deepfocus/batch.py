@@ -1015,22 +1015,21 @@ def _workers_ignore_ctrl_c():
     """Ignore SIGINT while worker processes start, so that they inherit it: Ctrl-C (sent to the
     whole process group) then reaches only this process, which closes the cluster, instead of
     printing a KeyboardInterrupt traceback from every worker."""
-    if not _in_main_thread():
-        yield
+    if not _in_main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield  # None: a handler not installed from Python, which could not be put back
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        if previous is not None:  # None: a handler not installed from Python, left as it is
-            signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
 def _terminate_as_exit():
     """SIGTERM as ``SystemExit(143)`` while the cluster runs, so that it is closed (its workers
     and their scratch folders removed) rather than left to its processes' own timeouts."""
-    if not _in_main_thread():
+    if not _in_main_thread() or signal.getsignal(signal.SIGTERM) is None:
         yield
         return
 
@@ -1041,5 +1040,4 @@ def _terminate_as_exit():
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)
