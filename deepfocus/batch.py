@@ -940,7 +940,10 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     processes : bool
         Workers in separate processes (True) or threads of this one.
     **cluster_options
-        Passed to `~distributed.LocalCluster` (e.g. ``memory_limit``).
+        Passed to `~distributed.LocalCluster` (e.g. ``memory_limit``). With ``processes``, the
+        workers' preloads (``preload``, else dask's ``distributed.worker.preload``) are run
+        with deepfocus's own after them (`WORKER_PRELOAD`: the workers leave Ctrl-C to this
+        process, which closes the cluster).
     """
     import dask
     from distributed import Client, LocalCluster
@@ -951,7 +954,7 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     # 1.3-1.8x as long (measured on a loaded machine). Unset it (glibc's adaptive default).
     no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     if processes:  # each worker process leaves Ctrl-C to this one, also when started again
-        cluster_options.setdefault("preload", ["deepfocus._dask_worker"])
+        cluster_options.update(_with_worker_preload(cluster_options))
     with warnings.catch_warnings(), dask.config.set(no_trim), _workers_ignore_ctrl_c(), _quiet_tracker():
         # The scheduler's HTTP server moves to a free port when 8787 is taken: not worth a warning.
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
@@ -961,6 +964,31 @@ def local_client(n_workers, *, threads_per_worker=1, processes=True, **cluster_o
     with _logger_levels() as loggers, _terminate_as_exit(), cluster, Client(cluster) as client:
         with _silenced_on_interrupt(loggers):
             yield client
+
+
+#: The dask preload of the workers `local_client` starts.
+WORKER_PRELOAD = "deepfocus._dask_worker"
+
+
+def _with_worker_preload(cluster_options):
+    """``preload`` and ``preload_argv`` with `WORKER_PRELOAD` after the user's: those given to
+    `local_client`, else dask's configuration (``distributed.worker.preload``), which a
+    ``preload`` argument would otherwise override."""
+    import dask
+
+    if cluster_options.get("preload") is not None:
+        preload, argv = cluster_options["preload"], cluster_options.get("preload_argv") or []
+    else:
+        preload = dask.config.get("distributed.worker.preload", default=[]) or []
+        argv = dask.config.get("distributed.worker.preload-argv", default=[]) or []
+    preload = [preload] if isinstance(preload, str) else list(preload)
+    argv = list(argv)
+    if argv and isinstance(argv[0], str):  # one argument list for every preload
+        argv = [argv] * len(preload)
+    if WORKER_PRELOAD not in preload:
+        argv = (argv or [[] for _ in preload]) + [[]]
+        preload.append(WORKER_PRELOAD)
+    return {"preload": preload, "preload_argv": argv}
 
 
 @contextlib.contextmanager

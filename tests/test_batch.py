@@ -321,6 +321,26 @@ def _exit_now():
     os._exit(1)
 
 
+def test_the_workers_preload_joins_the_users():
+    # A preload argument would override dask's configured ones: they are kept, ours after them,
+    # with argument lists of the same length (distributed refuses a mismatch).
+    import dask
+    import distributed  # noqa: F401 - its defaults in dask's config before the set below
+
+    from deepfocus.batch import WORKER_PRELOAD, _with_worker_preload
+
+    assert _with_worker_preload({}) == {"preload": [WORKER_PRELOAD], "preload_argv": [[]]}
+    config = {"distributed.worker.preload": ["a", "b"], "distributed.worker.preload-argv": [["-x"], []]}
+    with dask.config.set(config):
+        merged = _with_worker_preload({})
+        assert merged == {"preload": ["a", "b", WORKER_PRELOAD], "preload_argv": [["-x"], [], []]}
+        given = {"preload": "c", "preload_argv": ["--flag"]}  # one argv for every preload
+        merged = _with_worker_preload(given)
+        assert merged == {"preload": ["c", WORKER_PRELOAD], "preload_argv": [["--flag"], []]}
+    again = _with_worker_preload({"preload": [WORKER_PRELOAD]})
+    assert again["preload"] == [WORKER_PRELOAD]
+
+
 @pytest.mark.slow  # starts a worker process, and another when it dies
 def test_local_workers_leave_ctrl_c_to_this_process():
     # Ctrl-C reaches the whole process group: the workers ignore it (they printed a
