@@ -95,9 +95,12 @@ def _run_train(args) -> int:
             progress=not args.quiet,
             command=command,
         )
-    finally:
+    except BaseException:
         if distributed:
-            ddp.shutdown()
+            ddp.shutdown(wait=False)  # the other ranks may never reach a barrier
+        raise
+    if distributed:
+        ddp.shutdown()
     if not main:  # rank 0 wrote the files and reports
         return 0
     if args.plot:

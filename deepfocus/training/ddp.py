@@ -73,7 +73,15 @@ def init_from_env(backend=None):
     return True
 
 
-def shutdown():
-    """Destroy the process group made by `init_from_env` (no-op when there is none)."""
+def shutdown(*, wait=True):
+    """Destroy the process group made by `init_from_env` (no-op when there is none).
+
+    With ``wait`` (after a run that went well on this rank), once every rank has reached this
+    point: a rank that tore its group down while another still used it aborted in gloo
+    ("terminate called without an active exception", seen once in CI on a loaded machine).
+    Without it (after an error), at once: the other ranks may never arrive.
+    """
     if _active():
+        if wait:
+            barrier()
         torch.distributed.destroy_process_group()
