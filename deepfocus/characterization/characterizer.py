@@ -260,7 +260,7 @@ class SourceCharacterizer:
             # continuum (`~deepfocus.training.samples.characterizer_samples`): changing them
             # means retraining the shipped weights, which the recipe reproduces as they are.
             beam_pix = beams[-1].major.to_value(u.arcsec) / cell
-            significant = _significant_continuum(block, off, noise, size // 2, beam_pix)
+            significant = _significant_continuum(block, off, noise, size // 2, beam_pix, continuum)
             inputs.append(_resample((line_sum - (hi - lo + 1) * significant) * dv / sigma, zooms[-1]))
             continua.append(_resample(continuum, zooms[-1]))
             n_off.append(int(off.sum()))
@@ -520,13 +520,14 @@ def _line_free(has_data, windows, rows):
     return off
 
 
-def _significant_continuum(block, off, noise, centre, beam_pix):
-    """The per-pixel continuum of a cutout (median of its line-free channels ``off``), or 0 when
-    it is not significant (3 sigma) within half a beam of the centre: subtracting a continuum
-    that is not there only adds the noise of the median to the line image."""
+def _significant_continuum(block, off, noise, centre, beam_pix, continuum=None):
+    """The per-pixel continuum of a cutout (median of its line-free channels ``off``, or the
+    ``continuum`` given, that median), or 0 when it is not significant (3 sigma) within half a
+    beam of the centre: subtracting a continuum that is not there only adds the noise of the
+    median to the line image."""
     if off.sum() < 3:
         return 0.0
-    continuum = np.median(block[off], axis=0)
+    continuum = np.median(block[off], axis=0) if continuum is None else continuum
     sigma = np.sqrt(np.pi / 2) * np.median(noise[off]) / np.sqrt(off.sum())
     yy, xx = np.mgrid[: block.shape[1], : block.shape[2]]
     near = np.hypot(xx - centre, yy - centre) <= 0.5 * beam_pix
