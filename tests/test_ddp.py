@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from deepfocus.training.samples import SAMPLES_VERSION
+
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
     reason="needs torch.distributed with gloo",
@@ -99,7 +101,7 @@ def test_deepfocus_train_under_torchrun(tmp_path):
         "characterizer-tiny.csv",
         "characterizer-tiny.json",
         "characterizer-tiny.safetensors",
-        "data-tiny-seed0-characterizer.npz",
+        f"data-v{SAMPLES_VERSION}-tiny-seed0-characterizer.npz",
         "training-tiny.json",
     ]
     card = json.loads((tmp_path / "characterizer-tiny.json").read_text())

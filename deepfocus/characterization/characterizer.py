@@ -18,6 +18,7 @@ from ..detection.matched_filter import blank_channels
 from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.catalog import CATALOG_COLUMNS, SourceFlag
 from ..training.samples import CHARACTERIZER_TARGETS, TRAINING_PIXELS_PER_BEAM, scale_cutouts
+from .continuum import line_free_channels, significant_continuum
 from .crowding import LINE_FREE_RADIUS, _line_profiles
 from .forward import FIT_RADIUS, beam_image, refine_sources
 
@@ -160,11 +161,11 @@ class SourceCharacterizer:
      id fwhm_major fwhm_minor position_angle    flux
           arcsec     arcsec        deg       Jy km / s
     --- ---------- ---------- -------------- ---------
-      1       0.36       0.29          88.00      2.90
-      2       0.13       0.09         139.15      0.64
-      3       0.32       0.19         124.22      1.06
-      4       0.00       0.00           0.00      1.17
-      5       0.71       0.46          92.23      0.21
+      1       0.36       0.25          87.89      2.85
+      2       0.11       0.08          43.35      0.71
+      3       0.43       0.22         114.50      1.26
+      4       0.00       0.00           0.00      1.20
+      5       0.78       0.50         109.89      0.28
     """
 
     def __init__(self, *, model="default", forward_fit="auto"):
@@ -249,18 +250,17 @@ class SourceCharacterizer:
             blank = np.where(prepared.valid[lo : hi + 1].any(axis=0), 0.0, np.nan)
             _, padded = _cutout(blank, cx, cy, size)
             # The continuum: per-pixel median over the channels outside the lines at the position.
-            off = _line_free(channel_has_data, windows, nearby[i])
+            off = line_free_channels(channel_has_data, windows, nearby[i])
             continuum = np.median(block[off], axis=0) if off.sum() >= 3 else np.zeros(block.shape[1:])
             line_sum = block[lo : hi + 1].sum(axis=0)
             raw.append(_resample(line_sum * dv / sigma, zooms[-1]))
-            # The network sees the line alone where a continuum is significant: trained mostly
-            # on sources without one, it took a continuum of 12 sigma under a line for line
-            # flux (twice to four times the line's). An insignificant one stays: subtracting
-            # it would only add the noise of the median. Its training samples keep the
-            # continuum (`~deepfocus.training.samples.characterizer_samples`): changing them
-            # means retraining the shipped weights, which the recipe reproduces as they are.
+            # The network sees the line alone where a continuum is significant, as in its
+            # training samples (`~deepfocus.training.samples.characterizer_samples`): left in, a
+            # continuum of 12 sigma under a line was taken for line flux (twice to four times
+            # the line's). An insignificant one stays: subtracting it would only add the noise
+            # of the median.
             beam_pix = beams[-1].major.to_value(u.arcsec) / cell
-            significant = _significant_continuum(block, off, noise, size // 2, beam_pix, continuum)
+            significant = significant_continuum(block, off, noise, size // 2, beam_pix, continuum)
             inputs.append(_resample((line_sum - (hi - lo + 1) * significant) * dv / sigma, zooms[-1]))
             continua.append(_resample(continuum, zooms[-1]))
             n_off.append(int(off.sum()))
@@ -418,8 +418,8 @@ class SourceCharacterizer:
             half = min(int(np.ceil(FIT_RADIUS * observed)) + 3, fit_half_limit(beam_pix))
             cx, cy = (int(v) for v in centres[i])
             block, _ = _cutout(data, cx, cy, 2 * half)
-            off = _line_free(channel_has_data, windows, nearby[i])
-            continuum = _significant_continuum(block, off, noise, half, beam_pix)
+            off = line_free_channels(channel_has_data, windows, nearby[i])
+            continuum = significant_continuum(block, off, noise, half, beam_pix)
             image, sigma = line_image(block, noise, lo, hi, share, continuum, dv)
             images.append(image)
             sigmas.append(sigma)
@@ -509,29 +509,6 @@ def _rows_nearby(table, radius):
         return []
     xy = np.column_stack([table["x_centroid"].to_value(u.pix), table["y_centroid"].to_value(u.pix)])
     return [sorted(rows) for rows in cKDTree(xy).query_ball_point(xy, radius)]
-
-
-def _line_free(has_data, windows, rows):
-    """The channels with data outside the line windows of ``rows``: where a source's continuum
-    is measured, so that a second line at its position is not taken for continuum."""
-    off = has_data.copy()
-    for first, last in np.asarray(windows, dtype=int)[rows]:
-        off[first : last + 1] = False
-    return off
-
-
-def _significant_continuum(block, off, noise, centre, beam_pix, continuum=None):
-    """The per-pixel continuum of a cutout (median of its line-free channels ``off``, or the
-    ``continuum`` given, that median), or 0 when it is not significant (3 sigma) within half a
-    beam of the centre: subtracting a continuum that is not there only adds the noise of the
-    median to the line image."""
-    if off.sum() < 3:
-        return 0.0
-    continuum = np.median(block[off], axis=0) if continuum is None else continuum
-    sigma = np.sqrt(np.pi / 2) * np.median(noise[off]) / np.sqrt(off.sum())
-    yy, xx = np.mgrid[: block.shape[1], : block.shape[2]]
-    near = np.hypot(xx - centre, yy - centre) <= 0.5 * beam_pix
-    return continuum if abs(float(continuum[near].mean())) >= 3 * sigma else 0.0
 
 
 def _blended(table, beam_major_pix):

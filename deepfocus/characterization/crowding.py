@@ -275,7 +275,8 @@ def refit_crowded(table, frame, *, kernel, read=None):
         ``fwhm_minor``, ``position_angle``, ``flux``, ``continuum_flux`` and the unresolved flag
         measured again for the sources with neighbours.
     """
-    from .characterizer import UNRESOLVED, SourceCharacterizer, _cutout, _significant_continuum
+    from .characterizer import UNRESOLVED, SourceCharacterizer, _cutout
+    from .continuum import significant_continuum
 
     table = table.copy()
     n = len(table)
@@ -322,7 +323,7 @@ def refit_crowded(table, frame, *, kernel, read=None):
         off = valid.any(axis=(1, 2))
         for j in near + [i]:
             off[int(windows[j][0]) : int(windows[j][1]) + 1] = False
-        continuum = _significant_continuum(block, off, noise, half, line_beam_pix)
+        continuum = significant_continuum(block, off, noise, half, line_beam_pix)
         image, sigma = line_image(block, noise, lo, hi, share, continuum, dv)
         if kernel == "psf":
             psf = np.asarray(frame.psf[(lo + hi) // 2], dtype=float)

@@ -30,6 +30,7 @@ from ..io.atomic import atomic_path
 from ..models import NetworkConfig, build_network
 from .loss_weights import weighted_loss
 from .presets import get_preset
+from .samples import SAMPLES_VERSION
 from .search_spaces import load_search_space
 from .tasks import get_task
 from .train import _dataset, _load_or_prepare, _scaled, network_arrays, output_folder
@@ -109,7 +110,7 @@ def tuning_data(task, *, preset="tune", seed=0, cache_dir=".", data_dir=None, pr
     """Training and validation arrays of ``task`` for trials, ready for `run_trial`.
 
     A preset with ``data_from`` (e.g. ``tune``) takes that preset's data -- from its cache
-    ``data-<preset>-seed<N>-*.npz`` in ``cache_dir`` when there is one, else simulated and
+    ``data-v<version>-<preset>-seed<N>-*.npz`` in ``cache_dir`` when there is one, else simulated and
     cached there -- and keeps a seeded random ``train_fraction`` of the training samples and
     the whole validation set.
 
@@ -117,7 +118,8 @@ def tuning_data(task, *, preset="tune", seed=0, cache_dir=".", data_dir=None, pr
     -------
     dict
         ``{"train": {"inputs", "targets"}, "validation": {...}}`` in the units the networks
-        see (characterizer cutouts at unit peak and mirrored, deconvolver crops).
+        see (characterizer cutouts at unit peak, deconvolver crops); the characterizer's are
+        turned at random in each training batch (`~deepfocus.training.tasks.dihedral_cutouts`).
     """
     get_task(task)
     p = get_preset(preset)
@@ -172,6 +174,7 @@ def run_trial(task, tuned, data, *, preset="tune", seed=0, callback=None, progre
         settings,
         metrics_fn=objective_metrics(task),
         progress=progress,
+        augment=get_task(task).augment,
     )
     start = time.perf_counter()
     history = trainer.fit(_dataset(data["train"]), _dataset(data["validation"]), callback=callback)
@@ -336,8 +339,12 @@ def open_study(
         direction="maximize",
         load_if_exists=True,
         sampler=_TrialSeededTPE(seed, n_startup_trials=n_startup_trials),
-        # Steps are epochs (1, 2, ...): a trial is never pruned in its first two epochs.
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3),
+        # Steps are epochs (1, 2, ...): a trial is never pruned in its first two epochs, or five
+        # for the characterizer, whose epochs are half as long since its samples are no longer
+        # doubled by their mirror images (the same share of its tune preset's 12 epochs).
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=6 if task == "characterizer" else 3
+        ),
     )
     made_for = study.user_attrs.get("task")
     if made_for not in (None, task):
@@ -351,14 +358,19 @@ def open_study(
     return study
 
 
+#: What a study made before a provenance value was recorded ran with: its trials trained on
+#: the first version of the samples.
+_BEFORE_RECORDED = {"samples": "version 1"}
+
+
 def _check_provenance(study, provenance, storage):
     """Refuse a study whose trials were made with another ``provenance``; record it otherwise.
 
     Values a study does not hold yet (a new study, or one made before they were recorded) are
-    set; so are other values of a study with no finished, running or queued trial (nothing
-    would be mixed).
+    set, except the samples' version, which such a study's trials had at 1; so are other values
+    of a study with no finished, running or queued trial (nothing would be mixed).
     """
-    attrs = study.user_attrs
+    attrs = {**_BEFORE_RECORDED, **study.user_attrs}
     differ = [key for key, value in provenance.items() if key in attrs and attrs[key] != value]
     if differ and _count(study.get_trials(deepcopy=False), _CLAIMED):
         details = "; ".join(f"{key} {attrs[key]!r}, not {provenance[key]!r}" for key in differ)
@@ -367,7 +379,7 @@ def _check_provenance(study, provenance, storage):
             f"{', '.join(differ)}: give a new --storage or --study name to tune with these ({details})"
         )
     for key, value in provenance.items():
-        if attrs.get(key) != value:
+        if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
 
 
@@ -378,8 +390,9 @@ def study_provenance(task, *, preset, seed, data_dir=None, space=None):
     -------
     dict
         ``preset``, ``seed``, ``data`` (the absolute path of ``data_dir``, or the preset whose
-        simulated data the trials use) and ``search_space`` (``shipped``, a file's absolute path,
-        or a digest of a dict).
+        simulated data the trials use), ``samples`` (the version of the samples cut from them,
+        `~deepfocus.training.samples.SAMPLES_VERSION`) and ``search_space`` (``shipped``, a
+        file's absolute path, or a digest of a dict).
     """
     if data_dir is not None:
         data = str(Path(data_dir).resolve())
@@ -392,7 +405,13 @@ def study_provenance(task, *, preset, seed, data_dir=None, space=None):
         space_name = f"dict (sha256 {digest})"
     else:
         space_name = str(Path(space).resolve())
-    return {"preset": preset, "seed": _check_seed(seed), "data": data, "search_space": space_name}
+    return {
+        "preset": preset,
+        "seed": _check_seed(seed),
+        "data": data,
+        "samples": f"version {SAMPLES_VERSION}",
+        "search_space": space_name,
+    }
 
 
 class _Surplus(Exception):

@@ -12,8 +12,8 @@ Layouts (numpy, float32):
 - spectral: input ``(1, n_chan)`` spectrum at a pixel / per-channel noise; targets ``(2, n_chan)``:
   the line mask (1 inside ``z_min..z_max`` of a source at that pixel) and the noise-free
   spectrum / noise.
-- characterizer: input ``(1, size, size)`` line-integrated cutout / its noise, centred on the
-  source's nearest pixel; target ``CHARACTERIZER_TARGETS``.
+- characterizer: input ``(1, size, size)`` line-integrated cutout / its noise (less a significant
+  continuum), centred on the source's nearest pixel; target ``CHARACTERIZER_TARGETS``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ __all__ = [
     "moment0",
     "TRAINING_PIXELS_PER_BEAM",
     "CUTOUT_SIZE",
+    "SAMPLES_VERSION",
 ]
+
+#: Version of the samples' layout and making: a cache of samples made by another version is not
+#: used (2: the characterizer's cutouts lose a continuum significant at the source).
+SAMPLES_VERSION = 2
 
 #: Range of pixels per beam major axis of the simulated training cubes (the networks' scale).
 TRAINING_PIXELS_PER_BEAM = (4.0, 6.0)
@@ -157,7 +162,22 @@ def spectral_samples(sim: CubeSimulation, rng, *, n_background=2, jitter=1):
 def characterizer_samples(sim: CubeSimulation, rng, *, size=CUTOUT_SIZE, jitter_channels=1):
     """Line-integrated cutouts around each source with its measured quantities as targets.
 
-    Sources closer than ``size // 2`` pixels to the edge are skipped.
+    Sources closer than ``size // 2`` pixels to the edge are skipped. A continuum significant
+    at a source (`~deepfocus.characterization.continuum.significant_continuum`, measured in the
+    channels outside the lines of the sources within
+    `~deepfocus.characterization.crowding.LINE_FREE_RADIUS` beams) is subtracted from its line
+    image, as `~deepfocus.characterization.SourceCharacterizer` does before it runs the network.
+
+    Parameters
+    ----------
+    sim : `CubeSimulation`
+        The cube and its truth.
+    rng : `numpy.random.Generator`
+        Draws the shifts of the line windows.
+    size : int
+        Side of the cutouts (pixels).
+    jitter_channels : int
+        Each end of the line window moves by up to this many channels.
 
     Returns
     -------
@@ -168,8 +188,19 @@ def characterizer_samples(sim: CubeSimulation, rng, *, size=CUTOUT_SIZE, jitter_
     noise : `numpy.ndarray`
         ``(n,)`` noise of each cutout's moment-0 (Jy/beam km/s).
     """
+    from ..characterization.continuum import line_free_channels, significant_continuum
+    from ..characterization.crowding import LINE_FREE_RADIUS
+
     n_chan, ny, nx = sim.dirty.shape
     half = size // 2
+    noise = np.asarray(sim.noise, dtype=float)
+    xs = np.asarray(sim.truth["x_centroid"].value, dtype=float) if len(sim.truth) else np.zeros(0)
+    ys = np.asarray(sim.truth["y_centroid"].value, dtype=float) if len(sim.truth) else np.zeros(0)
+    windows = (
+        np.column_stack([np.asarray(sim.truth["z_min"]), np.asarray(sim.truth["z_max"])])
+        .astype(int)
+        .reshape(-1, 2)
+    )
     inputs, targets, sigmas = [], [], []
     for row in sim.truth:
         x, y = float(row["x_centroid"].value), float(row["y_centroid"].value)
@@ -180,6 +211,15 @@ def characterizer_samples(sim: CubeSimulation, rng, *, size=CUTOUT_SIZE, jitter_
         hi = int(np.clip(row["z_max"] + rng.integers(-jitter_channels, jitter_channels + 1), lo, n_chan - 1))
         image, sigma = moment0(sim.dirty, sim.noise, sim.dv, slice(lo, hi + 1))
         cut = image[cy - half : cy + half, cx - half : cx + half] / sigma
+        # As the characterizer does at work: a continuum significant at the source comes off,
+        # measured outside the lines of the sources within `LINE_FREE_RADIUS` beams.
+        block = sim.dirty[:, cy - half : cy + half, cx - half : cx + half]
+        near = np.hypot(xs - x, ys - y) <= LINE_FREE_RADIUS * sim.beam_major_pix
+        off = line_free_channels(
+            np.ones(n_chan, bool), np.append(windows[near], [[lo, hi]], axis=0), slice(None)
+        )
+        continuum = significant_continuum(block, off, noise, half, sim.beam_major_pix)
+        cut = cut - (hi - lo + 1) * continuum * sim.dv / sigma
         major = float(row["fwhm_major"].to_value(u.arcsec)) / sim.cell_arcsec / sim.beam_major_pix
         minor = float(row["fwhm_minor"].to_value(u.arcsec)) / sim.cell_arcsec / sim.beam_major_pix
         ellipticity = 1 - minor / major if major > 0 else 0.0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..models import NetworkConfig
 from .samples import CHARACTERIZER_TARGETS
 
-__all__ = ["Task", "TASK_DEFINITIONS", "get_task"]
+__all__ = ["Task", "TASK_DEFINITIONS", "get_task", "dihedral_cutouts"]
 
 
 #: Default weights of the deconvolver's total-flux term and of the spectral network's
@@ -116,6 +116,55 @@ def _characterizer_metrics(prediction, target):
     }
 
 
+def _flip_about_centre(images, axis):
+    """``images`` mirrored along ``axis`` about the pixel ``size // 2`` (not the middle of an
+    even side): the cutouts are centred on that pixel, which must stay where it is. Of an even
+    side, the first line has no mirror image inside and stays as it was (noise, 16 pixels or
+    about 3 beams from a characterizer cutout's source)."""
+    flipped = images.flip(axis)
+    return torch.roll(flipped, 1, axis) if images.shape[axis] % 2 == 0 else flipped
+
+
+def dihedral_cutouts(inputs, targets, generator):
+    """Turn each characterizer cutout by a random one of the 8 flips and transposes of its square
+    (about its centre pixel), and its targets alike.
+
+    The sky has no preferred orientation, but the simulated cubes' sources and beams come in
+    finite numbers: a network trained on one orientation of each (and its mirror image) measured
+    the 8 orientations of one cutout up to 15 deg apart. Applied to each training batch, so that
+    every epoch sees other orientations at no extra cost.
+
+    Parameters
+    ----------
+    inputs : `torch.Tensor`
+        ``(n, 1, size, size)`` cutouts.
+    targets : `torch.Tensor`
+        ``(n, 7)`` in the order of `~deepfocus.training.samples.CHARACTERIZER_TARGETS`: offsets
+        ``dx``, ``dy`` (pixels), sizes, ``sin2pa``, ``cos2pa`` and the flux.
+    generator : `torch.Generator`
+        Draws the turns (the trainer's seeded generator).
+
+    Returns
+    -------
+    inputs, targets : `torch.Tensor`
+        New tensors. A transpose swaps the offsets and takes PA to 90 deg - PA (``cos2pa``
+        changes sign); a mirror negates its axis's offset and the PA (``sin2pa``); sizes and the
+        flux are unchanged.
+    """
+    transpose, flip_x, flip_y = torch.randint(0, 2, (3, len(inputs)), generator=generator).bool()
+    inputs, targets = inputs.clone(), targets.clone()
+    inputs[transpose] = inputs[transpose].transpose(-1, -2)
+    targets[transpose] = targets[transpose][:, [1, 0, 2, 3, 4, 5, 6]]
+    targets[transpose, 5] = -targets[transpose, 5]
+    inputs[flip_x] = _flip_about_centre(inputs[flip_x], -1)
+    targets[flip_x, 0] = -targets[flip_x, 0]
+    targets[flip_x, 4] = -targets[flip_x, 4]
+    inputs[flip_y] = _flip_about_centre(inputs[flip_y], -2)
+    targets[flip_y, 1] = -targets[flip_y, 1]
+    targets[flip_y, 4] = -targets[flip_y, 4]
+    return inputs, targets
+
+
 @dataclass(frozen=True)
 class Task:
     """A network's job: default config, loss and validation metrics."""
@@ -126,6 +175,9 @@ class Task:
     metrics: object
     description: str = ""
     targets: tuple = field(default=())
+    #: ``augment(inputs, targets, generator) -> (inputs, targets)``, applied to each training
+    #: batch (see `~deepfocus.training.trainer.Trainer`), or None.
+    augment: object = None
 
 
 TASK_DEFINITIONS = {
@@ -188,6 +240,7 @@ TASK_DEFINITIONS = {
         metrics=_characterizer_metrics,
         description="line-integrated cutout (S/N units) -> offset, sizes, PA, log flux",
         targets=CHARACTERIZER_TARGETS,
+        augment=dihedral_cutouts,
     ),
 }
 

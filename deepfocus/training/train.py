@@ -22,7 +22,7 @@ from . import ddp
 from .data import TASKS, cube_names, read_cube_triplets, simulate_cubes, task_arrays, training_observations
 from .loss_weights import check_loss_weights, weighted_loss
 from .presets import get_preset
-from .samples import CUTOUT_SIZE
+from .samples import CUTOUT_SIZE, SAMPLES_VERSION
 from .search_spaces import TUNABLE_SETTINGS
 from .tasks import get_task
 from .trainer import Trainer
@@ -215,32 +215,14 @@ def _scaled(task, arrays):
     return arrays
 
 
-def mirrored(arrays):
-    """Characterizer samples plus their east-west mirror images (twice the training data).
-
-    Mirroring x negates the position angle (so sin 2PA) and leaves the sizes and the flux
-    unchanged; the cutout's centre pixel (``size // 2`` of an even size) lands one pixel lower,
-    so the x offset becomes ``-dx - 1``.
-    """
-    inputs = arrays["inputs"][..., ::-1]
-    targets = arrays["targets"].copy()
-    targets[:, 0] = -targets[:, 0] - (1 if inputs.shape[-1] % 2 == 0 else 0)
-    targets[:, 4] = -targets[:, 4]
-    return {
-        "inputs": np.ascontiguousarray(np.concatenate([arrays["inputs"], inputs])),
-        "targets": np.concatenate([arrays["targets"], targets]),
-    }
-
-
 def network_arrays(task, train, validation, *, crop=None, seed=0):
     """Training and validation arrays as ``task``'s network sees them.
 
-    Both are scaled (`_scaled`); the characterizer's training samples are doubled by their
-    mirror images and the deconvolver's cut into two random ``crop``-pixel crops each.
+    Both are scaled (`_scaled`); the deconvolver's training images are cut into two random
+    ``crop``-pixel crops each. (The characterizer's are turned at random in each batch instead:
+    `~deepfocus.training.tasks.dihedral_cutouts`.)
     """
     train, validation = _scaled(task, train), _scaled(task, validation)
-    if task == "characterizer":
-        train = mirrored(train)
     if task == "deconvolver" and crop:
         train = random_crops(train, crop, 2, seed)
     return train, validation
@@ -269,7 +251,8 @@ def random_crops(arrays, size, per_image, seed):
 def _cache_file(output_dir, preset, seed, tasks, data_dir):
     if data_dir is not None:
         return None
-    return Path(output_dir) / f"data-{preset}-seed{seed}-{'-'.join(sorted(tasks))}.npz"
+    # The samples' version is in the name: a cache of another version's samples is not used.
+    return Path(output_dir) / f"data-v{SAMPLES_VERSION}-{preset}-seed{seed}-{'-'.join(sorted(tasks))}.npz"
 
 
 def _load_or_prepare(tasks, output_dir, *, preset, seed, data_dir, progress):
@@ -278,7 +261,7 @@ def _load_or_prepare(tasks, output_dir, *, preset, seed, data_dir, progress):
     cache = _cache_file(output_dir, preset, seed, tasks, data_dir)
     if cache is not None and not cache.exists():
         # A cache made for more tasks serves a subset of them.
-        for other in sorted(Path(output_dir).glob(f"data-{preset}-seed{seed}-*.npz")):
+        for other in sorted(Path(output_dir).glob(f"data-v{SAMPLES_VERSION}-{preset}-seed{seed}-*.npz")):
             if set(tasks) <= set(other.stem.split(f"seed{seed}-", 1)[1].split("-")):
                 cache = other
                 break
@@ -364,6 +347,7 @@ def train_task(
         log_path=partial_log,
         tensorboard_dir=output.with_name(f"{output.stem}_tensorboard"),
         progress=progress,
+        augment=definition.augment,
     )
     start = time.perf_counter()
     try:

@@ -89,6 +89,10 @@ class Trainer:
         ``_tensorboard``).
     progress : bool
         Show a progress bar.
+    augment : callable, optional
+        ``augment(inputs, targets, generator) -> (inputs, targets)``, applied to each training
+        batch with the trainer's seeded generator (e.g.
+        `~deepfocus.training.tasks.dihedral_cutouts`); validation batches are left as they are.
 
     Notes
     -----
@@ -110,8 +114,10 @@ class Trainer:
         log_path=None,
         tensorboard_dir=None,
         progress: bool = True,
+        augment: Callable | None = None,
     ):
         self.model = model
+        self.augment = augment
         self.loss_fn = loss_fn
         self.settings = settings
         self.metrics_fn = metrics_fn
@@ -249,6 +255,8 @@ class Trainer:
                 disable=not (self.progress and main),
             )
             for x, y in batches:
+                if self.augment is not None:
+                    x, y = self.augment(x, y, generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.loss_fn(net(x), y)
                 loss.backward()

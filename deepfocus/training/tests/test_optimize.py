@@ -30,7 +30,9 @@ from deepfocus.training.optimize import (
     open_study,
     optimize,
     score_model,
+    study_provenance,
 )
+from deepfocus.training.samples import SAMPLES_VERSION
 from deepfocus.training.search_spaces import load_search_space
 from deepfocus.training.train import _resolve_config
 
@@ -48,6 +50,9 @@ TINY_SPACE = {
 }
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+#: The name of a tiny-preset spectral data cache (see `deepfocus.training.train`).
+CACHE_NAME = f"data-v{SAMPLES_VERSION}-tiny-seed0-spectral.npz"
 
 
 def _synthetic_spectra(n, seed):
@@ -72,7 +77,7 @@ def data_dir(tmp_path_factory):
     arrays = {}
     for name, n, seed in (("train", 256, 1), ("validation", 64, 2)):
         arrays[f"{name}/spectral/inputs"], arrays[f"{name}/spectral/targets"] = _synthetic_spectra(n, seed)
-    np.savez(folder / "data-tiny-seed0-spectral.npz", recipe=json.dumps({"source": "synthetic"}), **arrays)
+    np.savez(folder / CACHE_NAME, recipe=json.dumps({"source": "synthetic"}), **arrays)
     (folder / "space.json").write_text(json.dumps(TINY_SPACE))
     return folder
 
@@ -354,6 +359,17 @@ def test_study_keeps_its_provenance(tmp_path):
     assert open_study(storage, "old", task="spectral", provenance=first).user_attrs["data"] == "/a/sims2"
     with pytest.raises(InvalidInputError, match="different data"):
         open_study(storage, "old", task="spectral", provenance=moved)
+    # Except the samples' version: such a study's trials trained on the first.
+    with pytest.raises(InvalidInputError, match="different samples.*'version 1', not 'version 2'"):
+        open_study(storage, "old", task="spectral", provenance={**first, "samples": "version 2"})
+    assert open_study(storage, "old", task="spectral", provenance={**first, "samples": "version 1"})
+    newer = {**first, "samples": "version 2"}
+    study = open_study(storage, "newer", task="spectral", provenance=newer)  # no trial: recorded
+    study.tell(study.ask(), 0.5)
+    assert (
+        open_study(storage, "newer", task="spectral", provenance=newer).user_attrs["samples"] == "version 2"
+    )
+    assert study_provenance("spectral", preset="tiny", seed=0)["samples"] == f"version {SAMPLES_VERSION}"
 
 
 def test_too_little_data_fails_before_a_trial(edge_cubes, tmp_path, capsys):
@@ -404,7 +420,7 @@ def test_out_of_range_seed_is_refused(tmp_path, capsys, seed, message):
 def test_numpy_integer_seed_is_stored_as_an_int(data_dir, tmp_path):
     """A numpy integer seed (as from an array of seeds) goes into Optuna's JSON storage and
     the best config as a plain int, and continues the study of the same Python seed."""
-    for name in ("data-tiny-seed0-spectral.npz", "space.json"):
+    for name in (CACHE_NAME, "space.json"):
         (tmp_path / name).write_bytes((data_dir / name).read_bytes())
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     space = tmp_path / "space.json"
@@ -436,7 +452,7 @@ def test_interrupted_trial_runs_again_with_its_parameters(data_dir, tmp_path, mo
     """Ctrl-C during a trial: exit 130 without a traceback or an Optuna warning; the trial is
     failed and its parameters queued, so that the next run trains them (not new ones)."""
     optimize_module = importlib.import_module("deepfocus.training.optimize")  # not the function
-    for name in ("data-tiny-seed0-spectral.npz", "space.json"):
+    for name in (CACHE_NAME, "space.json"):
         (tmp_path / name).write_bytes((data_dir / name).read_bytes())
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     argv = ["optimize", "--task", "spectral", "--trials", "1", "--preset", "tiny", "--storage", storage]

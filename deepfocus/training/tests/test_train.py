@@ -16,6 +16,7 @@ from deepfocus.simulation import Interferometer
 from deepfocus.simulation.simulate import simulate
 from deepfocus.training import PRESETS, TASK_DEFINITIONS, Trainer, get_preset, get_task, train
 from deepfocus.training.data import TASKS
+from deepfocus.training.samples import SAMPLES_VERSION
 from deepfocus.training.train import SEED_OFFSETS, prepare_data
 
 from .conftest import SMALL_OBSERVATION
@@ -241,7 +242,7 @@ def test_bad_seed_config_or_output_refused_before_any_work(tmp_path):
 def _with_tiny_cache(tiny_runs, folder):
     """``folder`` holding the tiny preset's cached data of ``tiny_runs`` (seed 1): no simulation."""
     folder.mkdir()
-    for cache in tiny_runs[0][0].glob("data-tiny-seed1-*.npz"):
+    for cache in tiny_runs[0][0].glob(f"data-v{SAMPLES_VERSION}-tiny-seed1-*.npz"):
         shutil.copy(cache, folder)
     return folder
 

@@ -79,6 +79,41 @@ def test_tiny_characterizer_learns():
     assert {"val_flux_within_10pct", "val_median_position_error", "val_median_major_error"} <= set(history[0])
 
 
+def test_augment_turns_training_batches_only():
+    # An augment that flips the sign of inputs and targets (the linear map is unchanged): it
+    # sees every training batch, with the trainer's generator, and never a validation batch.
+    train, val = _linear_data(40, 0), _linear_data(16, 1)
+    calls = []
+
+    def augment(x, y, generator):
+        calls.append(len(x))
+        sign = torch.where(torch.rand(len(x), 1, generator=generator) < 0.5, -1.0, 1.0)
+        return x * sign, y * sign
+
+    def metrics(prediction, target):
+        # Validation targets arrive as the set holds them.
+        assert torch.equal(target, val.tensors[1])
+        return {}
+
+    runs = []
+    for _ in range(2):
+        calls.clear()
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        trainer = Trainer(
+            model,
+            _mse,
+            _settings(epochs=3, batch_size=8),
+            metrics_fn=metrics,
+            progress=False,
+            augment=augment,
+        )
+        runs.append([r["val_loss"] for r in trainer.fit(train, val)])
+        assert calls == [8] * 15  # 5 batches of 8 in each of 3 epochs
+    assert runs[0] == runs[1]  # seeded: the same turns each time
+    assert runs[0][-1] < runs[0][0]
+
+
 def test_early_stopping():
     # The training set pulls the weight towards +1, validation wants -1: validation only gets worse.
     x = torch.linspace(-1, 1, 32)[:, None]
