@@ -373,6 +373,9 @@ def train_task(
             "n_train_samples": int(len(train_arrays["inputs"])),
             "train_sample_shape": list(train_arrays["inputs"].shape[1:]),
             "n_validation_samples": int(len(data["validation"][task]["inputs"])),
+            # What the samples were and how each batch was changed (None: as they were).
+            "samples_version": SAMPLES_VERSION,
+            "augment": getattr(definition.augment, "__name__", None),
             "command": command or f"deepfocus train --task {task} --preset {preset} --seed {seed}",
             "deepfocus_version": __version__,
         },

@@ -50,6 +50,8 @@ def test_files_and_cards(tiny_runs):
         assert card["training"]["settings"]["epochs"] == get_preset("tiny").settings[task]["epochs"]
         assert 1 <= card["training"]["epochs_run"] <= card["training"]["settings"]["epochs"]
         assert card["training"]["n_train_samples"] > 0 and card["training"]["n_validation_samples"] > 0
+        assert card["training"]["samples_version"] == SAMPLES_VERSION
+        assert card["training"]["augment"] == ("dihedral_cutouts" if task == "characterizer" else None)
         sets = card["data"]["sets"]
         assert sets["train"]["seed"] != sets["validation"]["seed"]  # no leakage
         assert sets["train"]["seed"] == 1 + SEED_OFFSETS["train"]
