@@ -194,8 +194,8 @@ def characterizer_samples(sim: CubeSimulation, rng, *, size=CUTOUT_SIZE, jitter_
     n_chan, ny, nx = sim.dirty.shape
     half = size // 2
     noise = np.asarray(sim.noise, dtype=float)
-    xs = np.asarray(sim.truth["x_centroid"].value, dtype=float) if len(sim.truth) else np.zeros(0)
-    ys = np.asarray(sim.truth["y_centroid"].value, dtype=float) if len(sim.truth) else np.zeros(0)
+    xs = np.asarray(sim.truth["x_centroid"].value, dtype=float)
+    ys = np.asarray(sim.truth["y_centroid"].value, dtype=float)
     windows = (
         np.column_stack([np.asarray(sim.truth["z_min"]), np.asarray(sim.truth["z_max"])])
         .astype(int)

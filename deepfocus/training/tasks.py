@@ -131,8 +131,8 @@ def dihedral_cutouts(inputs, targets, generator):
 
     The sky has no preferred orientation, but the simulated cubes' sources and beams come in
     finite numbers: a network trained on one orientation of each (and its mirror image) measured
-    the 8 orientations of one cutout up to 15 deg apart. Applied to each training batch, so that
-    every epoch sees other orientations at no extra cost.
+    the 8 orientations of one noisy elongated Gaussian up to 15 deg apart. Applied to each
+    training batch, so that every epoch sees other orientations at no extra cost.
 
     Parameters
     ----------
