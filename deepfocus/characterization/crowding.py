@@ -12,9 +12,11 @@ alone within 2 %.
 neighbours, measures its continuum over the channels outside all the lines around it (within
 `LINE_FREE_RADIUS` beams), subtracts from its line image the fitted models of every source whose
 line overlaps its channels (each neighbour's Gaussian through the PSF, times the part of its line
-flux in those channels) and fits it again. It works on the whole catalogue and reads a column of
-the cube around each source, so a tiled run (which characterises tile by tile) applies it once,
-to the stitched catalogue, and gives what a single pass gives.
+flux in those channels) and fits it again. Sources are fitted brightest first, and a source
+once fitted among its neighbours enters the later fits with that model rather than its first
+one. It works on the whole catalogue and reads a column of the cube around each source, so a
+tiled run (which characterises tile by tile) applies it once, to the stitched catalogue, and
+gives what a single pass gives.
 """
 
 from __future__ import annotations
@@ -309,7 +311,15 @@ def refit_crowded(table, frame, *, kernel, read=None):
     updated.update(pa=pa.copy(), flux=flux.copy(), continuum=table["continuum_flux"].to_value(u.Jy).copy())
     tree = cKDTree(np.column_stack([x, y]))
     refit = np.zeros(n, dtype=bool)
-    for i in range(n):
+    # The neighbours' models each fit subtracts: the first estimates, replaced by a source's own
+    # fit among its neighbours once it has one. Sources are fitted brightest first (then in an
+    # order of the sky's, not the table's), so a fainter source is fitted among its brighter
+    # neighbours' refitted models: a bright extended source fitted alone takes a fainter
+    # neighbour's flux for its own, and subtracting that first model took the neighbour down
+    # with it (a source of 0.8 x 0.5 beams at S/N 15 came out a point at 55 % of its flux).
+    models = {"x": x.copy(), "y": y.copy(), "major": major.copy(), "minor": minor.copy(), "pa": pa.copy()}
+    models["flux"] = flux.copy()
+    for i in np.lexsort((y, x, -np.round(flux, 6))):
         lo, hi, share = flux_window(windows[i], *(() if centres is None else (centres[i], widths[i])))
         near, sharing = _neighbours(i, tree, x, y, flux, windows, centres, widths, beam_pix, (lo, hi))
         if not (near or sharing):
@@ -332,9 +342,11 @@ def refit_crowded(table, frame, *, kernel, read=None):
         corner = (cx - half, cy - half)
         # In an order of the sky's, not the table's: the same sums whatever order the rows come in.
         for j, fraction in sorted(sharing, key=lambda item: (x[item[0]], y[item[0]], windows[item[0]][0])):
-            at = (x[j] - corner[0], y[j] - corner[1])
-            model = neighbour_image(2 * half, *at, major[j], minor[j], pa[j], psf)
-            image = image - flux[j] * fraction / share * model
+            at = (models["x"][j] - corner[0], models["y"][j] - corner[1])
+            model = neighbour_image(
+                2 * half, *at, models["major"][j], models["minor"][j], models["pa"][j], psf
+            )
+            image = image - models["flux"][j] * fraction / share * model
         area = float((beam.sr / (cell * u.arcsec) ** 2).to_value(u.one))
         fit = refine_sources(
             [image],
@@ -356,6 +368,8 @@ def refit_crowded(table, frame, *, kernel, read=None):
         updated["x"][i], updated["y"][i] = corner[0] + fit["x"][0], corner[1] + fit["y"][0]
         for key in ("major", "minor", "pa", "flux"):
             updated[key][i] = fit[key][0]
+        for key in models:
+            models[key][i] = updated[key][i]
         if near:  # the continuum over the same line-free channels
             level = np.median(block[off], axis=0) if off.sum() >= 3 else np.zeros(block.shape[1:])
             updated["continuum"][i] = SourceCharacterizer._continuum(
