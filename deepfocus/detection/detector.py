@@ -43,7 +43,8 @@ def prepare(cube, *, psf=None):
     if isinstance(cube, PreparedCube):
         if psf is None or cube.psf is not None:
             return cube
-        return replace(cube, psf=_prepare_psf(psf, "the cube", cube.n_channels, cube.cell, cube.flipped))
+        planes = _prepare_psf(psf, "the cube", cube.n_channels, cube.cell, cube.flipped, cube.spectral_axis)
+        return replace(cube, psf=planes)
     return read_cube(cube, psf=psf)
 
 

@@ -1080,7 +1080,7 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
 
     if statistics is None:  # a tile's statistics: the whole cube's reading warned
         warn_sampling(label, ppb, n_chan)
-    psf_array = _prepare_psf(psf, label, n_chan, cell, flipped) if psf is not None else None
+    psf_array = _prepare_psf(psf, label, n_chan, cell, flipped, spectral_axis) if psf is not None else None
     return PreparedCube(
         data=data,
         wcs=wcs,
@@ -1100,11 +1100,13 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
     )
 
 
-def _prepare_psf(psf, label, n_chan, cell, flipped):
+def _prepare_psf(psf, label, n_chan, cell, flipped, frequencies=None):
+    """The PSF as ``PreparedCube.psf`` holds it; ``frequencies``: the cube's (ascending), which a
+    PSF file's channels must match."""
     from .psf import check_psf_peaks, fill_blank_planes, read_psf
 
     if isinstance(psf, (str, os.PathLike)):
-        array, psf_cell = read_psf(psf)
+        array, psf_cell = read_psf(psf, frequencies=frequencies, flipped=flipped)
         if not np.isclose(psf_cell.to_value(u.arcsec), cell.to_value(u.arcsec), rtol=1e-4):
             raise InvalidInputError(
                 f"{psf}: the PSF's pixels ({psf_cell.to_value(u.arcsec):.6g} arcsec) differ from the "

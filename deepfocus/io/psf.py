@@ -8,13 +8,20 @@ import warnings
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS, WCSSUB_LATITUDE, WCSSUB_LONGITUDE, WCSSUB_SPECTRAL, FITSFixedWarning
 
 from ..exceptions import InvalidInputError
 from ._nearest import nearest_true
-from .cube import _stokes_index
+from .cube import _stokes_index, _to_frequency
 
-__all__ = ["PSFPlanes", "read_psf", "check_psf_peaks", "fill_blank_planes", "nearest_valid_planes"]
+__all__ = [
+    "PSFPlanes",
+    "read_psf",
+    "check_psf_peaks",
+    "check_psf_channels",
+    "fill_blank_planes",
+    "nearest_valid_planes",
+]
 
 
 def _header_wcs(header):
@@ -34,6 +41,57 @@ def _pixel_size(wcs, path):
     if not np.isclose(scales[0], scales[1], rtol=1e-6):
         raise InvalidInputError(f"{path}: non-square pixels ({scales[0]} x {scales[1]} deg)")
     return (scales[0] * u.deg).to(u.arcsec)
+
+
+def check_psf_channels(wcs, n_planes, path, frequencies, flipped):
+    """Refuse a PSF file whose channels are not the cube's.
+
+    The planes are paired with the cube's channels by their order, so a PSF made for another
+    spectral window, or one whose frequency axis runs the other way, would be used silently.
+
+    Parameters
+    ----------
+    wcs : `~astropy.wcs.WCS`
+        The PSF file's WCS.
+    n_planes : int
+        Planes of the PSF; one plane serves every channel and is not checked.
+    path : str or path-like
+        The PSF file (for the message).
+    frequencies : `~astropy.units.Quantity` or None
+        The cube's channel frequencies, ascending (`~deepfocus.io.cube.PreparedCube.spectral_axis`);
+        None skips the check.
+    flipped : bool
+        Whether the cube's channels were reversed from its file's order.
+
+    Raises
+    ------
+    InvalidInputError
+        If the PSF's channel frequencies differ from the cube's by half a channel or more.
+    """
+    if frequencies is None or n_planes == 1:
+        return
+    cube = u.Quantity(frequencies, u.Hz).value
+    cube = cube[::-1] if flipped else cube  # the order of the cube's file, as the PSF's planes are read
+    spectral = wcs.sub([WCSSUB_LONGITUDE, WCSSUB_LATITUDE, WCSSUB_SPECTRAL])
+    if spectral.naxis < 3 or len(cube) != n_planes:  # no spectral axis, or the channel count check names it
+        return
+    try:
+        _, psf, _ = _to_frequency(spectral, n_planes, str(path))
+    except InvalidInputError:  # a velocity axis without a rest frequency: nothing to compare
+        return
+    tolerance = 0.5 * np.median(np.abs(np.diff(cube)))
+    if np.all(np.abs(psf - cube) < tolerance):
+        return
+
+    def span(values):
+        return f"{values[0] / 1e9:.6f} to {values[-1] / 1e9:.6f} GHz"
+
+    if np.all(np.abs(psf[::-1] - cube) < tolerance):
+        raise InvalidInputError(
+            f"{path}: the PSF's channels run from {span(psf)}, the cube's the other way ({span(cube)}): "
+            "export both with the same channel order"
+        )
+    raise InvalidInputError(f"{path}: the PSF's channels ({span(psf)}) are not the cube's ({span(cube)})")
 
 
 def _stokes_i(wcs, shape, path):
@@ -162,7 +220,7 @@ def check_psf_peaks(planes, where, first=0, *, allow_blank=False):
         )
 
 
-def read_psf(path):
+def read_psf(path, *, frequencies=None, flipped=False):
     """Read a PSF image or cube from a FITS file.
 
     Degenerate axes (a Stokes axis, a single channel) are dropped and of several Stokes
@@ -175,6 +233,11 @@ def read_psf(path):
     ----------
     path : str or path-like
         FITS file with a celestial WCS (e.g. ``image.psf.fits``).
+    frequencies : `~astropy.units.Quantity`, optional
+        The cube's channel frequencies, ascending: the PSF's must be the same
+        (`check_psf_channels`).
+    flipped : bool
+        Whether the cube's channels were reversed from its file's order.
 
     Returns
     -------
@@ -187,7 +250,8 @@ def read_psf(path):
     ------
     InvalidInputError
         If the file cannot be read, has no celestial WCS or non-square pixels, has a Stokes axis
-        without Stokes I, a plane does not peak at its centre pixel, or every plane is blank.
+        without Stokes I, a plane does not peak at its centre pixel, every plane is blank, or
+        its channels are not the cube's ``frequencies``.
     """
     try:
         with fits.open(path, memmap=False) as hdul:
@@ -205,6 +269,7 @@ def read_psf(path):
     array = np.asarray(data, dtype=float)
     ny, nx = array.shape[-2:]
     array = array.reshape(-1, ny, nx)
+    check_psf_channels(wcs, len(array), path, frequencies, flipped)
     check_psf_peaks(array, path, allow_blank=True)
     return fill_blank_planes(array, path), cell
 
@@ -258,22 +323,26 @@ class PSFPlanes:
     flipped : bool
         Whether the prepared cube reversed the input's channels
         (`~deepfocus.io.cube.PreparedCube.flipped`).
+    frequencies : `~astropy.units.Quantity`, optional
+        The cube's channel frequencies, ascending: a PSF file's must be the same
+        (`check_psf_channels`).
 
     Raises
     ------
     InvalidInputError
         If the PSF cannot be read, has other pixels or another number of channels than the cube,
-        a Stokes axis without Stokes I, or a zero or non-finite centre pixel.
+        other channel frequencies, a Stokes axis without Stokes I, or a zero or non-finite
+        centre pixel.
     """
 
-    def __init__(self, psf, n_channels, cell, *, flipped=False):
+    def __init__(self, psf, n_channels, cell, *, flipped=False, frequencies=None):
         self.n_channels = int(n_channels)
         self.flipped = bool(flipped)
         self._hdul = None
         self._checked = set()  # planes already checked (a plane is read once per source)
         if isinstance(psf, (str, os.PathLike)):
             self._path = psf
-            self._planes = self._open(psf, cell)
+            self._planes = self._open(psf, cell, frequencies)
             self._from_file = True
         else:
             array = np.asarray(psf)
@@ -291,7 +360,7 @@ class PSFPlanes:
         # Blank planes (channels tclean flagged) read the nearest valid plane, as read_cube fills them.
         self._source = nearest_valid_planes(self._centres, self._path)
 
-    def _open(self, path, cell):
+    def _open(self, path, cell, frequencies):
         """The file's image as ``(n_planes, ny, nx)`` planes read on demand, its header checked."""
         try:
             # Not memory-mapped: the pages of a mapped file that are touched stay in the
@@ -311,6 +380,7 @@ class PSFPlanes:
                 f"cube's ({u.Quantity(cell).to_value(u.arcsec):.6g} arcsec)"
             )
         planes = _FilePlanes(hdu.section, shape, _stokes_i(wcs, shape, path))
+        check_psf_channels(wcs, len(planes), path, frequencies, self.flipped)
         self._centres = planes.centres()
         return planes
 

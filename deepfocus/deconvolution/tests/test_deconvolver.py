@@ -316,9 +316,10 @@ def casa_style_files(tmp_path_factory):
     bright = helpers.simulation()
     cube_path = helpers.casa_style(helpers.write_simulation(bright, folder)["dirty"], folder / "cube.fits")
     psf_path = folder / "cube.psf.fits"
-    fits.PrimaryHDU(bright.psf[::-1].astype(np.float32), header=bright.dirty.wcs.to_header()).writeto(
-        psf_path
-    )
+    header = bright.dirty.wcs.to_header()
+    spectral = {key: fits.getheader(cube_path)[key] for key in ("CRVAL3", "CDELT3", "CRPIX3")}
+    header.update(spectral)  # descending, as the cube's
+    fits.PrimaryHDU(bright.psf[::-1].astype(np.float32), header=header).writeto(psf_path)
     return cube_path, psf_path
 
 

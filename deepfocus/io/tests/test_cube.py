@@ -14,6 +14,7 @@ from astropy.io import fits
 from astropy.stats import mad_std, sigma_clip
 from radio_beam import Beam
 
+from deepfocus.detection.detector import prepare
 from deepfocus.exceptions import DeepFocusWarning, InvalidInputError
 from deepfocus.io.cube import PreparedCube, read_cube, robust_channel_noise
 from deepfocus.simulation import Observation, simulate
@@ -470,8 +471,22 @@ def test_psf(base, tmp_path):
     psf_desc = _write(tmp_path / "psf_desc.fits", psf, h)
     desc = read_cube(_descending(base, tmp_path / "desc.fits"), psf=psf_desc)
     np.testing.assert_allclose(desc.psf, cube.psf, rtol=1e-6)
+    # A PSF whose channels run the other way from the cube's, or lie elsewhere, is refused: its
+    # planes would be paired with the wrong channels.
+    with pytest.raises(InvalidInputError, match="the cube's the other way"):
+        read_cube(base["path"], psf=psf_desc)
+    with pytest.raises(InvalidInputError, match="the cube's the other way"):
+        prepare(read_cube(base["path"]), psf=psf_desc)  # a PSF attached to a prepared cube
+    h_other = h.copy()
+    h_other["CRVAL3"] = 0.5 * base["freqs"][-1]
+    with pytest.raises(InvalidInputError, match=r"PSF's channels \(.* GHz\) are not the cube's"):
+        read_cube(
+            _descending(base, tmp_path / "desc2.fits"), psf=_write(tmp_path / "psf_other.fits", psf, h_other)
+        )
     with pytest.raises(InvalidInputError, match="3 channels but the cube has 12"):
         read_cube(base["path"], psf=np.ones((3, 48, 48)))
+    with fits.open(base["psf_path"]) as hdul:
+        h, psf = hdul[0].header.copy(), hdul[0].data
     h["CDELT1"], h["CDELT2"] = 2 * h["CDELT1"], 2 * h["CDELT2"]
     coarse = _write(tmp_path / "psf_coarse.fits", psf, h)
     with pytest.raises(InvalidInputError, match="PSF's pixels"):

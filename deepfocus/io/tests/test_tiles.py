@@ -200,13 +200,22 @@ def test_read_tile_of_zeros_is_empty(files, tmp_path):
     assert part.valid.all() and np.all(part.data == 0)
 
 
+#: The spectral axis of the PSF files written here: the channels of ``helpers.simulation()``'s
+#: cube (a PSF file's channels must be its cube's).
+PSF_SPECTRAL = {
+    "CTYPE": "FREQ",
+    "CRVAL": helpers.OBSERVATION.frequency.to_value(u.Hz),
+    "CDELT": helpers.OBSERVATION.channel_width.to_value(u.Hz),
+    "CRPIX": 1.0,
+}
+
+
 def _psf_file(psf, path):
     """Write ``psf`` (n_chan, ny, nx) with a Stokes axis, as exportfits does."""
     header = fits.Header()
-    header.update(
-        CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CTYPE3="FREQ", CTYPE4="STOKES", CDELT1=-1e-5, CDELT2=1e-5
-    )
-    header.update(CRPIX1=21, CRPIX2=21, CRVAL1=10.0, CRVAL2=-30.0, CDELT3=1e6, CRVAL3=1e11, CDELT4=1.0)
+    header.update(CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CTYPE4="STOKES", CDELT1=-1e-5, CDELT2=1e-5)
+    header.update(CRPIX1=21, CRPIX2=21, CRVAL1=10.0, CRVAL2=-30.0, CDELT4=1.0)
+    header.update({f"{key}3": value for key, value in PSF_SPECTRAL.items()})
     fits.PrimaryHDU(psf[None], header).writeto(path)
     return path
 
@@ -238,6 +247,13 @@ def test_psf_planes_refuse_bad_psfs(tmp_path):
         PSFPlanes(path, 3, 0.1 * u.arcsec)
     with pytest.raises(InvalidInputError, match="3 channels but the cube has 48"):
         PSFPlanes(psf, 48, 0.036 * u.arcsec)
+    # The channels of the file must be the cube's.
+    frequencies = (PSF_SPECTRAL["CRVAL"] + PSF_SPECTRAL["CDELT"] * np.arange(3)) * u.Hz
+    PSFPlanes(path, 3, 0.036 * u.arcsec, frequencies=frequencies).close()
+    with pytest.raises(InvalidInputError, match="the cube's the other way"):
+        PSFPlanes(path, 3, 0.036 * u.arcsec, frequencies=frequencies, flipped=True)
+    with pytest.raises(InvalidInputError, match="are not the cube's"):
+        PSFPlanes(path, 3, 0.036 * u.arcsec, frequencies=frequencies + PSF_SPECTRAL["CDELT"] * u.Hz)
     psf[1, 20, 20] = -1
     with pytest.raises(InvalidInputError, match="plane 1 of the PSF is not positive at its centre"):
         PSFPlanes(_psf_file(psf, tmp_path / "negative.fits"), 3, 0.036 * u.arcsec)
@@ -278,7 +294,7 @@ def _stokes_psf_file(psf, path, stokes, *, stokes_first, cdelt=1e-5):
     header.update(CRVAL1=10.0, CRVAL2=-30.0)
     step = stokes[1] - stokes[0] if len(stokes) > 1 else 1
     polar = {"CTYPE": "STOKES", "CRVAL": float(stokes[0]), "CDELT": float(step), "CRPIX": 1.0}
-    spectral = {"CTYPE": "FREQ", "CRVAL": 1e11, "CDELT": 1e6, "CRPIX": 1.0}
+    spectral = PSF_SPECTRAL
     for n, axis in ((3, polar if stokes_first else spectral), (4, spectral if stokes_first else polar)):
         header.update({f"{key}{n}": value for key, value in axis.items()})
     fits.PrimaryHDU(planes.swapaxes(0, 1) if stokes_first else planes, header).writeto(path)
