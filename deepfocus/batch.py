@@ -159,7 +159,11 @@ def expand_cubes(items):
 
     A name that exists is taken as is (even with glob characters in it); a pattern that matches
     nothing raises. Names that do not exist and are no pattern are kept: they fail as cubes
-    (``no such file``) so that the rest of a batch still runs.
+    (``no such file``) so that the rest of a batch still runs. Of a pattern's matches, the PSF
+    and primary beam of another match (``NAME.psf.fits`` and ``NAME.pb.fits`` beside
+    ``NAME.image.fits``, ``NAME_psf.fits`` beside ``NAME_dirty.fits``: `product_path`) are left
+    out, with a warning in the log: ``obs/*.fits`` gives the cubes of a folder of ``tclean``
+    products.
 
     Parameters
     ----------
@@ -183,13 +187,29 @@ def expand_cubes(items):
             matches = sorted(glob.glob(text))
             if not matches:
                 raise InvalidInputError(f"no file matches {text}")
-            paths.extend(Path(m) for m in matches)
+            paths.extend(_without_products([Path(m) for m in matches], text))
         else:
             paths.append(Path(text))
     paths = list(dict.fromkeys(paths))
     if not paths:
         raise InvalidInputError("no cube given")
     return paths
+
+
+def _without_products(matches, pattern):
+    """``matches`` of ``pattern`` less the PSFs and primary beams of other matches (logged)."""
+    products = {}
+    for cube in matches:
+        for product, what in (("psf", "PSF"), ("pb", "primary beam")):
+            products.setdefault(_product_path(_stem(cube), cube.parent, "auto", product), (what, cube))
+    kept = []
+    for path in matches:
+        if path in products:
+            what, cube = products[path]
+            log.warning("left out %s (matched by %s): the %s of %s", path, pattern, what, cube)
+        else:
+            kept.append(path)
+    return kept
 
 
 def _stem(cube):
@@ -322,17 +342,22 @@ def output_paths(cube, output_dir, *, catalog_format="ecsv", regions=None, plot=
 # one cube
 
 
-def empty_catalog():
-    """A catalogue with the contract's columns (and units) and no rows."""
+def empty_catalog(*, primary_beam=False):
+    """A catalogue with no rows and the columns (and units) of one with sources: the contract's,
+    ``filter_snr`` and, with ``primary_beam``, ``primary_beam_gain`` (so that the catalogues of
+    many cubes stack)."""
     import astropy.units as u
     import numpy as np
     from astropy.coordinates import SkyCoord
     from astropy.table import QTable
 
-    from .io.catalog import CATALOG_COLUMNS
+    from .io.catalog import CATALOG_COLUMNS, OPTIONAL_COLUMNS
 
+    columns = {**CATALOG_COLUMNS, "filter_snr": OPTIONAL_COLUMNS["filter_snr"]}
+    if primary_beam:
+        columns["primary_beam_gain"] = OPTIONAL_COLUMNS["primary_beam_gain"]
     table = QTable()
-    for name, spec in CATALOG_COLUMNS.items():
+    for name, spec in columns.items():
         if name == "sky_centroid":
             table[name] = SkyCoord([], [], unit=u.deg, frame="icrs")
         elif name in ("id", "z_min", "z_max", "flags"):
@@ -439,7 +464,7 @@ def detect_cube(
             table = pipeline(prepared, pb=pb)
         steps.update()
     if table is None:
-        table = empty_catalog()
+        table = empty_catalog(primary_beam=pb is not None)
         table.meta.update(pipeline.detector._meta(prepared))
         record_settings(table.meta, pipeline, psf=prepared.psf is not None, pb=pb is not None)
     # Regions and plot first, the catalogue last: a catalogue under its final name marks a

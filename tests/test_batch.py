@@ -38,6 +38,7 @@ def test_corrupt_cube_is_reported_and_the_others_finish(cubes, tmp_path, capsys)
     assert code == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "truncated or corrupt" in err
+    assert f"failed: {bad}: " in err and f"{bad}: {bad}" not in err  # named once on its line
     assert sorted(p.name for p in out.iterdir()) == [
         "a_dirty.ecsv",
         "a_dirty.reg",
@@ -117,6 +118,31 @@ def test_glob_patterns(cubes, tmp_path):
         expand_cubes([str(tmp_path / "*.fits")])
     summary = detect_many(pattern, tmp_path / "out", model=None, progress=False)
     assert len(summary.ok) == 3
+
+
+def test_patterns_leave_out_the_psfs_and_primary_beams_of_their_cubes(tmp_path, caplog):
+    # A folder of tclean and deepfocus simulate products: obs/*.fits gives the cubes.
+    names = [
+        "a.image.fits",
+        "a.psf.fits",
+        "a.pb.fits",
+        "b_dirty.fits",
+        "b_psf.fits",
+        "b_pb.fits",
+        "c_pb.fits",
+    ]
+    for name in names:
+        (tmp_path / name).touch()
+    with caplog.at_level("WARNING", logger="deepfocus"):
+        found = expand_cubes(str(tmp_path / "*.fits"))
+    assert [p.name for p in found] == ["a.image.fits", "b_dirty.fits", "c_pb.fits"]  # c has no cube
+    assert (
+        "left out" in caplog.text
+        and "the PSF of" in caplog.text
+        and str(tmp_path / "a.pb.fits") in caplog.text
+    )
+    # A file named is taken as it is.
+    assert expand_cubes([tmp_path / "a.psf.fits"]) == [tmp_path / "a.psf.fits"]
 
 
 def test_output_names_and_clashes(cubes, tmp_path):

@@ -5,6 +5,7 @@ import sys
 import warnings
 
 import pytest
+from astropy.io import fits
 from astropy.table import QTable
 
 from deepfocus import __version__
@@ -36,6 +37,22 @@ def test_simulate_writes_cube_and_prints_summary(tmp_path, capsys):
     assert names == ["sim0_dirty.fits", "sim0_sky.fits", "sim0_truth.ecsv"]
     truth = QTable.read(tmp_path / "sim0_truth.ecsv")
     assert len(truth) >= 1 and "snr" in truth.colnames
+
+
+def test_simulate_noise_only(tmp_path):
+    # Cubes without sources: what a detector finds in them is false.
+    assert main(["simulate", "--n-sources", "0", "--output", str(tmp_path), "--quiet", *SMALL]) == 0
+    assert len(QTable.read(tmp_path / "sim0_truth.ecsv")) == 0
+    assert fits.getdata(tmp_path / "sim0_dirty.fits").std() > 0
+
+
+def test_simulate_refuses_a_single_channel(tmp_path, capsys):
+    # deepfocus detect would refuse the result (a 2-D image).
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--output", str(tmp_path), "--npix", "32", "--channels", "1"])
+    assert info.value.code == 2
+    assert "a spectral cube needs at least 2 channels, got 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_simulate_many_is_reproducible(tmp_path):

@@ -217,7 +217,7 @@ def test_existing_output_needs_overwrite(cli_run, bright_files, capsys):
     assert cli_run["catalog"].read_bytes() == before
 
 
-def test_nothing_found_writes_an_empty_catalog(tmp_path, capsys):
+def test_nothing_found_writes_an_empty_catalog(cli_run, tmp_path, capsys):
     noise = helpers.write_simulation(helpers.simulation((), seed=5), tmp_path, "noise")
     outputs = {
         "catalog": tmp_path / "empty.ecsv",
@@ -237,6 +237,8 @@ def test_nothing_found_writes_an_empty_catalog(tmp_path, capsys):
         catalog = read_catalog(outputs[key])
         assert len(catalog) == 0
         validate_catalog(catalog)  # the contract's columns, with no rows
+        # and those of a catalogue with sources, so that the catalogues of many cubes stack
+        assert catalog.colnames == read_catalog(cli_run["catalog"]).colnames
         assert catalog.meta["parameters"]["snr_threshold"] == 50.0
     assert len(Regions.read(outputs["crtf"], format="crtf")) == 0
     # A DS9 file without regions still has its header and frame (regions writes 0 bytes).
@@ -319,6 +321,9 @@ def test_example_is_measured_through_its_psf(tmp_path, capsys):
     )
     assert distance.min() < 5  # within a beam (5 pixels)
     assert scores["flux_within_10pct"] >= 0.75
+    # The example is a cube of its own.
+    assert detect("--example", tmp_path / "ex.ecsv", "--output", tmp_path / "ex3.ecsv") == 1
+    assert "give --example or a CUBE, not both" in capsys.readouterr().err
     # Another PSF given explicitly wins over the example's.
     assert detect("--example", "--output", tmp_path / "ex2.ecsv", "--psf", tmp_path / "none.fits") == 1
     assert "no PSF file" in capsys.readouterr().err
@@ -414,6 +419,21 @@ def test_plot_suffix_that_matplotlib_cannot_write_is_refused_before_the_run(brig
     err = capsys.readouterr().err
     assert "cannot write a plot as .fits" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # refused before the pipeline ran
+
+
+def test_catalogue_suffix_is_checked_before_the_run(bright_files, tmp_path, capsys, monkeypatch):
+    # Before, a name like cat.txt failed after the whole run, with the regions and plot written.
+    import deepfocus.pipeline
+
+    monkeypatch.setattr(
+        deepfocus.pipeline.DeepFocus, "__call__", lambda *a, **k: pytest.fail("the pipeline ran")
+    )
+    regions, plot = tmp_path / "c.crtf", tmp_path / "c.png"
+    code = detect(bright_files["dirty"], "--output", tmp_path / "c.txt", "--regions", regions, "--plot", plot)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cannot tell the catalogue format from 'c.txt'" in err and len(err.strip().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == []
 
 
 def test_output_under_a_file_names_the_file(bright_files, tmp_path, capsys):

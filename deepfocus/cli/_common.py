@@ -20,6 +20,22 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    """An ``argparse`` type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def spectral_channels(text):
+    """An ``argparse`` type: a number of channels of a spectral cube (>= 2)."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a spectral cube needs at least 2 channels, got {text}")
+    return value
+
+
 def positive_float(text):
     """An ``argparse`` type: a number > 0."""
     value = float(text)

@@ -44,10 +44,11 @@ def register(subparsers):
         help="find and characterise the sources of cubes: catalogues, regions, plots",
         description="Find and measure line sources in spectral cubes (FITS, Jy/beam or K, with "
         "beams, as CASA tclean writes them). One cube: writes the catalogue --output (ECSV, FITS "
-        "or VOTable by its suffix) and optionally DS9/CRTF regions and a PNG. Many cubes (files "
-        "or quoted glob patterns) with --output-dir: writes DIR/<stem>.ecsv (and .reg, .png) per "
-        "cube, in this process or as tasks on a dask cluster (--workers, --scheduler); a cube "
-        "that fails is reported and the others go on, and a re-run skips finished cubes.",
+        "or VOTable by its suffix) and optionally DS9/CRTF regions and a plot (PNG, PDF, SVG, ...). "
+        "Many cubes (files or quoted glob patterns) with --output-dir: writes DIR/<stem>.ecsv "
+        "(and .reg, .png) per cube, in this process or as tasks on a dask cluster (--workers, "
+        "--scheduler); a cube that fails is reported and the others go on, and a re-run skips "
+        "finished cubes.",
         epilog=DETECT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -151,6 +152,8 @@ def _run_detect(args) -> int:
     if args.example:
         from importlib import resources
 
+        if args.cubes and args.output_dir is None:
+            raise DeepFocusError("give --example or a CUBE, not both (or --output-dir DIR for several)")
         data = resources.files("deepfocus.data")
         args.cubes = [*args.cubes, str(data / "example_dirty.fits")]
         if args.psf is None and len(args.cubes) == 1:  # its PSF beside it, example_psf.fits
@@ -189,6 +192,7 @@ def _configure_logging(args):
 def _run_single(args, cube) -> int:
     from ..batch import detect_cube
     from ..io.atomic import refuse_clobbering
+    from ..io.catalog import _resolve_format
     from ..pipeline import DeepFocus
     from ..visualization import figure_format
 
@@ -206,6 +210,7 @@ def _run_single(args, cube) -> int:
         raise DeepFocusError(
             f"--regions {regions}: use a .reg (DS9) or .crtf (CRTF) name, or give --region-format ds9|crtf"
         )
+    _resolve_format(args.output, None)  # a name without a catalogue suffix is refused before the run
     if plot is not None:
         figure_format(plot)
     outputs = [("--output", args.output), ("--regions", regions), ("--plot", plot)]
@@ -385,7 +390,9 @@ def _run_batch(args) -> int:
         print(str(summary).splitlines()[0])
     if summary.failed:
         for result in summary.failed:
-            print(f"deepfocus detect: failed: {result.cube}: {result.error}", file=sys.stderr)
+            # Most errors name their file already (not twice on the line).
+            error = result.error.removeprefix(f"{result.cube}: ")
+            print(f"deepfocus detect: failed: {result.cube}: {error}", file=sys.stderr)
         names = ", ".join(r.cube for r in summary.failed)
         print(f"deepfocus detect: error: {len(summary.failed)} cube(s) failed: {names}", file=sys.stderr)
         return 1

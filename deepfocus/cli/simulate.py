@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..exceptions import DeepFocusError
-from ._common import positive_int
+from ._common import non_negative_int, positive_int, spectral_channels
 
 SIMULATE_EXAMPLES = """\
 examples:
@@ -48,9 +48,13 @@ def register(subparsers):
     sim.add_argument(
         "--recipe", choices=("wide", "paper"), default="wide", help="source recipe (default wide)"
     )
-    sim.add_argument("--n-sources", type=positive_int, help="sources per cube (default: random)")
+    sim.add_argument(
+        "--n-sources",
+        type=non_negative_int,
+        help="sources per cube (default: random; 0: noise only, for false-detection rates)",
+    )
     sim.add_argument("--npix", type=positive_int, default=128, help="image size in pixels (128)")
-    sim.add_argument("--channels", type=positive_int, default=64, help="number of channels (64)")
+    sim.add_argument("--channels", type=spectral_channels, default=64, help="number of channels (64)")
     sim.add_argument("--frequency", type=float, default=230.0, help="first channel frequency, GHz (230)")
     sim.add_argument("--channel-width", type=float, default=15.625, help="channel width, MHz (15.625)")
     sim.add_argument("--ra", type=float, default=150.0, help="field RA, deg (150)")
