@@ -159,10 +159,13 @@ def expand_cubes(items):
 
     A name that exists is taken as is (even with glob characters in it); a pattern that matches
     nothing raises. Names that do not exist and are no pattern are kept: they fail as cubes
-    (``no such file``) so that the rest of a batch still runs. Of a pattern's matches, the PSF
-    and primary beam of another match (``NAME.psf.fits`` and ``NAME.pb.fits`` beside
-    ``NAME.image.fits``, ``NAME_psf.fits`` beside ``NAME_dirty.fits``: `product_path`) are left
-    out, with a warning in the log: ``obs/*.fits`` gives the cubes of a folder of ``tclean``
+    (``no such file``) so that the rest of a batch still runs. Of a pattern's matches, the files
+    made with another match are left out, with a warning in the log: the other ``tclean``
+    products beside ``NAME.image.fits`` (``NAME.psf``, ``.pb``, ``.residual``, ``.model``,
+    ``.mask``, ``.sumwt``, ``.weight``, ``.image.pbcor``, as FITS files, compressed or not), the
+    PSF, primary beam and sky model beside ``deepfocus simulate``'s ``NAME_dirty.fits``
+    (``NAME_psf``, ``_pb``, ``_sky``) and the PSF and primary beam of any other cube
+    (``NAME.psf``, ``NAME.pb``): ``'obs/*.fits'`` gives the cubes of a folder of ``tclean``
     products.
 
     Parameters
@@ -196,17 +199,35 @@ def expand_cubes(items):
     return paths
 
 
+#: The other products of a ``tclean`` run beside its ``NAME.image`` (and of a deepfocus simulation
+#: beside its ``NAME_dirty``): not cubes to search (`expand_cubes` leaves them out of a pattern's
+#: matches).
+_CASA_COMPANIONS = (".psf", ".pb", ".residual", ".model", ".mask", ".sumwt", ".weight", ".image.pbcor")
+_SIMULATED_COMPANIONS = ("_psf", "_pb", "_sky")
+
+
+def _companion_stems(stem):
+    """The stems of the files made with the cube of stem ``stem``: the other ``tclean`` products
+    of ``NAME.image``, the PSF, primary beam and sky model of ``NAME_dirty``, the PSF and primary
+    beam of another cube (``NAME.psf``, ``NAME.pb``: `product_path`)."""
+    if stem.endswith(".image"):
+        return {stem[: -len(".image")] + end for end in _CASA_COMPANIONS}
+    if stem.endswith(_SIMULATED_DIRTY):
+        return {stem[: -len(_SIMULATED_DIRTY)] + end for end in _SIMULATED_COMPANIONS}
+    return {stem + ".psf", stem + ".pb"}
+
+
 def _without_products(matches, pattern):
-    """``matches`` of ``pattern`` less the PSFs and primary beams of other matches (logged)."""
-    products = {}
+    """``matches`` of ``pattern`` less the files made with other matches (logged)."""
+    companions = {}
     for cube in matches:
-        for product, what in (("psf", "PSF"), ("pb", "primary beam")):
-            products.setdefault(_product_path(_stem(cube), cube.parent, "auto", product), (what, cube))
+        for stem in _companion_stems(_stem(cube)):
+            companions.setdefault((cube.parent, stem), cube)
     kept = []
     for path in matches:
-        if path in products:
-            what, cube = products[path]
-            log.warning("left out %s (matched by %s): the %s of %s", path, pattern, what, cube)
+        cube = companions.get((path.parent, _stem(path)))
+        if cube is not None and cube != path:
+            log.warning("left out %s (matched by %s): a product made with %s", path, pattern, cube)
         else:
             kept.append(path)
     return kept

@@ -120,27 +120,19 @@ def test_glob_patterns(cubes, tmp_path):
     assert len(summary.ok) == 3
 
 
-def test_patterns_leave_out_the_psfs_and_primary_beams_of_their_cubes(tmp_path, caplog):
+def test_patterns_leave_out_the_products_made_with_their_cubes(tmp_path, caplog):
     # A folder of tclean and deepfocus simulate products: obs/*.fits gives the cubes.
-    names = [
-        "a.image.fits",
-        "a.psf.fits",
-        "a.pb.fits",
-        "b_dirty.fits",
-        "b_psf.fits",
-        "b_pb.fits",
-        "c_pb.fits",
-    ]
-    for name in names:
+    tclean = [f"a.{end}.fits" for end in ("image", "psf", "pb", "residual", "model", "mask", "sumwt")]
+    simulated = ["b_dirty.fits", "b_psf.fits", "b_pb.fits", "b_sky.fits"]
+    others = ["c_pb.fits", "d.fits", "d.psf.fits.gz", "e.weight.fits"]  # c, e: no cube of theirs
+    for name in tclean + simulated + others:
         (tmp_path / name).touch()
     with caplog.at_level("WARNING", logger="deepfocus"):
-        found = expand_cubes(str(tmp_path / "*.fits"))
-    assert [p.name for p in found] == ["a.image.fits", "b_dirty.fits", "c_pb.fits"]  # c has no cube
-    assert (
-        "left out" in caplog.text
-        and "the PSF of" in caplog.text
-        and str(tmp_path / "a.pb.fits") in caplog.text
-    )
+        found = expand_cubes(str(tmp_path / "*.fits*"))
+    assert [p.name for p in found] == ["a.image.fits", "b_dirty.fits", "c_pb.fits", "d.fits", "e.weight.fits"]
+    assert caplog.text.count("left out") == 10
+    assert f"left out {tmp_path / 'a.pb.fits'}" in caplog.text
+    assert f"made with {tmp_path / 'a.image.fits'}" in caplog.text
     # A file named is taken as it is.
     assert expand_cubes([tmp_path / "a.psf.fits"]) == [tmp_path / "a.psf.fits"]
 

@@ -400,7 +400,8 @@ def read_cube(source, *, psf=None) -> PreparedCube:
         The PSF cube (``exportfits`` of ``tclean``'s ``.psf``), read with
         `~deepfocus.io.read_psf`, or an array ``(n_chan, ny, nx)``, in the input cube's
         channel order. It must have the cube's pixel size and number of channels (or one
-        plane, used for every channel); it is reordered with the cube.
+        plane, used for every channel), and a file's channels the cube's frequencies in the
+        same order (`~deepfocus.io.psf.check_psf_channels`); it is reordered with the cube.
 
     Returns
     -------

@@ -236,8 +236,8 @@ def read_psf(path, *, frequencies=None, flipped=False):
     frequencies : `~astropy.units.Quantity`, optional
         The cube's channel frequencies, ascending: the PSF's must be the same
         (`check_psf_channels`).
-    flipped : bool
-        Whether the cube's channels were reversed from its file's order.
+    flipped : bool, optional
+        Whether the cube's channels were reversed from its file's order (default False).
 
     Returns
     -------
@@ -342,7 +342,11 @@ class PSFPlanes:
         self._checked = set()  # planes already checked (a plane is read once per source)
         if isinstance(psf, (str, os.PathLike)):
             self._path = psf
-            self._planes = self._open(psf, cell, frequencies)
+            try:
+                self._planes = self._open(psf, cell, frequencies)
+            except InvalidInputError:
+                self.close()  # the file opened before a check refused it
+                raise
             self._from_file = True
         else:
             array = np.asarray(psf)

@@ -350,6 +350,16 @@ def test_memory_limit_reads_the_cube_in_parts_with_the_same_result(
         np.testing.assert_array_equal(np.isnan(a.value), np.isnan(b.value))
         np.testing.assert_allclose(b.value, a.value, rtol=1e-5, atol=1e-6 * np.nanmax(np.abs(a.value)))
     assert in_parts.restored.beam == whole.restored.beam
+    # The PSF is read plane by plane there, and checked as a whole cube's: a PSF whose channels
+    # run the other way from the cube's is refused.
+    with fits.open(psf_path) as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data
+    header["CRVAL3"] += (data.shape[0] - 1) * header["CDELT3"]
+    header["CDELT3"] *= -1
+    reversed_psf = psf_path.parent / f"reversed_{method}.psf.fits"
+    fits.writeto(reversed_psf, data, header, overwrite=True)
+    with pytest.raises(InvalidInputError, match="the cube's the other way"):
+        make(memory_limit=limit)(cube_path, psf=reversed_psf)
     with pytest.raises(InvalidInputError, match="mode='image' only"):
         Deconvolver(mode="cube", memory_limit="1 GiB")
 

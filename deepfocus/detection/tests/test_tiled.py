@@ -480,3 +480,17 @@ def test_compressed_cubes_are_laid_out(edge_cube, tmp_path):
     expected = cube_layout(edge_cube[0])
     for name in ("c.fits.gz", "c.fits.fz"):
         assert cube_layout(tmp_path / name).shape == expected.shape
+
+
+def test_tiled_run_refuses_a_psf_of_other_channels(contrast_cube, classical, tmp_path):
+    # Tiles read the PSF plane by plane (`~deepfocus.io.psf.PSFPlanes`), as checked as a whole
+    # cube's: a PSF of other channels would be paired with the cube's by order.
+    path, psf_path, _ = contrast_cube
+    with fits.open(psf_path) as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data
+    header["CRVAL3"] += 10 * header["CDELT3"]
+    other = tmp_path / "other.psf.fits"
+    fits.writeto(other, data, header)
+    tiled = TiledPipeline(classical, memory_limit=LIMIT_2X2, halo=HALO, progress=False)
+    with pytest.raises(InvalidInputError, match="PSF's channels .* are not the cube's"):
+        tiled(path, psf=other)
