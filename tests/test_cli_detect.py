@@ -436,6 +436,24 @@ def test_catalogue_suffix_is_checked_before_the_run(bright_files, tmp_path, caps
     assert sorted(tmp_path.iterdir()) == []
 
 
+def test_a_psf_beside_the_cube_that_is_not_given_is_noted(tmp_path, capsys):
+    from importlib.resources import files
+
+    data = files("deepfocus.data")
+    cube, psf = tmp_path / "obs.image.fits", tmp_path / "obs.psf.fits"
+    cube.write_bytes((data / "example_dirty.fits").read_bytes())
+    psf.write_bytes((data / "example_psf.fits").read_bytes())
+    argv = [cube, "--model", "none", "--output"]
+    assert detect(*argv, tmp_path / "a.ecsv") == 0
+    assert (
+        "note: obs.psf.fits lies beside the cube but is not used: give --psf auto" in capsys.readouterr().err
+    )
+    assert detect(*argv, tmp_path / "b.ecsv", "--psf", "auto") == 0
+    assert "note:" not in capsys.readouterr().err
+    assert detect(*argv, tmp_path / "c.ecsv", "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_output_under_a_file_names_the_file(bright_files, tmp_path, capsys):
     blocker = tmp_path / "notafolder"
     blocker.write_text("x")
