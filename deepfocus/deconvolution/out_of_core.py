@@ -109,13 +109,7 @@ def mean_psf_planes(psf, reference, image_shape):
     from .base import _check_psf
 
     good = np.flatnonzero(np.isfinite(reference.noise.value))
-    with PSFPlanes(
-        psf,
-        reference.n_channels,
-        reference.cell,
-        flipped=reference.flipped,
-        frequencies=reference.spectral_axis,
-    ) as planes:
+    with PSFPlanes.for_cube(psf, reference) as planes:
         py, px = planes.shape
         total, used = np.zeros((py, px)), 0
         for channel in good:

@@ -696,9 +696,7 @@ def _characterize(characterizer, prepared, table, psf):
         return characterizer(prepared, table, crowded=False)
     from ..io.psf import PSFPlanes
 
-    with PSFPlanes(
-        psf, prepared.n_channels, prepared.cell, flipped=prepared.flipped, frequencies=prepared.spectral_axis
-    ) as planes:
+    with PSFPlanes.for_cube(psf, prepared) as planes:
         return characterizer(dataclasses.replace(prepared, psf=planes), table, crowded=False)
 
 
@@ -732,9 +730,7 @@ def _refit_crowded(catalog, characterizer, path, psf, reference, statistics, ima
     if psf is None:
         kernel = characterizer._kernel(reference)
         return catalog if kernel is None else refit_crowded(catalog, reference, kernel=kernel, read=read)
-    with PSFPlanes(
-        psf, n_chan, reference.cell, flipped=reference.flipped, frequencies=reference.spectral_axis
-    ) as planes:
+    with PSFPlanes.for_cube(psf, reference) as planes:
         frame = dataclasses.replace(reference, psf=planes)
         return refit_crowded(catalog, frame, kernel=characterizer._kernel(frame), read=read)
 
@@ -789,13 +785,7 @@ def _reject_sidelobes(catalog, psf, reference, detector, characterizer):
         lo, hi = np.array(
             [reference.line_channels(a, b) for a, b in zip(catalog["z_min"], catalog["z_max"], strict=True)]
         ).T
-        with PSFPlanes(
-            psf,
-            reference.n_channels,
-            reference.cell,
-            flipped=reference.flipped,
-            frequencies=reference.spectral_axis,
-        ) as planes:
+        with PSFPlanes.for_cube(psf, reference) as planes:
             rejected = detector._sidelobes(
                 np.asarray(catalog["_x_detect"]),
                 np.asarray(catalog["_y_detect"]),

@@ -364,6 +364,20 @@ class PSFPlanes:
         # Blank planes (channels tclean flagged) read the nearest valid plane, as read_cube fills them.
         self._source = nearest_valid_planes(self._centres, self._path)
 
+    @classmethod
+    def for_cube(cls, psf, cube):
+        """The planes of ``psf`` in the order of ``cube``'s channels, checked against its pixels,
+        channels and frequencies.
+
+        Parameters
+        ----------
+        psf : str, path-like or array-like
+            As for `PSFPlanes`.
+        cube : `~deepfocus.io.cube.PreparedCube`
+            The cube, a tile or block of it over all its channels, or its metadata.
+        """
+        return cls(psf, cube.n_channels, cube.cell, flipped=cube.flipped, frequencies=cube.spectral_axis)
+
     def _open(self, path, cell, frequencies):
         """The file's image as ``(n_planes, ny, nx)`` planes read on demand, its header checked."""
         try:
