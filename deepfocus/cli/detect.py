@@ -73,7 +73,8 @@ def register(subparsers):
         nargs="?",
         const=_AUTO,
         metavar="FILE",
-        help="region file to write (with --output-dir: no FILE, DIR/<stem>.reg or .crtf)",
+        help="region file to write; without FILE, the catalogue's name with .reg (or .crtf with "
+        "--region-format crtf), and with --output-dir DIR/<stem>.reg or .crtf",
     )
     det.add_argument(
         "--region-format", choices=("ds9", "crtf"), help="default: from the suffix (.reg, .crtf), or ds9"
@@ -84,7 +85,8 @@ def register(subparsers):
         const=_AUTO,
         metavar="FILE",
         help="plot of the integrated image with the detections, in the format of FILE's suffix "
-        "(.png, .pdf, .svg, ...; with --output-dir: no FILE, DIR/<stem>.png)",
+        "(.png, .pdf, .svg, ...); without FILE, the catalogue's name with .png, and with "
+        "--output-dir DIR/<stem>.png",
     )
     det.add_argument(
         "--plot-sources",
