@@ -206,22 +206,23 @@ _CASA_COMPANIONS = (".psf", ".pb", ".residual", ".model", ".mask", ".sumwt", ".w
 _SIMULATED_COMPANIONS = ("_psf", "_pb", "_sky")
 
 
-def _companion_stems(stem):
-    """The stems of the files made with the cube of stem ``stem``: the other ``tclean`` products
-    of ``NAME.image``, the PSF, primary beam and sky model of ``NAME_dirty``, the PSF and primary
-    beam of another cube (``NAME.psf``, ``NAME.pb``: `product_path`)."""
+def _companion_stems(cube):
+    """The stems of the files made with ``cube``: the other ``tclean`` products of ``NAME.image``,
+    the PSF, primary beam and sky model of ``NAME_dirty``, the PSF and primary beam of another
+    cube (`product_path`'s ``auto``)."""
+    stem = _stem(cube)
     if stem.endswith(".image"):
         return {stem[: -len(".image")] + end for end in _CASA_COMPANIONS}
     if stem.endswith(_SIMULATED_DIRTY):
         return {stem[: -len(_SIMULATED_DIRTY)] + end for end in _SIMULATED_COMPANIONS}
-    return {stem + ".psf", stem + ".pb"}
+    return {_stem(_product_path(stem, cube.parent, "auto", product)) for product in ("psf", "pb")}
 
 
 def _without_products(matches, pattern):
     """``matches`` of ``pattern`` less the files made with other matches (logged)."""
     companions = {}
     for cube in matches:
-        for stem in _companion_stems(_stem(cube)):
+        for stem in _companion_stems(cube):
             companions.setdefault((cube.parent, stem), cube)
     kept = []
     for path in matches:
