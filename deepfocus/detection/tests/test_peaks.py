@@ -87,6 +87,19 @@ def test_blended_lines_are_split_at_the_valley():
     assert split_at_valleys((10, 45), one) == [(10, 45)]
 
 
+def test_two_lines_with_a_shallow_valley_between_them_are_split():
+    # The denoised spectrum of a candidate between two sources 0.6 beam apart whose lines lie 16
+    # channels apart: maxima of 7.9 and 6.1, a valley at 0.55 of the lower (3-channel smoothed).
+    z = np.arange(64.0)
+    sigma = 11 / 2.3548
+    spectrum = 8.0 * np.exp(-0.5 * ((z - 15) / sigma) ** 2) + 6.2 * np.exp(-0.5 * ((z - 31) / sigma) ** 2)
+    pieces = split_at_valleys((5, 43), spectrum)
+    assert len(pieces) == 2 and pieces[0][0] == 5 and pieces[1][1] == 43
+    assert 15 < pieces[0][1] < pieces[1][0] < 31
+    # A single broad line stays whole.
+    assert split_at_valleys((5, 43), 8.0 * np.exp(-0.5 * ((z - 24) / (2 * sigma)) ** 2)) == [(5, 43)]
+
+
 def test_a_run_shared_by_two_blended_lines_is_cut_between_their_peaks():
     # Lines at channels 23 and 31.5 (FWHM 6.8), of sources half a beam apart: one run, no valley
     # in either spectrum (each peaks at its own line, the other a shoulder).
