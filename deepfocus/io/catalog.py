@@ -30,7 +30,8 @@ bit    name             meaning
 =====  ===============  ===================================================================
 1      ``EDGE``         near the image edge or the NaN (primary-beam cut-off) border
 2      ``BLENDED``      blended with a neighbour (overlapping footprint or line)
-4      ``BAND_EDGE``    line cut off by the band's edge or by blank channels
+4      ``BAND_EDGE``    line cut off by the band's edge or by blank channels, or wide enough
+                        to fill the band (no line-free channel for its continuum)
 8      ``UNRESOLVED``   size at the resolution limit: unresolved along at least one axis
 16     ``OUT_OF_RANGE`` a fit or network output lies outside the range seen in training
 32     ``FIT_FALLBACK`` the forward fit failed or left the first estimate, which is kept
@@ -183,9 +184,10 @@ class SourceFlag(enum.IntFlag):
 FLAG_BITS = {
     int(SourceFlag.EDGE): "near the image edge or the NaN (primary-beam cut-off) border",
     int(SourceFlag.BLENDED): "blended with a neighbour (overlapping footprint or line)",
-    int(
-        SourceFlag.BAND_EDGE
-    ): "line cut off by the band's edge (its first or last channel with data) or blank channels",
+    int(SourceFlag.BAND_EDGE): (
+        "line cut off by the band's edge (its first or last channel with data) or blank channels, "
+        "or filling the band (its centre +- 1.5 FWHM leaves it at both ends)"
+    ),
     int(SourceFlag.UNRESOLVED): "size at the resolution limit (unresolved along at least one axis)",
     int(SourceFlag.OUT_OF_RANGE): "a fit or network output lies outside the range seen in training",
     int(SourceFlag.FIT_FALLBACK): (

@@ -438,3 +438,35 @@ def test_position_angles_of_a_galactic_cube_are_east_of_icrs_north(tmp_path, for
     difference = (galactic["position_angle"] - expected + 90 * u.deg) % (180 * u.deg) - 90 * u.deg
     assert np.all(np.abs(difference[resolved]) < 0.05 * u.deg), difference
     assert np.all(np.abs(north - 0 * u.deg) > 10 * u.deg)  # a test that could fail
+
+
+@pytest.mark.parametrize(("fwhm_channels", "fills"), [(10, False), (14, True)])
+def test_a_line_that_fills_the_band_is_flagged(fwhm_channels, fills):
+    # A bright line of FWHM 14 channels in a 32-channel band leaves no channel free of its wings
+    # for the continuum under it: measured, it lost 0.44 of its flux. It is flagged as cut off by
+    # the band's edges (4); one of 10 channels, measured right, is not.
+    from astropy.table import QTable
+
+    from deepfocus.simulation import Interferometer, Observation, simulate
+
+    obs = Observation(npix=64, n_channels=32)
+    catalog = QTable(
+        {
+            "x_centroid": [32.0] * u.pix,
+            "y_centroid": [32.0] * u.pix,
+            "z_centroid": [15.5],
+            "fwhm_major": [0.0] * u.arcsec,
+            "fwhm_minor": [0.0] * u.arcsec,
+            "position_angle": [0.0] * u.deg,
+            "line_width": [fwhm_channels] * obs.channel_velocity_width,
+            "flux": [5.0] * u.Jy * u.km / u.s,
+            "continuum_flux": [0.0] * u.Jy,
+        }
+    )
+    sim = simulate(interferometer=Interferometer(obs), catalog=catalog, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = CubeDetector()(sim.dirty, psf=sim.psf)
+    brightest = np.argmax(found["filter_snr"])
+    assert found["z_min"][brightest] > 0 and found["z_max"][brightest] < 31  # the window alone: not cut
+    assert bool(found["flags"][brightest] & 4) == fills
