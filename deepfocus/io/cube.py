@@ -342,6 +342,17 @@ def flagged_channels(data, valid=None):
     )
 
 
+def _check_noise(label, noise):
+    """Refuse a cube none of whose channels has a measurable noise (every channel constant, or
+    with fewer than `MIN_NOISE_PIXELS` valid pixels): nothing can be normalised by it."""
+    noise = np.asarray(noise, dtype=float)
+    if not np.any(np.isfinite(noise) & (noise > 0)):
+        raise InvalidInputError(
+            f"{label}: no channel has a measurable noise (each is constant, or has fewer than "
+            f"{MIN_NOISE_PIXELS} valid pixels): not an observed cube?"
+        )
+
+
 def _warn_flagged(label, channels, n_chan):
     """Warn about the flagged input ``channels`` (refuse a cube with nothing else)."""
     if len(channels) == 0:
@@ -422,6 +433,10 @@ def read_cube(source, *, psf=None) -> PreparedCube:
         except ImportError:  # pragma: no cover - spectral-cube is a dependency
             BaseSpectralCube = ()
         if not isinstance(source, BaseSpectralCube):
+            if getattr(source, "ndim", 3) < 3 and hasattr(source, "wcs"):  # a spectral-cube slice
+                raise InvalidInputError(
+                    f"deepfocus needs a spectral cube (3-D); got a {source.ndim}-D {type(source).__name__}"
+                )
             raise TypeError(f"read_cube needs a FITS path or a SpectralCube, got {type(source).__name__}")
         raw = _from_spectral_cube(source)
     return _prepare(raw, psf)
@@ -1065,7 +1080,9 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
     valid[flagged] = False
 
     if statistics is None:
-        noise = robust_channel_noise(data, valid) * JY_PER_BEAM
+        noise = robust_channel_noise(data, valid)
+        _check_noise(label, noise)
+        noise = noise * JY_PER_BEAM
     else:
         noise = np.asarray(statistics.noise, dtype=float)
         noise = (noise[::-1] if flipped else noise) * np.abs(factors) * JY_PER_BEAM

@@ -631,6 +631,7 @@ def cube_statistics(path, *, block_bytes=256 * 2**20):
         raise InvalidInputError(f"{path}: the cube has no valid pixel (all NaN)")
     noise[flagged] = np.nan
     _cube._warn_flagged(str(path), np.flatnonzero(flagged), n_chan)
+    _cube._check_noise(str(path), noise)
     log.info("channel statistics of %s from %d blocks of %d channels", path, len(blocks), blocks[0].stop)
     return CubeStatistics(noise, flagged, (ny, nx))
 

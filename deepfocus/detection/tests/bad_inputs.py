@@ -10,6 +10,7 @@ BAD_INPUTS = {
     "no_beam": "no beam",
     "bad_bunit": "unsupported brightness unit",
     "all_nan": "all NaN",
+    "constant": "no channel has a measurable noise",
     "truncated": "truncated or corrupt",
     "missing": "no such file",
 }
@@ -40,6 +41,8 @@ def write_bad_input(name, source, folder):
         fits.HDUList([fits.PrimaryHDU(data, header), beams]).writeto(path)
     elif name == "all_nan":
         fits.HDUList([fits.PrimaryHDU(np.full_like(data, np.nan), header), beams]).writeto(path)
+    elif name == "constant":  # no noise to normalise by (a model image, not an observation)
+        fits.HDUList([fits.PrimaryHDU(np.ones_like(data), header), beams]).writeto(path)
     elif name == "truncated":
         raw = source.read_bytes()
         path.write_bytes(raw[: len(raw) // 2])

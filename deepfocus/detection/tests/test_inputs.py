@@ -138,3 +138,12 @@ def test_a_mask_over_everything_finds_nothing(bright_files):
             CubeDetector(model=None)(bright_files["dirty"], mask=np.ones((helpers.NPIX, helpers.NPIX)))
             is None
         )
+
+
+def test_a_slice_of_a_spectral_cube_is_refused_by_its_dimensions(bright_files):
+    from spectral_cube import SpectralCube
+
+    cube = SpectralCube.read(bright_files["dirty"])
+    for part, what in ((cube[0], "2-D"), (cube[:, 5, 5], "1-D")):
+        with pytest.raises(InvalidInputError, match=f"needs a spectral cube \\(3-D\\); got a {what}"):
+            DeepFocus(model=None)(part)
