@@ -369,6 +369,21 @@ def test_evaluate_notes_when_nothing_matches(cli_run, bright_files, tmp_path, ca
     assert capsys.readouterr().err == ""
 
 
+def test_evaluate_notes_a_truth_of_another_pixel_size(cli_run, bright_files, tmp_path, capsys):
+    # The truth of a cube imaged with other pixels: some sources may still match by chance.
+    from astropy.table import QTable
+
+    truth = QTable.read(bright_files["truth"])
+    cell = float(truth.meta["cell_arcsec"])
+    truth.meta["cell_arcsec"] = 1.05 * cell
+    truth.write(tmp_path / "other_truth.ecsv")
+    argv = ["evaluate", "--truth", str(tmp_path / "other_truth.ecsv"), "--catalog", str(cli_run["catalog"])]
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("deepfocus evaluate: note: ")
+    assert f"the truth's pixel size is {1.05 * cell:.4g} arcsec, the catalogue's {cell:.4g} arcsec" in err[0]
+
+
 def test_evaluate_bad_input_is_a_one_line_error(bright_files, tmp_path, capsys):
     argv = ["evaluate", "--truth", str(bright_files["truth"]), "--catalog", str(tmp_path / "none.ecsv")]
     assert main(argv) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from ._common import refuse_existing
@@ -39,6 +40,7 @@ def register(subparsers):
 
 def _run_evaluate(args) -> int:
     from ..evaluation import evaluate_files, format_report
+    from ..exceptions import DeepFocusWarning
     from ..io.atomic import refuse_clobbering
     from ..visualization import figure_format
 
@@ -47,7 +49,14 @@ def _run_evaluate(args) -> int:
     if args.plot is not None:
         figure_format(args.plot)
     refuse_existing(outputs, args.overwrite)  # before any work: nothing is replaced by surprise
-    metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeepFocusWarning)
+        metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
+    for warning in caught:  # deepfocus's own as one-line notes, the others as Python shows them
+        if issubclass(warning.category, DeepFocusWarning):
+            print(f"deepfocus evaluate: note: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     if args.plot is not None:
         _plot(args.truth, args.catalog, args.plot)
     if not args.quiet:

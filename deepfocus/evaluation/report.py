@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.table import QTable
 
-from ..exceptions import InvalidInputError
+from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.atomic import atomic_path
 from ._columns import require_columns
 from .matching import POSITION_COLUMNS
@@ -89,6 +90,9 @@ def evaluate_files(truth_path, catalog_path, *, json_path=None, **match_kwargs) 
     """
     truth = read_catalog(truth_path, what="truth catalogue", required=TRUTH_REQUIRED)
     catalog = read_catalog(catalog_path, what="detected catalogue", allow_empty=True)
+    for problem in cube_mismatches(truth.meta, catalog.meta):
+        message = f"{truth_path} and {catalog_path} may not be of one cube: {problem}"
+        warnings.warn(message, DeepFocusWarning, stacklevel=2)
     metrics = evaluate(truth, catalog, **match_kwargs)
     metrics["truth_file"] = str(truth_path)
     metrics["catalog_file"] = str(catalog_path)
@@ -97,6 +101,27 @@ def evaluate_files(truth_path, catalog_path, *, json_path=None, **match_kwargs) 
         with atomic_path(json_path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     return metrics
+
+
+#: ``meta`` keys that both a truth catalogue and deepfocus's catalogues record of their cube.
+_CUBE_KEYS = {"cell_arcsec": "pixel size", "beam_major_arcsec": "beam major axis"}
+
+
+def cube_mismatches(truth_meta, catalog_meta, *, tolerance=0.01):
+    """What the two catalogues' ``meta`` say differently of their cubes: one line per key of
+    `_CUBE_KEYS` that both give, more than ``tolerance`` (relative) apart.
+
+    A catalogue scored against the truth of another cube matches nothing, or by chance.
+    """
+    problems = []
+    for key, what in _CUBE_KEYS.items():
+        try:
+            a, b = float(truth_meta[key]), float(catalog_meta[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(a) and math.isfinite(b) and abs(a - b) > tolerance * max(abs(a), abs(b)):
+            problems.append(f"the truth's {what} is {a:.4g} arcsec, the catalogue's {b:.4g} arcsec")
+    return problems
 
 
 def _jsonable(value):
@@ -118,6 +143,11 @@ def _num(value, fmt="{:.3f}", missing="n/a"):
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return missing
     return fmt.format(value)
+
+
+def _unit(value, unit):
+    """`` unit`` after a number that `_num` shows, nothing after ``n/a``."""
+    return "" if _num(value) == "n/a" else f" {unit}"
 
 
 def format_report(metrics) -> str:
@@ -177,8 +207,9 @@ def format_report(metrics) -> str:
         lines.append(f"    {label:<32}{_num(m.get(key)):>9}{m.get(n_key, 0):>6d}")
     flux_err = m.get("flux_relative_error_median")
     flux_err = None if flux_err is None else 100 * flux_err
+    centre_err = m.get("line_centre_error_median_chan")
     lines += [
-        f"    {'median |flux error|':<32}{_num(flux_err, '{:.1f}'):>9} %",
-        f"    {'median line-centre error':<32}{_num(m.get('line_centre_error_median_chan')):>9} channels",
+        f"    {'median |flux error|':<32}{_num(flux_err, '{:.1f}'):>9}{_unit(flux_err, '%')}",
+        f"    {'median line-centre error':<32}{_num(centre_err):>9}{_unit(centre_err, 'channels')}",
     ]
     return "\n".join(lines)

@@ -118,6 +118,20 @@ def test_format_report():
     assert row.split() == ["<3", "1", "0", "0.000"]
 
 
+def test_format_report_gives_units_only_beside_numbers():
+    truth = make_catalog(SOURCES)
+    lines = {
+        line.strip().split("  ")[0]: line.split()
+        for line in format_report(evaluate(truth, truth)).splitlines()
+    }
+    assert lines["median |flux error|"][-1] == "%" and lines["median line-centre error"][-1] == "channels"
+    lines = {
+        line.strip().split("  ")[0]: line.split()
+        for line in format_report(evaluate(truth, None)).splitlines()
+    }
+    assert lines["median |flux error|"][-1] == "n/a" and lines["median line-centre error"][-1] == "n/a"
+
+
 def test_simulated_truth_against_itself(tmp_path):
     from deepfocus.simulation import Observation, simulate
 
