@@ -66,6 +66,17 @@ def test_simulate_many_is_reproducible(tmp_path):
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+def test_simulate_refuses_existing_outputs_before_writing_any(tmp_path, capsys):
+    # A file of the fourth cube exists: nothing is written, where cubes 0-2 used to be first.
+    (tmp_path / "sim3_sky.fits").write_bytes(b"earlier")
+    assert main(["simulate", "--n", "4", "--output", str(tmp_path), "--quiet", *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert f"output exists: {tmp_path / 'sim3_sky.fits'} (pass --overwrite" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim3_sky.fits"]
+    assert main(["simulate", "--n", "4", "--output", str(tmp_path), "--quiet", "--overwrite", *SMALL]) == 0
+    assert len(list(tmp_path.glob("sim*_dirty.fits"))) == 4
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -102,6 +102,10 @@ def _run_simulate(args) -> int:
     if args.output is None:
         raise DeepFocusError("simulate needs --output DIR")
     check_seed(args.seed)
+    width = len(str(args.n - 1))
+    names = [f"sim{index:0{width}d}" for index in range(args.n)]
+    if not args.overwrite:
+        _refuse_existing(Path(args.output), names)
     observation = Observation(
         configuration=args.config,
         ra=args.ra * u.deg,
@@ -123,7 +127,6 @@ def _run_simulate(args) -> int:
     with warnings.catch_warnings():
         if too_wide:
             warnings.filterwarnings("ignore", "the .* recipe draws line FWHMs", DeepFocusWarning)
-        width = len(str(args.n - 1))
         for index in tqdm(range(args.n), desc="simulate", unit="cube", disable=args.quiet or args.n == 1):
             seed = [args.seed, index]
             if args.engine == "casa":
@@ -139,10 +142,24 @@ def _run_simulate(args) -> int:
                     recipe=args.recipe,
                     n_sources=args.n_sources,
                 )
-            paths = result.write(args.output, f"sim{index:0{width}d}", overwrite=args.overwrite, psf=args.psf)
+            paths = result.write(args.output, names[index], overwrite=args.overwrite, psf=args.psf)
             if args.n == 1 and not args.quiet:
                 print(result.summary())
                 print("written: " + ", ".join(str(p) for p in paths.values()))
     if args.n > 1 and not args.quiet:
         print(f"wrote {args.n} cubes to {args.output}")
     return 0
+
+
+def _refuse_existing(folder, names):
+    """Refuse, before any cube is simulated, a run that would overwrite files of an earlier one:
+    every file `~deepfocus.simulation.SimulatedObservation.write` would count as its output
+    under one of ``names`` (a PSF or primary beam of an earlier run included)."""
+    kinds = ("dirty.fits", "sky.fits", "truth.ecsv", "psf.fits", "pb.fits")
+    existing = [folder / f"{name}_{kind}" for name in names for kind in kinds]
+    existing = [path for path in existing if path.exists()]
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise DeepFocusError(
+            f"output exists: {existing[0]}{more} (pass --overwrite to replace, or choose another --output)"
+        )

@@ -114,9 +114,11 @@ def task_weights(folder, task) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
+        shipped = weights_folder() / f"{task}-default"
         raise InvalidInputError(
             f"{folder} holds no {task} weights ({task}-default{_SUFFIX} or another {task}-*{_SUFFIX}); "
-            f"train them with: deepfocus train --task {task} --output {folder}"
+            f"train them with: deepfocus train --task {task} --output {folder}, or copy the shipped "
+            f"ones in ({shipped}{_SUFFIX} and {shipped.name}.json)"
         )
     names = ", ".join(p.name for p in found)
     raise InvalidInputError(

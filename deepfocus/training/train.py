@@ -427,14 +427,20 @@ def output_folder(path):
         raise
 
 
-def _refuse_replacing(paths):
-    """Raise `FileExistsError` naming the first of ``paths`` that exists."""
-    existing = [path for path in paths if path.exists()]
+def _refuse_replacing(weights):
+    """Raise `FileExistsError` naming the first of ``weights`` (task -> path) that exists, and
+    the tasks still to train where some are (an interrupted run of several tasks)."""
+    existing = [path for path in weights.values() if path.exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        missing = [task for task, path in weights.items() if not path.exists()]
+        others = ", ".join(f"--task {task}" for task in missing)
+        rest = (
+            f"; or train only the others (tasks={missing}; {others} on the command line)" if missing else ""
+        )
         raise FileExistsError(
             f"{existing[0]}{more} exists: pass overwrite=True, or --overwrite on the command line, "
-            "to replace it"
+            f"to replace it{rest}"
         )
 
 
@@ -524,7 +530,7 @@ def train(
     output_dir = Path(output_dir)
     weights = {task: output_dir / f"{task}-{preset}.safetensors" for task in tasks}
     if not overwrite:
-        _refuse_replacing(weights.values())
+        _refuse_replacing(weights)
     # Under torchrun, rank 0 simulates (and caches) the data; the other ranks then read the cache.
     main = ddp.is_main_process()
     progress = progress and main

@@ -30,8 +30,10 @@ def test_a_folder_of_any_preset_is_found(tmp_path):
 
 
 def test_a_folder_without_or_with_several_weights_is_refused(tmp_path):
-    with pytest.raises(InvalidInputError, match="holds no spectral weights.*deepfocus train --task spectral"):
+    message = "holds no spectral weights.*deepfocus train --task spectral"
+    with pytest.raises(InvalidInputError, match=message) as info:
         load_task_model(tmp_path, "spectral")
+    assert f"copy the shipped ones in ({weights_folder() / 'spectral-default.safetensors'}" in str(info.value)
     _copy("spectral", tmp_path, "tiny")
     _copy("spectral", tmp_path, "tune")
     with pytest.raises(InvalidInputError, match="several spectral weights"):

@@ -321,3 +321,22 @@ def test_train_from_files(tmp_path):
         path.unlink()
     with pytest.raises(InvalidInputError, match="fewer than 2 cubes"):
         train("spectral", tmp_path / "out2", preset="tiny", data_dir=data, progress=False)
+
+
+def test_an_interrupted_run_of_several_tasks_is_told_how_to_train_the_rest(tmp_path):
+    from deepfocus.training.train import _refuse_replacing
+
+    weights = {
+        task: tmp_path / f"{task}-tiny.safetensors" for task in ("deconvolver", "spectral", "characterizer")
+    }
+    weights["deconvolver"].write_bytes(b"done")
+    with pytest.raises(FileExistsError) as info:
+        _refuse_replacing(weights)
+    message = str(info.value)
+    assert message.startswith(f"{weights['deconvolver']} exists: pass overwrite=True")
+    assert "--task spectral, --task characterizer on the command line" in message
+    for path in weights.values():
+        path.write_bytes(b"done")
+    with pytest.raises(FileExistsError) as info:
+        _refuse_replacing(weights)
+    assert "(and 2 more)" in str(info.value) and "--task" not in str(info.value)
