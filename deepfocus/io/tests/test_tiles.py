@@ -180,6 +180,14 @@ def test_cube_statistics_refuses_an_empty_cube(files, tmp_path):
         cube_statistics(tmp_path / "nan.fits")
 
 
+def test_cube_statistics_refuses_a_cube_without_noise(files, tmp_path):
+    with fits.open(files["plain"]) as hdul:
+        hdul[0].data[...] = 1.0
+        hdul.writeto(tmp_path / "constant.fits")
+    with pytest.raises(InvalidInputError, match="constant.fits: no channel has a measurable noise"):
+        cube_statistics(tmp_path / "constant.fits", block_bytes=4096)  # in blocks of channels
+
+
 def test_read_tile_outside_the_valid_area(files):
     statistics = cube_statistics(files["casa"])
     corner = Tile(0, (slice(0, 8), slice(0, 8)), (slice(0, 8), slice(0, 8)))
