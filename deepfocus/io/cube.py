@@ -343,13 +343,15 @@ def flagged_channels(data, valid=None):
 
 
 def _check_noise(label, noise):
-    """Refuse a cube none of whose channels has a measurable noise (every channel constant, or
-    with fewer than `MIN_NOISE_PIXELS` valid pixels): nothing can be normalised by it."""
+    """Refuse a cube none of whose channels has a measurable noise (in every channel, more than
+    half of the valid pixels hold one value, or fewer than `MIN_NOISE_PIXELS` are valid): nothing
+    can be normalised by it."""
     noise = np.asarray(noise, dtype=float)
     if not np.any(np.isfinite(noise) & (noise > 0)):
         raise InvalidInputError(
-            f"{label}: no channel has a measurable noise (each is constant, or has fewer than "
-            f"{MIN_NOISE_PIXELS} valid pixels): not an observed cube?"
+            f"{label}: no channel has a measurable noise: in each, more than half of the valid pixels "
+            f"hold one value (a constant image, or zeros rather than NaN outside a mask?), or fewer "
+            f"than {MIN_NOISE_PIXELS} are valid"
         )
 
 
