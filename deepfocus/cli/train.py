@@ -11,7 +11,8 @@ from ._common import positive_int
 TRAIN_EXAMPLES = """\
 examples:
   deepfocus train --task all --preset default --output weights
-      the recipe of the shipped weights (about 40 min on 2 CPU cores)
+      the recipe of the shipped weights (about an hour on 2 CPU cores: 52 min of training and 7
+      of simulation)
   deepfocus train --task characterizer --preset tiny --output /tmp/check
       a seconds-long run that checks a set-up end to end
   deepfocus train --task characterizer --output weights --overwrite
@@ -46,8 +47,8 @@ def register(subparsers):
     tr.add_argument(
         "--preset",
         default="default",
-        help="data and optimisation recipe: default (the shipped weights'), tune (fewer cubes, fewer "
-        "epochs) or tiny (seconds, to check a set-up)",
+        help="data and optimisation recipe: default (the shipped weights', about an hour on 2 cores; "
+        "the default), tune (fewer cubes, fewer epochs) or tiny (seconds, to check a set-up)",
     )
     tr.add_argument("--output", type=Path, required=True, help="output folder")
     tr.add_argument(
