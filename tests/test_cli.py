@@ -122,7 +122,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     assert main(argv) == 0
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "output exists" in err and "--overwrite on the command line" in err
+    assert "output exists" in err and "(pass --overwrite to replace" in err
     assert main(argv + ["--overwrite"]) == 0
 
 
