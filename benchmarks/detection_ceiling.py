@@ -16,6 +16,11 @@ of 1 deg, the amplitude fitted): only the noise and neighbours' sidelobes stand 
 the truth. The same fit, and a fit of the flux alone, are also made of each source alone in
 the cube's noise (`ideal_estimates`): what the noise by itself allows.
 
+What the faint sources lose to the bright ones is measured on the fast-engine cubes by taking
+the bright sources' noise-free dirty emission out and searching again (`subtraction_counts`):
+through the PSF the size of the image, as ``tclean`` writes it, and at every offset, as the
+simulator made it.
+
 Writes ``benchmarks/results/detection_ceiling.json`` and ``docs/_generated/detection_ceiling.rst``.
 Run: ``python benchmarks/detection_ceiling.py [--cubes 40] [--casa-cubes 6]``
 """
@@ -40,6 +45,7 @@ from deepfocus.detection.detector import CubeDetector, masked_view
 from deepfocus.evaluation import evaluate, match_catalogs, matched_table
 from deepfocus.evaluation.metrics import MAX_AXIS_RATIO, RESOLVED_BEAM_FRACTION, SNR_BINS
 from deepfocus.io.cube import read_cube
+from deepfocus.simulation import Interferometer
 from deepfocus.simulation.skymodel import SkyModel
 from deepfocus.training.train import SEED_OFFSETS
 
@@ -238,7 +244,11 @@ def snr_with_noise_planes(detector, sim, mf, residual):
     when each summed plane is divided by the noise that plane has in the cube's noise alone
     (``residual``, `truth_residual`) rather than in the cube: what the sources' own emission and
     sidelobes add to the plane noise removed."""
-    noise_only = read_cube(sim.dirty._new_cube_with(data=residual.astype(np.float32)), psf=sim.psf)
+    # Blank where the cube is (a CASA cube's border): zeros there would be half of a plane's
+    # pixels, and its robust noise 0.
+    blank = ~np.isfinite(np.asarray(sim.dirty.unmasked_data[:].value))
+    residual = np.where(blank, np.nan, residual).astype(np.float32)
+    noise_only = read_cube(sim.dirty._new_cube_with(data=residual), psf=sim.psf)
     _, quiet = find_candidates(
         masked_view(noise_only), threshold=np.inf, widths=detector.widths, beam_scale=detector.min_separation
     )
@@ -341,6 +351,75 @@ def losses_by_bin(sensitivity, causes):
     return out
 
 
+#: Truth S/N from which sources count as bright in the subtraction test (`subtraction_counts`).
+BRIGHT_SNR = 10.0
+#: Cubes searched in the subtraction test (`subtraction_counts`).
+SUBTRACTIONS = (
+    "the cube",
+    f"less its sources of S/N >= {BRIGHT_SNR:g}, through the PSF",
+    f"less its sources of S/N >= {BRIGHT_SNR:g}, at every offset",
+    "less every source, through the PSF",
+)
+
+
+def subtraction_counts(pipeline, sim, cube, data, residual):
+    """What taking the bright sources' emission out of a fast-engine cube would gain the faint ones.
+
+    Each cube of `SUBTRACTIONS` is searched by ``pipeline`` with the cube's PSF: the cube
+    itself; the cube less the noise-free dirty emission of its true sources of S/N >=
+    `BRIGHT_SNR` as a CLEAN that knew every bright source exactly would remove it, through the
+    PSF the size of the image that tclean writes (`truth_model`), and as the simulator made it,
+    at every offset (the PSF of twice the image's size that its uv coverage gives:
+    `~deepfocus.simulation.Interferometer.dirty_signal`); and ``residual``, the cube less every
+    true source through the PSF. Returns, for each, the fainter sources found per S/N bin below
+    `BRIGHT_SNR` and the detections that match no true source.
+    """
+    bright = sim.truth[np.asarray(sim.truth["snr"]) >= BRIGHT_SNR]
+    through_psf, everywhere = data, data
+    if len(bright):
+        through_psf = data - truth_model(sim, bright, continuum=True)
+        meta = sim.truth.meta
+        sky = SkyModel(
+            bright,
+            data.shape,
+            cell=meta["cell_arcsec"] * u.arcsec,
+            channel_velocity_width=meta["channel_velocity_width_kms"] * u.km / u.s,
+        )
+        everywhere = data - Interferometer(sim.observation).dirty_signal(sky)
+    out = {}
+    for name, values in zip(SUBTRACTIONS, (None, through_psf, everywhere, residual), strict=True):
+        if values is None:
+            searched = cube
+        else:
+            searched = read_cube(sim.dirty._new_cube_with(data=values.astype(np.float32)), psf=sim.psf)
+        catalog = pipeline(searched, pb=sim.primary_beam)
+        scores = evaluate(sim.truth, catalog)
+        faint = [b for b in scores["completeness_by_snr"] if b["n"] and b["label"] in FAINT_BINS]
+        out[name] = {
+            "found": {b["label"]: int(b["found"]) for b in faint},
+            "n": {b["label"]: int(b["n"]) for b in faint},
+            "false": int(scores["n_detected"] - scores["n_matched"]),
+        }
+    return out
+
+
+#: The S/N bins of `~deepfocus.evaluation.metrics.SNR_BINS` below `BRIGHT_SNR`.
+FAINT_BINS = tuple(label for _lo, hi, label in SNR_BINS if hi <= BRIGHT_SNR)
+
+
+def summed_subtractions(per_cube):
+    """`subtraction_counts` summed over cubes."""
+    out = {}
+    for name in SUBTRACTIONS:
+        entries = [c[name] for c in per_cube]
+        out[name] = {
+            "found": {b: sum(e["found"].get(b, 0) for e in entries) for b in FAINT_BINS},
+            "n": {b: sum(e["n"].get(b, 0) for e in entries) for b in FAINT_BINS},
+            "false": sum(e["false"] for e in entries),
+        }
+    return out
+
+
 def summed(metrics):
     n_truth = sum(m["n_truth"] for m in metrics)
     n_det = sum(m["n_detected"] for m in metrics)
@@ -387,8 +466,9 @@ def main():
     # Per truth source: S/N, found, the detector's filter S/N, the exact template's S/N, the
     # filter S/N with the plane noise of the noise alone.
     sensitivity, causes = [], []
+    subtractions = []
     failures = []
-    for _engine, sim in test_cubes(args.cubes, n_casa, seed, failures):
+    for engine, sim in test_cubes(args.cubes, n_casa, seed, failures):
         cube = read_cube(sim.dirty, psf=sim.psf)
         n_truth += len(sim.truth)
         data = np.asarray(sim.dirty.unmasked_data[:].value, dtype=float)
@@ -425,6 +505,8 @@ def main():
                             ideal_pa_errors.append(
                                 float(angle_error(angle, sim.truth["position_angle"][i].value))
                             )
+            if engine == "fast":  # the simulator's own dirty emission is known at every offset
+                subtractions.append(subtraction_counts(pipelines["networks"], sim, cube, data, residual))
             rows, snr, mf = candidate_rows(detector, cube)
             quiet_cube = snr_with_noise_planes(detector, sim, mf, residual)
         meta = sim.truth.meta
@@ -475,6 +557,7 @@ def main():
         },
         "sensitivity_by_snr": sensitivity_by_bin(sensitivity, THRESHOLD),
         "losses_by_snr": losses_by_bin(sensitivity, causes),
+        "subtraction": summed_subtractions(subtractions),
         "casa_failures": failures,
     }
     write_json("detection_ceiling", data)
@@ -542,6 +625,28 @@ def main():
             [
                 (b["snr"], str(b["n"]), str(b["lost"]), *(str(b[c]) for c in LOSS_CAUSES))
                 for b in data["losses_by_snr"]
+            ],
+        )
+        + "\n\nThe networks' pipeline on each fast-engine cube; on the cube less the noise-free dirty "
+        f"emission of its true sources of S/N >= {BRIGHT_SNR:g} (their sky and primary beam), as a "
+        "CLEAN that knew every bright source exactly would take it out through the PSF the size of "
+        "the image that tclean writes, and as the simulator made it, with the sidelobes at every "
+        "offset (through a PSF twice the image's size); and on the cube less every true source "
+        "through the PSF. The fainter sources found (of those in each bin), and the detections "
+        "that match no true source:\n\n"
+        + rst_table(
+            ["cube searched", *(f"found, S/N {b}" for b in FAINT_BINS), "false detections"],
+            [
+                (
+                    name,
+                    # No source is left to find in the cube less every source.
+                    *(
+                        "-" if name == SUBTRACTIONS[-1] else f"{v['found'][b]} of {v['n'][b]}"
+                        for b in FAINT_BINS
+                    ),
+                    str(v["false"]),
+                )
+                for name, v in data["subtraction"].items()
             ],
         )
         + "\n"
