@@ -50,13 +50,14 @@ def _run_evaluate(args) -> int:
         figure_format(args.plot)
     refuse_existing(outputs, args.overwrite)  # before any work: nothing is replaced by surprise
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DeepFocusWarning)
-        metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
-    for warning in caught:  # deepfocus's own as one-line notes, the others as Python shows them
-        if issubclass(warning.category, DeepFocusWarning):
-            print(f"deepfocus evaluate: note: {warning.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        try:
+            metrics = evaluate_files(args.truth, args.catalog, json_path=args.json)
+        finally:  # the notes explain a failure too
+            for warning in caught:  # deepfocus's own as one-line notes, the others as Python shows them
+                if issubclass(warning.category, DeepFocusWarning):
+                    print(f"deepfocus evaluate: note: {warning.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     if args.plot is not None:
         _plot(args.truth, args.catalog, args.plot)
     if not args.quiet:

@@ -27,7 +27,8 @@ __all__ = [
 #: below this fraction of the lower one. 0.5 cut too few: the lines of two sources 0.6 beam
 #: apart, 15 channels apart (FWHM 10), left a valley at 0.56 of the lower maximum and came
 #: out as one source. 0.6 and 0.7 split that pair and changed nothing else on three sets of
-#: validation and test cubes (a single line's denoised spectrum has no second maximum).
+#: validation and test cubes, whose lines are all Gaussian (one maximum). A double-horned line
+#: (a rotating disc) whose central dip falls below 0.6 of its horns is now cut in two.
 VALLEY_DEPTH = 0.6
 #: Two candidates within a beam whose denoised spectra peak this many channels apart or more in
 #: one run of line channels hold two lines (the candidate stage's saddle test has already kept

@@ -12,7 +12,7 @@ from astropy.table import QTable
 
 from ..exceptions import DeepFocusWarning, InvalidInputError
 from ..io.atomic import atomic_path
-from ._columns import require_columns
+from ._columns import meta_value, require_columns
 from .matching import POSITION_COLUMNS
 from .metrics import evaluate
 
@@ -87,6 +87,12 @@ def evaluate_files(truth_path, catalog_path, *, json_path=None, **match_kwargs) 
     InvalidInputError
         If a file is missing, unreadable or lacks required columns, or the matching settings
         are unknown.
+
+    Warns
+    -----
+    DeepFocusWarning
+        If the two files record different pixel sizes or beams (`cube_mismatches`): they may
+        not be of one cube.
     """
     truth = read_catalog(truth_path, what="truth catalogue", required=TRUTH_REQUIRED)
     catalog = read_catalog(catalog_path, what="detected catalogue", allow_empty=True)
@@ -108,16 +114,29 @@ _CUBE_KEYS = {"cell_arcsec": "pixel size", "beam_major_arcsec": "beam major axis
 
 
 def cube_mismatches(truth_meta, catalog_meta, *, tolerance=0.01):
-    """What the two catalogues' ``meta`` say differently of their cubes: one line per key of
-    `_CUBE_KEYS` that both give, more than ``tolerance`` (relative) apart.
+    """What the two catalogues' ``meta`` say differently of their cubes.
 
     A catalogue scored against the truth of another cube matches nothing, or by chance.
+
+    Parameters
+    ----------
+    truth_meta, catalog_meta : dict
+        The ``meta`` of the truth and of the detected catalogue (keys looked up regardless of
+        case, as FITS tables upper-case them).
+    tolerance : float
+        Largest relative difference of a value that both give.
+
+    Returns
+    -------
+    problems : list of str
+        One line per key of `_CUBE_KEYS` (pixel size, beam major axis) that both give, more than
+        ``tolerance`` apart.
     """
     problems = []
     for key, what in _CUBE_KEYS.items():
         try:
-            a, b = float(truth_meta[key]), float(catalog_meta[key])
-        except (KeyError, TypeError, ValueError):
+            a, b = float(meta_value(truth_meta, key)), float(meta_value(catalog_meta, key))
+        except (TypeError, ValueError):  # not given (None) or not a number
             continue
         if math.isfinite(a) and math.isfinite(b) and abs(a - b) > tolerance * max(abs(a), abs(b)):
             problems.append(f"the truth's {what} is {a:.4g} arcsec, the catalogue's {b:.4g} arcsec")

@@ -342,16 +342,46 @@ def flagged_channels(data, valid=None):
     )
 
 
-def _check_noise(label, noise):
-    """Refuse a cube none of whose channels has a measurable noise (in every channel, more than
-    half of the valid pixels hold one value, or fewer than `MIN_NOISE_PIXELS` are valid): nothing
-    can be normalised by it."""
-    noise = np.asarray(noise, dtype=float)
-    if not np.any(np.isfinite(noise) & (noise > 0)):
+def _check_noise(label, noise, counts, flagged):
+    """Refuse a cube none of whose channels has a measurable noise, and warn about the channels
+    that hold data but no measurable noise (they are then blank to every later stage).
+
+    Parameters
+    ----------
+    label : str
+        The cube's name in messages.
+    noise : `numpy.ndarray`
+        ``(n_chan,)`` robust noise (`robust_channel_noise`), in the input's channel order.
+    counts : `numpy.ndarray`
+        ``(n_chan,)`` valid pixels of every channel.
+    flagged : `numpy.ndarray`
+        ``(n_chan,)`` bool: flagged channels (`flagged_channels`, warned about already).
+
+    Raises
+    ------
+    InvalidInputError
+        If no channel has a measurable noise: nothing can be normalised by it.
+    """
+    noise, counts = np.asarray(noise, dtype=float), np.asarray(counts)
+    measured = np.isfinite(noise) & (noise > 0)
+    if not measured.any():
+        if counts.max(initial=0) < MIN_NOISE_PIXELS:
+            raise InvalidInputError(
+                f"{label}: no channel has a measurable noise: each has fewer than {MIN_NOISE_PIXELS} "
+                "valid pixels"
+            )
         raise InvalidInputError(
             f"{label}: no channel has a measurable noise: in each, more than half of the valid pixels "
-            f"hold one value (a constant image, or zeros rather than NaN outside a mask?), or fewer "
-            f"than {MIN_NOISE_PIXELS} are valid"
+            "hold one value (a constant image, or zeros rather than NaN outside a mask?)"
+        )
+    unmeasured = np.flatnonzero(~measured & ~np.asarray(flagged, dtype=bool) & (counts >= MIN_NOISE_PIXELS))
+    if len(unmeasured):
+        warnings.warn(
+            f"{label}: input channels {[int(k) for k in unmeasured]} have no measurable noise (more than "
+            "half of their valid pixels hold one value: zeros rather than NaN outside a mask?); treating "
+            "them as blank",
+            DeepFocusWarning,
+            stacklevel=4,
         )
 
 
@@ -1082,9 +1112,7 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
     valid[flagged] = False
 
     if statistics is None:
-        noise = robust_channel_noise(data, valid)
-        _check_noise(label, noise)
-        noise = noise * JY_PER_BEAM
+        noise = robust_channel_noise(data, valid) * JY_PER_BEAM
     else:
         noise = np.asarray(statistics.noise, dtype=float)
         noise = (noise[::-1] if flipped else noise) * np.abs(factors) * JY_PER_BEAM
@@ -1099,6 +1127,8 @@ def _prepare(raw: _Raw, psf, statistics=None) -> PreparedCube:
         )
 
     if statistics is None:  # a tile's statistics: the whole cube's reading warned
+        order = slice(None, None, -1) if flipped else slice(None)
+        _check_noise(label, noise.value[order], valid.reshape(n_chan, -1).sum(axis=1)[order], flagged[order])
         warn_sampling(label, ppb, n_chan)
     psf_array = _prepare_psf(psf, label, n_chan, cell, flipped, spectral_axis) if psf is not None else None
     return PreparedCube(

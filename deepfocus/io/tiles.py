@@ -613,12 +613,14 @@ def cube_statistics(path, *, block_bytes=256 * 2**20):
     Raises
     ------
     InvalidInputError
-        If the cube has no valid pixel, or every channel is flagged.
+        If the cube has no valid pixel, every channel is flagged, or no channel has a measurable
+        noise.
     """
     layout = cube_layout(path)
     n_chan, ny, nx = layout.shape
     blocks = _channel_blocks(n_chan, ny, nx, block_bytes)
     noise = np.empty(n_chan)
+    counts = np.zeros(n_chan, dtype=np.int64)
     flagged = np.zeros(n_chan, dtype=bool)
     any_valid = False
     for part in blocks:
@@ -626,12 +628,13 @@ def cube_statistics(path, *, block_bytes=256 * 2**20):
         valid = np.isfinite(raw.data)
         any_valid = any_valid or bool(valid.any())
         flagged[part] = _cube.flagged_channels(raw.data, valid)
+        counts[part] = valid.reshape(len(valid), -1).sum(axis=1)
         noise[part] = _cube.robust_channel_noise(raw.data, valid)
     if not any_valid:
         raise InvalidInputError(f"{path}: the cube has no valid pixel (all NaN)")
     noise[flagged] = np.nan
     _cube._warn_flagged(str(path), np.flatnonzero(flagged), n_chan)
-    _cube._check_noise(str(path), noise)
+    _cube._check_noise(str(path), noise, counts, flagged)
     log.info("channel statistics of %s from %d blocks of %d channels", path, len(blocks), blocks[0].stop)
     return CubeStatistics(noise, flagged, (ny, nx))
 

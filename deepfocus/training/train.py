@@ -434,10 +434,8 @@ def _refuse_replacing(weights):
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         missing = [task for task, path in weights.items() if not path.exists()]
-        others = ", ".join(f"--task {task}" for task in missing)
-        rest = (
-            f"; or train only the others (tasks={missing}; {others} on the command line)" if missing else ""
-        )
+        others = ", then ".join(f"--task {task}" for task in missing)
+        rest = f"; or train only the others, one run each ({others} on the command line)" if missing else ""
         raise FileExistsError(
             f"{existing[0]}{more} exists: pass overwrite=True, or --overwrite on the command line, "
             f"to replace it{rest}"

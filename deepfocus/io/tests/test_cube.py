@@ -355,6 +355,28 @@ def test_all_nan_channel_allowed(base, tmp_path):
     assert np.isfinite(np.delete(cube.noise.value, [3, 5, 7])).all()
 
 
+def test_channels_without_measurable_noise_are_named(base, tmp_path):
+    # A border written as zeros instead of NaN, over most of the image in three channels: their
+    # robust noise is 0, so they are blank to the detector; the warning names them.
+    data = base["data"].copy()
+    n_chan, ny, nx = data.shape
+    yy, xx = np.mgrid[:ny, :nx]
+    border = np.hypot(yy - ny / 2, xx - nx / 2) > 0.3 * nx
+    assert border.mean() > 0.5
+    for k in (2, 3, 4):
+        data[k][border] = 0.0
+    with pytest.warns(DeepFocusWarning, match=r"input channels \[2, 3, 4\] have no measurable noise"):
+        cube = read_cube(_write(tmp_path / "zeros.fits", data, base["header"]))
+    assert np.isnan(cube.noise[[2, 3, 4]].value).all()
+    header = base["header"].copy()  # the same file with a descending frequency axis
+    header["CRVAL3"] += (n_chan - 1) * header["CDELT3"]
+    header["CDELT3"] = -header["CDELT3"]
+    with pytest.warns(
+        DeepFocusWarning, match=rf"input channels \[{n_chan - 5}, {n_chan - 4}, {n_chan - 3}\] have"
+    ):
+        read_cube(_write(tmp_path / "desc.fits", data[::-1], header))
+
+
 def test_noise_matches_simulator(base):
     cube = read_cube(base["path"])
     truth = base["sim"].truth

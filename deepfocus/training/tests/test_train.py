@@ -334,7 +334,7 @@ def test_an_interrupted_run_of_several_tasks_is_told_how_to_train_the_rest(tmp_p
         _refuse_replacing(weights)
     message = str(info.value)
     assert message.startswith(f"{weights['deconvolver']} exists: pass overwrite=True")
-    assert "--task spectral, --task characterizer on the command line" in message
+    assert "one run each (--task spectral, then --task characterizer on the command line)" in message
     for path in weights.values():
         path.write_bytes(b"done")
     with pytest.raises(FileExistsError) as info:
