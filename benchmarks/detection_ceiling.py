@@ -46,7 +46,7 @@ from deepfocus.evaluation import evaluate, match_catalogs, matched_table
 from deepfocus.evaluation.metrics import MAX_AXIS_RATIO, RESOLVED_BEAM_FRACTION, SNR_BINS
 from deepfocus.io.cube import read_cube
 from deepfocus.simulation import Interferometer
-from deepfocus.simulation.skymodel import SkyModel
+from deepfocus.simulation.skymodel import REQUIRED_COLUMNS, SkyModel
 from deepfocus.training.train import SEED_OFFSETS
 
 from _common import machine, rst_table, write_docs, write_json
@@ -361,18 +361,8 @@ SUBTRACTIONS = (
     f"less its detections of S/N >= {BRIGHT_SNR:g} as measured, at every offset",
     "less every source, through the PSF",
 )
-#: Columns of a catalogue that make a sky model (`~deepfocus.simulation.skymodel.SkyModel`).
-SKY_COLUMNS = (
-    "x_centroid",
-    "y_centroid",
-    "z_centroid",
-    "fwhm_major",
-    "fwhm_minor",
-    "position_angle",
-    "line_width",
-    "flux",
-    "continuum_flux",
-)
+#: Columns of a catalogue that make a sky model, its continuum included.
+SKY_COLUMNS = (*REQUIRED_COLUMNS, "continuum_flux")
 
 
 def subtraction_counts(pipeline, sim, cube, data, residual):
