@@ -27,11 +27,11 @@ __all__ = [
 #: below this fraction of the lower one. 0.5 cut too few: the lines of two sources 0.6 beam
 #: apart, 15 channels apart (FWHM 10), left a valley at 0.56 of the lower maximum and came
 #: out as one source. 0.6 and 0.7 split that pair and changed nothing else on three sets of
-#: validation and test cubes, whose lines are all Gaussian (one maximum). A double-horned line
-#: (a rotating disc; two Gaussian horns at one position, 3 noise seeds each) stayed one source
-#: at 0.5 and 0.6 for horns of FWHM 8 channels with dips of 0.93-0.42 of their peaks; fainter
-#: horns of FWHM 12 were cut in two in 1 of 3 runs at a dip of 0.58, and at 0.42 in 2 of 3 runs
-#: at 0.5 and 3 of 3 at 0.6.
+#: validation and test cubes, whose lines are all Gaussian (one maximum). Double-horned lines
+#: (rotating discs; ``benchmarks/double_horn.py``) stay one source at 0.5 and 0.6 for bright
+#: horns of FWHM 8 channels with dips down to 0.42 of their peaks; faint horns of FWHM 12 are
+#: cut in two in 1 of 3 runs at a dip of 0.58 at both depths, and at 0.42 in 2 of 3 at 0.5 and
+#: 3 of 3 at 0.6.
 VALLEY_DEPTH = 0.6
 #: Two candidates within a beam whose denoised spectra peak this many channels apart or more in
 #: one run of line channels hold two lines (the candidate stage's saddle test has already kept
