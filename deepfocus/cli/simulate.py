@@ -155,9 +155,9 @@ def _refuse_existing(folder, names):
     """Refuse, before any cube is simulated, a run that would overwrite files of an earlier one:
     every file `~deepfocus.simulation.SimulatedObservation.write` would count as its output
     under one of ``names`` (a PSF or primary beam of an earlier run included)."""
-    kinds = ("dirty.fits", "sky.fits", "truth.ecsv", "psf.fits", "pb.fits")
-    existing = [folder / f"{name}_{kind}" for name in names for kind in kinds]
-    existing = [path for path in existing if path.exists()]
+    from ..simulation.simulate import output_paths
+
+    existing = [path for name in names for path in output_paths(folder, name).values() if path.exists()]
     if existing:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise DeepFocusError(

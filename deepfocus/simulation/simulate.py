@@ -25,7 +25,7 @@ from .interferometer import Interferometer
 from .observation import Observation
 from .skymodel import SkyModel, _as_quantity
 
-__all__ = ["SimulatedObservation", "simulate", "simulate_arrays", "cube_wcs", "TRUTH_COLUMNS"]
+__all__ = ["SimulatedObservation", "simulate", "simulate_arrays", "cube_wcs", "output_paths", "TRUTH_COLUMNS"]
 
 #: Columns of a truth catalogue, in order (DESIGN section 4).
 TRUTH_COLUMNS = (
@@ -141,19 +141,13 @@ class SimulatedObservation:
         paths : dict
             The written paths by kind.
         """
-        directory = Path(directory)
-        paths = {
-            "dirty": directory / f"{name}_dirty.fits",
-            "sky": directory / f"{name}_sky.fits",
-            "truth": directory / f"{name}_truth.ecsv",
-        }
-        if psf:
-            paths["psf"] = directory / f"{name}_psf.fits"
-        if pb and self.primary_beam is not None:
-            paths["pb"] = directory / f"{name}_pb.fits"
+        every = output_paths(directory, name)
+        wanted = {"dirty", "sky", "truth"} | ({"psf"} if psf else set())
+        wanted |= {"pb"} if pb and self.primary_beam is not None else set()
+        paths = {kind: path for kind, path in every.items() if kind in wanted}
         # A PSF or primary beam of an earlier simulation under this name would be taken for
         # this one's (``--psf auto`` finds NAME_psf.fits): it counts as an existing output.
-        stale = [directory / f"{name}_{kind}.fits" for kind in ("psf", "pb") if kind not in paths]
+        stale = [path for kind, path in every.items() if kind not in paths]
         stale = [path for path in stale if path.exists()]
         if not overwrite:
             existing = [str(p) for p in [*paths.values(), *stale] if p.exists()]
@@ -177,6 +171,16 @@ class SimulatedObservation:
         for path in stale:
             path.unlink()
         return paths
+
+
+def output_paths(directory, name):
+    """Every file `SimulatedObservation.write` may write, or count as its output, under ``name``
+    in ``directory``: kind (``dirty``, ``sky``, ``truth``, ``psf``, ``pb``) -> path."""
+    directory = Path(directory)
+    paths = {kind: directory / f"{name}_{kind}.fits" for kind in ("dirty", "sky")}
+    paths["truth"] = directory / f"{name}_truth.ecsv"
+    paths.update({kind: directory / f"{name}_{kind}.fits" for kind in ("psf", "pb")})
+    return paths
 
 
 def _truth_table(sources: QTable, sky: SkyModel, interferometer: Interferometer, wcs: WCS) -> QTable:
