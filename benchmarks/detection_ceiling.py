@@ -365,20 +365,20 @@ SUBTRACTIONS = (
 SKY_COLUMNS = (*REQUIRED_COLUMNS, "continuum_flux")
 
 
-def subtraction_counts(pipeline, sim, cube, data, residual):
+def subtraction_counts(pipeline, sim, first, data, residual):
     """What taking the bright sources' emission out of a fast-engine cube would gain the faint ones.
 
-    Each cube of `SUBTRACTIONS` is searched by ``pipeline`` with the cube's PSF: the cube
-    itself; the cube less the noise-free dirty emission of its true sources of S/N >=
-    `BRIGHT_SNR` as a CLEAN that knew every bright source exactly would remove it, through the
-    PSF the size of the image that tclean writes (`truth_model`), and as the simulator made it,
-    at every offset (the PSF of twice the image's size that its uv coverage gives:
-    `~deepfocus.simulation.Interferometer.dirty_signal`); the cube less, at every offset, the
-    emission of the pipeline's own detections of S/N >= `BRIGHT_SNR` as it measured them (its
-    catalogue then holds those and what the second search finds away from them); and
-    ``residual``, the cube less every true source through the PSF. Returns, for each, the
-    fainter sources found per S/N bin below `BRIGHT_SNR` and the detections that match no true
-    source.
+    Each cube of `SUBTRACTIONS` is searched by ``pipeline`` with the cube's PSF: the cube itself
+    (``first``, the catalogue ``pipeline`` gave it); the cube less the noise-free dirty emission
+    of its true sources of S/N >= `BRIGHT_SNR` as a CLEAN that knew every bright source exactly
+    would remove it, through the PSF the size of the image that tclean writes (`truth_model`),
+    and as the simulator made it, at every offset (the PSF of twice the image's size that its uv
+    coverage gives: `~deepfocus.simulation.Interferometer.dirty_signal`); the cube less, at
+    every offset, the emission of the pipeline's own detections of S/N >= `BRIGHT_SNR` as it
+    measured them (its catalogue then holds those and what the second search finds away from
+    them); and ``residual``, the cube less every true source through the PSF. Returns, for each,
+    the fainter sources found per S/N bin below `BRIGHT_SNR` and the detections that match no
+    true source.
     """
     meta = sim.truth.meta
     interferometer = Interferometer(sim.observation)
@@ -397,7 +397,6 @@ def subtraction_counts(pipeline, sim, cube, data, residual):
     def search(values):
         return pipeline(read_cube(sim.dirty._new_cube_with(data=values.astype(np.float32)), psf=sim.psf))
 
-    first = pipeline(cube, pb=sim.primary_beam)
     true_bright = sim.truth[np.asarray(sim.truth["snr"]) >= BRIGHT_SNR]
     found_bright = first[np.asarray(first["snr"]) >= BRIGHT_SNR] if first is not None else []
     catalogs = {SUBTRACTIONS[0]: first}
@@ -520,8 +519,9 @@ def main():
         found = np.zeros(len(sim.truth), dtype=bool)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            catalogs = {}
             for name, pipeline in pipelines.items():
-                catalog = pipeline(cube, pb=sim.primary_beam)
+                catalog = catalogs[name] = pipeline(cube, pb=sim.primary_beam)
                 scores[name].append(evaluate(sim.truth, catalog))
                 if name == "networks" and catalog is not None:
                     pairs = matched_table(sim.truth, catalog)
@@ -550,7 +550,9 @@ def main():
                                 float(angle_error(angle, sim.truth["position_angle"][i].value))
                             )
             if engine == "fast":  # the simulator's own dirty emission is known at every offset
-                subtractions.append(subtraction_counts(pipelines["networks"], sim, cube, data, residual))
+                subtractions.append(
+                    subtraction_counts(pipelines["networks"], sim, catalogs["networks"], data, residual)
+                )
             rows, snr, mf = candidate_rows(detector, cube)
             quiet_cube = snr_with_noise_planes(detector, sim, mf, residual)
         meta = sim.truth.meta
